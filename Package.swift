@@ -1,0 +1,85 @@
+// swift-tools-version:6.1
+// plainflow-relay: targets in data-flow order. Dependencies point downstream only:
+//   ingest ──► message ──► spool ──► forward   (daemon wires them, the CLI runs the daemon)
+import PackageDescription
+
+let package = Package(
+    name: "plainflow-relay",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "plainflow-relay", targets: ["plainflow-relay"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries, reached through module maps and typed shims only.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // 1. message: the identify contract. Pure: no I/O, clock passed in.
+        .target(name: "RelayMessage"),
+
+        // 2. spool: the SQLite outbox. The only importer of CSQLite.
+        .target(name: "RelaySpool", dependencies: [
+            "CSQLite",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // 3. forward: batching, libcurl transport, retry policy. The only importer of CCurl.
+        .target(name: "RelayForward", dependencies: [
+            "CCurl", "RelaySpool",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // 0. ingest: listeners, HTTP routes, status mapping. Never sees SQL.
+        .target(name: "RelayIngest", dependencies: [
+            "RelayMessage", "RelaySpool",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOExtras", package: "swift-nio-extras"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // Composition root: config, telemetry, one ServiceGroup. No business logic.
+        .target(name: "RelayDaemon", dependencies: [
+            "RelayIngest", "RelayMessage", "RelaySpool", "RelayForward",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+
+        .executableTarget(name: "plainflow-relay", dependencies: [
+            "RelayDaemon", "RelaySpool",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "RelayMessageTests", dependencies: ["RelayMessage"]),
+        .testTarget(name: "RelaySpoolTests", dependencies: ["RelaySpool"]),
+        .testTarget(name: "RelayForwardTests", dependencies: ["RelayForward", "RelaySpool"]),
+        .testTarget(name: "RelayIngestTests", dependencies: [
+            "RelayIngest", "RelayMessage", "RelaySpool",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "EndToEndTests", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

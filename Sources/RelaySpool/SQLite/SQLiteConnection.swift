@@ -1,0 +1,142 @@
+// A thin, owning wrapper over one sqlite3 connection and its prepared
+// statements, in the manner of GRDB: a statement is a class that owns its
+// pointer (prepared in init, finalized in deinit), every C call is wrapped
+// once and its result code turned into a typed error at once.
+//
+// Not thread-safe: each connection has exactly one owner (the spool writer
+// thread, or the forwarder's reader).
+
+import CSQLite
+
+/// One SQLite connection.
+final class SQLiteConnection {
+    let handle: OpaquePointer
+    let path: String
+
+    /// Opens (creating if asked) the database at `path`.
+    init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+        var db: OpaquePointer?
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let err = SQLiteError(code: rc, db: db, sql: nil)
+            sqlite3_close_v2(db)
+            throw err
+        }
+        sqlite3_extended_result_codes(db, 1)
+        self.handle = db
+        self.path = path
+    }
+
+    deinit {
+        sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more statements that return no rows.
+    func execute(_ sql: String) throws(SQLiteError) {
+        var errmsg: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &errmsg)
+        if rc != SQLITE_OK {
+            let message = errmsg.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_free(errmsg)
+            throw SQLiteError(code: rc, message: message, sql: sql)
+        }
+    }
+
+    /// Prepares a statement for repeated use.
+    func prepare(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        try SQLiteStatement(connection: self, sql: sql)
+    }
+
+    /// Runs `sql` and returns the first column of the first row as an integer.
+    func scalarInt(_ sql: String) throws(SQLiteError) -> Int64? {
+        let st = try prepare(sql)
+        guard try st.step() else { return nil }
+        return st.isNull(0) ? nil : st.int64(0)
+    }
+
+    /// Rows changed by the last statement.
+    var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// True while a transaction is open.
+    var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+}
+
+/// One prepared statement. Bind with 1-based indexes, read columns 0-based.
+final class SQLiteStatement {
+    private let stmt: OpaquePointer
+    private unowned let connection: SQLiteConnection
+    let sql: String
+
+    init(connection: SQLiteConnection, sql: String) throws(SQLiteError) {
+        var s: OpaquePointer?
+        let rc = sqlite3_prepare_v3(connection.handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &s, nil)
+        guard rc == SQLITE_OK, let s else { throw SQLiteError(code: rc, db: connection.handle, sql: sql) }
+        self.stmt = s
+        self.connection = connection
+        self.sql = sql
+    }
+
+    deinit { sqlite3_finalize(stmt) }
+
+    /// Clears bindings and state so the statement can run again.
+    func reset() {
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+    }
+
+    func bind(_ index: Int32, _ value: Int64) throws(SQLiteError) {
+        try check(sqlite3_bind_int64(stmt, index, value))
+    }
+
+    func bind(_ index: Int32, _ value: String?) throws(SQLiteError) {
+        guard let value else { try check(sqlite3_bind_null(stmt, index)); return }
+        try check(sqlite3_bind_text(stmt, index, value, -1, pf_sqlite_transient()))
+    }
+
+    func bind(_ index: Int32, bytes: [UInt8]) throws(SQLiteError) {
+        let rc = bytes.withUnsafeBytes { buf in
+            sqlite3_bind_blob(stmt, index, buf.baseAddress, Int32(buf.count), pf_sqlite_transient())
+        }
+        try check(rc)
+    }
+
+    /// Advances one row: true when a row is available, false when done.
+    @discardableResult
+    func step() throws(SQLiteError) -> Bool {
+        let rc = sqlite3_step(stmt)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default:
+            let err = SQLiteError(code: rc, db: connection.handle, sql: sql)
+            sqlite3_reset(stmt)
+            throw err
+        }
+    }
+
+    /// Runs a statement that returns no rows, then resets it.
+    func run() throws(SQLiteError) {
+        defer { reset() }
+        try step()
+    }
+
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(stmt, column) }
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(stmt, column) == SQLITE_NULL }
+
+    func string(_ column: Int32) -> String? {
+        guard let p = sqlite3_column_text(stmt, column) else { return nil }
+        return String(cString: p)
+    }
+
+    func bytes(_ column: Int32) -> [UInt8] {
+        let n = Int(sqlite3_column_bytes(stmt, column))
+        guard n > 0, let p = sqlite3_column_blob(stmt, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: p, count: n))
+    }
+
+    private func check(_ rc: Int32) throws(SQLiteError) {
+        if rc != SQLITE_OK { throw SQLiteError(code: rc, db: connection.handle, sql: sql) }
+    }
+}

@@ -1,0 +1,208 @@
+// Spool: the durable SQLite outbox between ingest and forward.
+//
+// Owns: the database file, its schema, and every write to it.
+//
+// Invariants (the durability contract, DESIGN §4):
+// - A message is acknowledged (its append completes with `.stored` or
+//   `.duplicate`) only after the transaction holding it has committed with
+//   WAL + synchronous=FULL, i.e. after fsync.
+// - One writer: a dedicated thread drains a queue of write operations and
+//   applies everything it finds in one transaction (group commit). Under
+//   load, appends from many connections share one fsync. An optional linger
+//   window lets concurrent producers join before the commit.
+// - Rows leave the outbox only when the upstream accepted them (deleted,
+//   id kept in `sent_ids` for the dedupe window) or when they are moved to
+//   `dead_letters`, in the same transaction. Nothing is dropped silently.
+// - Leases are in memory (see SpoolReader): after a crash every row that was
+//   in flight is simply still in the outbox and is sent again.
+// - The outbox never grows past `max_bytes`: an append that would cross it
+//   fails with `SpoolError.full` (HTTP 503) unless `on_full = drop_oldest`,
+//   where the oldest rows are moved to dead letters to make room (counted).
+//
+// On-disk layout: see Schema.swift. States of a message:
+//   appended ─► queued ─► leased (memory) ─► deleted (+ sent_ids)
+//                  ▲            │
+//                  └─ retry ────┤
+//                               └──────────► dead_letters
+
+import Logging
+import Synchronization
+
+/// How the spool stores.
+public struct SpoolOptions: Sendable {
+    public enum OnFull: String, Sendable, Codable {
+        /// Refuse new calls with 503 until there is room (default).
+        case reject
+        /// Move the oldest messages to dead letters to make room (counted and logged).
+        case dropOldest = "drop_oldest"
+    }
+
+    public var path: String
+    /// Upper bound of the outbox payload bytes.
+    public var maxBytes: Int64
+    public var onFull: OnFull
+    /// `synchronous=FULL` (fsync every commit) when true, `NORMAL` otherwise.
+    public var synchronousFull: Bool
+    /// How long the writer waits for more appends before committing.
+    public var commitLingerNanos: Int64
+    /// A commit never waits for more than this many messages.
+    public var maxMessagesPerCommit: Int
+    /// How long a sent message id is remembered for dedupe.
+    public var dedupeWindowMillis: Int64
+    /// Rows kept in the `rejected` sample.
+    public var rejectedSampleLimit: Int
+
+    public init(
+        path: String,
+        maxBytes: Int64 = 1 << 30,
+        onFull: OnFull = .reject,
+        synchronousFull: Bool = true,
+        commitLingerNanos: Int64 = 0,
+        maxMessagesPerCommit: Int = 1000,
+        dedupeWindowMillis: Int64 = 24 * 3600 * 1000,
+        rejectedSampleLimit: Int = 1000
+    ) {
+        self.path = path
+        self.maxBytes = maxBytes
+        self.onFull = onFull
+        self.synchronousFull = synchronousFull
+        self.commitLingerNanos = commitLingerNanos
+        self.maxMessagesPerCommit = maxMessagesPerCommit
+        self.dedupeWindowMillis = dedupeWindowMillis
+        self.rejectedSampleLimit = rejectedSampleLimit
+    }
+}
+
+/// The durable outbox. Thread-safe; all writes go through one writer thread.
+public final class Spool: Sendable {
+    public typealias Completion<T> = @Sendable (Result<T, SpoolError>) -> Void
+
+    enum Op {
+        case append([SpoolAppend], Completion<[AppendOutcome]>)
+        case acknowledge([SpoolMessage], atMillis: Int64, Completion<Void>)
+        case retry([SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64, Completion<Void>)
+        case deadLetter([SpoolMessage], DeadLetterReason, nowMillis: Int64, Completion<Void>)
+        case rejected(errors: String, sample: [UInt8], atMillis: Int64)
+        case expire(receivedBeforeMillis: Int64, nowMillis: Int64, Completion<Int>)
+        case shutdown(@Sendable () -> Void)
+    }
+
+    /// What the writer thread and the callers share.
+    final class Shared: Sendable {
+        let queue = BlockingQueue<Op>()
+        let counters: Mutex<SpoolStats>
+        /// Messages dropped to make room under `on_full = drop_oldest`.
+        let dropped = Atomic<Int64>(0)
+        init(_ stats: SpoolStats) { counters = Mutex(stats) }
+    }
+
+    public let options: SpoolOptions
+    private let shared: Shared
+    private var queue: BlockingQueue<Op> { shared.queue }
+    private let logger: Logger
+
+    /// Opens (creating and migrating as needed) the spool and starts its writer.
+    public init(options: SpoolOptions, logger: Logger = Logger(label: "plainflow-relay.spool")) throws(SpoolError) {
+        self.options = options
+        self.logger = logger
+        let writer = try SpoolWriter(options: options, logger: logger)
+        let shared = Shared(writer.initialStats)
+        self.shared = shared
+        nonisolated(unsafe) let confined = writer  // owned by the writer thread from here on
+        startThread(name: "spool-writer") {
+            confined.run(shared)
+        }
+    }
+
+    // MARK: Ingest side
+
+    /// Stores `messages` durably; completes after the commit.
+    public func append(_ messages: [SpoolAppend], completion: @escaping Completion<[AppendOutcome]>) {
+        if !queue.push(.append(messages, completion)) { completion(.failure(.closed)) }
+    }
+
+    /// Stores `messages` durably; returns after the commit.
+    public func append(_ messages: [SpoolAppend]) async throws(SpoolError) -> [AppendOutcome] {
+        try await withResult { self.append(messages, completion: $0) }
+    }
+
+    /// Keeps a sample of a refused call for the operator (`rejected list`); best effort.
+    public func recordRejected(errors: [String], sample: [UInt8], atMillis: Int64) {
+        var json: [UInt8] = [UInt8(ascii: "[")]
+        for (i, e) in errors.enumerated() {
+            if i > 0 { json.append(UInt8(ascii: ",")) }
+            SpoolJSON.appendString(e, to: &json)
+        }
+        json.append(UInt8(ascii: "]"))
+        _ = queue.push(.rejected(errors: String(decoding: json, as: UTF8.self), sample: Array(sample.prefix(4096)), atMillis: atMillis))
+    }
+
+    // MARK: Forward side
+
+    /// The upstream accepted these: delete them and remember their ids.
+    public func acknowledge(_ messages: [SpoolMessage], atMillis: Int64) async throws(SpoolError) {
+        try await withResult { self.submit(.acknowledge(messages, atMillis: atMillis, $0), $0) }
+    }
+
+    /// Sending failed in a way worth retrying: count the attempt, keep the rows.
+    public func scheduleRetry(_ messages: [SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64) async throws(SpoolError) {
+        try await withResult { self.submit(.retry(messages, error: error, nextAttemptAtMillis: nextAttemptAtMillis, nowMillis: nowMillis, $0), $0) }
+    }
+
+    /// The upstream will never take these: move them to dead letters.
+    public func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws(SpoolError) {
+        try await withResult { self.submit(.deadLetter(messages, reason, nowMillis: nowMillis, $0), $0) }
+    }
+
+    /// Moves messages received before the cutoff (`max_age`) to dead letters; returns how many.
+    public func expire(receivedBeforeMillis: Int64, nowMillis: Int64) async throws(SpoolError) -> Int {
+        try await withResult { self.submit(.expire(receivedBeforeMillis: receivedBeforeMillis, nowMillis: nowMillis, $0), $0) }
+    }
+
+    /// A reader for the forwarder, on its own connection.
+    public func makeReader() throws(SpoolError) -> SpoolReader {
+        try SpoolReader(path: options.path)
+    }
+
+    // MARK: State
+
+    /// Depth and bytes as the writer knows them (no I/O).
+    public var stats: SpoolStats { shared.counters.withLock { $0 } }
+
+    /// Messages dropped under `on_full = drop_oldest` since start.
+    public var droppedCount: Int64 { shared.dropped.load(ordering: .relaxed) }
+
+    /// Commits what is queued, then stops the writer and closes the file.
+    /// Appends after this fail with `SpoolError.closed`.
+    public func close() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            if !queue.pushAndClose(.shutdown({ c.resume() })) { c.resume() }
+        }
+    }
+
+    private func submit<T>(_ op: Op, _ completion: Completion<T>) {
+        if !queue.push(op) { completion(.failure(.closed)) }
+    }
+
+    private func withResult<T: Sendable>(_ start: (@escaping Completion<T>) -> Void) async throws(SpoolError) -> T {
+        let result: Result<T, SpoolError> = await withCheckedContinuation { c in
+            start { c.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+}
+
+/// Minimal JSON string escaping for the spool's own small documents.
+enum SpoolJSON {
+    static func appendString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
+            case 0..<0x20: out.append(contentsOf: Array("\\u00".utf8)); out.append(contentsOf: Array(String(b, radix: 16).count == 1 ? "0\(String(b, radix: 16))".utf8 : String(b, radix: 16).utf8))
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}

@@ -1,0 +1,36 @@
+/// Why the spool could not do what was asked.
+public enum SpoolError: Error, Sendable, CustomStringConvertible {
+    /// Storing the call would take the spool past `max_bytes`.
+    case full(limitBytes: Int64)
+    /// SQLite refused (disk full, read-only file, I/O error, ...).
+    case storage(SQLiteError)
+    /// The file was written by a newer relay.
+    case newerSchema(path: String, found: Int64, supported: Int64)
+    case migrationFailed(path: String, toVersion: Int64, underlying: SQLiteError)
+    /// The spool is shutting down and takes no more writes.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .full(let limit):
+            return "the spool is full (max_bytes = \(limit)); retry later"
+        case .storage(let e):
+            return "the spool could not write to disk: \(e)"
+        case .newerSchema(let path, let found, let supported):
+            return "\(path) has schema version \(found), newer than this relay understands (\(supported)); upgrade plainflow-relay"
+        case .migrationFailed(let path, let v, let e):
+            return "could not migrate \(path) to schema version \(v): \(e)"
+        case .closed:
+            return "the spool is shutting down"
+        }
+    }
+
+    /// True when the app should simply retry later (HTTP 503).
+    public var isTransient: Bool {
+        switch self {
+        case .full, .closed: return true
+        case .storage(let e): return e.isStorageRefusal
+        case .newerSchema, .migrationFailed: return false
+        }
+    }
+}

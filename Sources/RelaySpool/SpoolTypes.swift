@@ -1,0 +1,73 @@
+/// Which queue a message waits in: live calls go before a historical import.
+public enum SpoolPriority: Int64, Sendable {
+    case live = 0
+    case bulk = 1
+}
+
+/// A message to store.
+public struct SpoolAppend: Sendable, Hashable {
+    public var messageID: String
+    /// The write key the app sent, or "" to use the relay's configured key.
+    public var writeKey: String
+    public var priority: SpoolPriority
+    /// Relay receive time, unix milliseconds.
+    public var receivedAtMillis: Int64
+    /// Canonical JSON of the message.
+    public var payload: [UInt8]
+
+    public init(messageID: String, writeKey: String = "", priority: SpoolPriority = .live, receivedAtMillis: Int64, payload: [UInt8]) {
+        self.messageID = messageID
+        self.writeKey = writeKey
+        self.priority = priority
+        self.receivedAtMillis = receivedAtMillis
+        self.payload = payload
+    }
+}
+
+/// What became of one appended message.
+public enum AppendOutcome: Sendable, Hashable {
+    /// Newly committed.
+    case stored
+    /// Its message_id is already queued or was sent within the dedupe window:
+    /// acknowledged, not stored twice.
+    case duplicate
+}
+
+/// A message leased to the forwarder.
+public struct SpoolMessage: Sendable, Hashable {
+    public let seq: Int64
+    public let messageID: String
+    public let writeKey: String
+    public let receivedAtMillis: Int64
+    public let attempts: Int
+    public let payload: [UInt8]
+}
+
+/// Counters that describe the spool right now.
+public struct SpoolStats: Sendable, Hashable, Codable {
+    public var depth: Int64
+    public var bytes: Int64
+    public var oldestReceivedAtMillis: Int64?
+    public var deadLetters: Int64
+    public var rejected: Int64
+
+    public init(depth: Int64 = 0, bytes: Int64 = 0, oldestReceivedAtMillis: Int64? = nil, deadLetters: Int64 = 0, rejected: Int64 = 0) {
+        self.depth = depth
+        self.bytes = bytes
+        self.oldestReceivedAtMillis = oldestReceivedAtMillis
+        self.deadLetters = deadLetters
+        self.rejected = rejected
+    }
+}
+
+/// Why messages go to dead letters.
+public struct DeadLetterReason: Sendable, Hashable {
+    public var reason: String
+    /// The upstream's HTTP status, when it answered.
+    public var status: Int?
+
+    public init(reason: String, status: Int? = nil) {
+        self.reason = reason
+        self.status = status
+    }
+}

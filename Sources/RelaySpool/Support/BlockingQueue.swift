@@ -1,0 +1,86 @@
+// A mutex + condition variable queue and a dedicated OS thread: the spool's
+// SQLite connections block on fsync, so they run on threads of their own and
+// never on an event loop or the cooperative pool.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A FIFO that one consumer thread drains in bulk.
+final class BlockingQueue<Element>: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var cond = pthread_cond_t()
+    private var items: [Element] = []
+    private var closed = false
+
+    init() {
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&cond, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(&cond)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    /// Adds an item; false when the queue is closed.
+    func push(_ item: Element) -> Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if closed { return false }
+        items.append(item)
+        pthread_cond_signal(&cond)
+        return true
+    }
+
+    /// Adds a last item and closes the queue in one step: nothing can be
+    /// pushed after it. The consumer drains what is left, then `takeAll`
+    /// returns nil. False when the queue was already closed.
+    func pushAndClose(_ item: Element) -> Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if closed { return false }
+        items.append(item)
+        closed = true
+        pthread_cond_broadcast(&cond)
+        return true
+    }
+
+    /// Waits for at least one item, then lingers up to `lingerNanos` (or until
+    /// `enough(items)` holds) to let concurrent producers join, then takes all.
+    /// Returns nil once the queue is closed and empty.
+    func takeAll(lingerNanos: Int64, enough: ([Element]) -> Bool) -> [Element]? {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        while items.isEmpty && !closed { pthread_cond_wait(&cond, &mutex) }
+        if items.isEmpty { return nil }
+        if lingerNanos > 0 && !closed && !enough(items) {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            let total = Int64(now.tv_nsec) + lingerNanos
+            var deadline = timespec(tv_sec: now.tv_sec + Int(total / 1_000_000_000), tv_nsec: Int(total % 1_000_000_000))
+            while !closed && !enough(items) {
+                if pthread_cond_timedwait(&cond, &mutex, &deadline) == ETIMEDOUT { break }
+            }
+        }
+        let taken = items
+        items.removeAll(keepingCapacity: true)
+        return taken
+    }
+}
+
+/// Starts `body` on a new detached OS thread.
+func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
+    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var tid = pthread_t()
+    let rc = pthread_create(&tid, nil, { arg in
+        let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+        box.body()
+        return nil
+    }, box)
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    pthread_detach(tid)
+}
