@@ -14,4 +14,7 @@ static inline CURLcode pf_curl_setopt_off(CURL *h, CURLoption o, curl_off_t v) {
 static inline CURLcode pf_curl_setopt_write_cb(CURL *h, CURLoption o, curl_write_callback v) { return curl_easy_setopt(h, o, v); }
 static inline CURLcode pf_curl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
 
+// CURLAUTH_BASIC is a macro with a cast, which Swift does not import.
+static inline long pf_curlauth_basic(void) { return (long)CURLAUTH_BASIC; }
+
 #endif

@@ -1,0 +1,331 @@
+// Forwarder: drains the spool to the upstream (DESIGN §5).
+//
+// Owns: the order and pace of upstream requests, and what happens to a batch
+// after each answer. It reaches the spool only through SpoolReader (lease)
+// and the Spool's outcome calls (acknowledge, scheduleRetry, deadLetter).
+//
+// Invariants:
+// - Oldest first, live before bulk; one write key per batch; at most
+//   `maxBatchCount` messages and `maxBatchBytes` of request body.
+// - A batch goes when it is full or when its oldest message has waited
+//   `flushInterval`; never faster than `maxRequestsPerSecond`.
+// - Rows are leased until their outcome is committed; a crash in between
+//   leaves them in the outbox, to be sent again (the upstream dedupes on
+//   message_id).
+// - While the upstream fails, requests go one at a time, spaced by the
+//   backoff (or its Retry-After): a sick upstream is probed, not hammered.
+// - On 401/403 forwarding pauses; nothing is dropped. `resume()` (SIGHUP)
+//   or the slow credential retry starts it again.
+// - Graceful shutdown lets the in-flight request end, records its outcome,
+//   and returns.
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+import RelaySpool
+import ServiceLifecycle
+import Synchronization
+
+/// How the forwarder sends.
+public struct ForwarderOptions: Sendable {
+    /// Base URL: batches go to `{upstream}/v1/batch`.
+    public var upstream: String
+    /// The relay's write key; nil to use each message's own (sent by the app).
+    public var writeKey: String?
+    public var maxBatchCount: Int
+    public var maxBatchBytes: Int
+    public var flushIntervalMillis: Int64
+    public var maxRequestsPerSecond: Double
+    /// Messages older than this (by `received_at`) go to dead letters.
+    public var maxAgeMillis: Int64
+    /// How long forwarding stays paused after 401/403 before it tries again.
+    public var credentialRetryMillis: Int64
+    public var backoff: BackoffPolicy
+    public var transport: TransportOptions
+
+    public init(
+        upstream: String = "https://pipe.plainflow.net",
+        writeKey: String? = nil,
+        maxBatchCount: Int = 100,
+        maxBatchBytes: Int = 500 * 1024,
+        flushIntervalMillis: Int64 = 200,
+        maxRequestsPerSecond: Double = 100,
+        maxAgeMillis: Int64 = 7 * 24 * 3600 * 1000,
+        credentialRetryMillis: Int64 = 5 * 60 * 1000,
+        backoff: BackoffPolicy = BackoffPolicy(),
+        transport: TransportOptions = TransportOptions()
+    ) {
+        self.upstream = upstream
+        self.writeKey = writeKey
+        self.maxBatchCount = maxBatchCount
+        self.maxBatchBytes = maxBatchBytes
+        self.flushIntervalMillis = flushIntervalMillis
+        self.maxRequestsPerSecond = maxRequestsPerSecond
+        self.maxAgeMillis = maxAgeMillis
+        self.credentialRetryMillis = credentialRetryMillis
+        self.backoff = backoff
+        self.transport = transport
+    }
+
+    /// The batch endpoint.
+    public var batchURL: String {
+        (upstream.hasSuffix("/") ? String(upstream.dropLast()) : upstream) + "/v1/batch"
+    }
+}
+
+/// What the forwarder is doing, for `/v1/status` and the logs.
+public struct UpstreamStatus: Sendable, Hashable, Codable {
+    public enum State: String, Sendable, Codable {
+        /// Sending normally (or nothing to send).
+        case ok
+        /// The last attempt failed; backing off.
+        case retrying
+        /// The upstream refused the credentials (401/403); paused.
+        case pausedCredentials = "paused_credentials"
+    }
+
+    public var state: State = .ok
+    public var consecutiveFailures = 0
+    public var lastError: String?
+    public var lastSuccessAtMillis: Int64?
+    public var nextAttemptAtMillis: Int64?
+    public var requests: Int64 = 0
+    public var delivered: Int64 = 0
+    public var deadLettered: Int64 = 0
+    public var expired: Int64 = 0
+}
+
+/// The forwarding service.
+public final class Forwarder: Service, Sendable {
+    private let spool: Spool
+    private let options: ForwarderOptions
+    private let transport: CurlTransport
+    private let logger: Logger
+    private let nowMillis: @Sendable () -> Int64
+    private let statusBox = Mutex(UpstreamStatus())
+    private let resumeRequested = Atomic<Bool>(false)
+
+    public init(spool: Spool, options: ForwarderOptions, logger: Logger = Logger(label: "plainflow-relay.forward"),
+                nowMillis: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+        self.spool = spool
+        self.options = options
+        self.transport = CurlTransport(options: options.transport)
+        self.logger = logger
+        self.nowMillis = nowMillis
+    }
+
+    /// A snapshot of the upstream state.
+    public var status: UpstreamStatus { statusBox.withLock { $0 } }
+
+    /// Ends a credential pause now (config reload, SIGHUP).
+    public func resume() { resumeRequested.store(true, ordering: .relaxed) }
+
+    public func run() async throws {
+        _ = try spool.makeReader()  // fail fast on an unreadable spool
+        do {
+            try await cancelWhenGracefulShutdown {
+                var loop = Loop(forwarder: self, reader: try self.spool.makeReader())
+                try await loop.run()
+            }
+        } catch is CancellationError {
+            // graceful shutdown: the in-flight batch has ended
+        }
+        logger.info("forwarder stopped")
+    }
+
+    // MARK: - The loop
+
+    /// The forwarder's mutable state; lives in `run()`'s task only.
+    private struct Loop {
+        let forwarder: Forwarder
+        let reader: SpoolReader
+        var schedule: RetrySchedule
+        var rng = SystemRandomNumberGenerator()
+        var lastRequestAtMillis: Int64 = 0
+        var pausedUntilMillis: Int64?
+        var lastExpiryAtMillis: Int64 = 0
+
+        init(forwarder: Forwarder, reader: SpoolReader) {
+            self.forwarder = forwarder
+            self.reader = reader
+            self.schedule = RetrySchedule(policy: forwarder.options.backoff)
+        }
+
+        var options: ForwarderOptions { forwarder.options }
+        var logger: Logger { forwarder.logger }
+        func now() -> Int64 { forwarder.nowMillis() }
+
+        mutating func run() async throws {
+            while !Task.isCancelled {
+                var t = now()
+                try await expireOld(now: t)
+
+                if let until = pausedUntilMillis {
+                    if forwarder.resumeRequested.exchange(false, ordering: .relaxed) || t >= until {
+                        pausedUntilMillis = nil
+                        logger.notice("forwarding resumed after a credentials pause; trying the upstream again")
+                    } else {
+                        try await sleep(millis: min(until - t, 1000))
+                        continue
+                    }
+                }
+                if !schedule.isOpen(nowMillis: t) {
+                    try await sleep(millis: schedule.nextAttemptAtMillis - t)
+                    continue
+                }
+
+                let batch: [SpoolMessage]
+                do {
+                    batch = try lease(now: t)
+                } catch {
+                    logger.error("could not read the spool; retrying in a second", metadata: ["error": "\(error)"])
+                    try await sleep(millis: 1000)
+                    continue
+                }
+                if batch.isEmpty {
+                    try await sleep(millis: options.flushIntervalMillis)
+                    continue
+                }
+                // Not full yet and young: give it until its oldest message's flush deadline.
+                let oldest = batch.map(\.receivedAtMillis).min() ?? t
+                let full = batch.count >= options.maxBatchCount
+                    || batch.reduce(BatchEncoder.envelopeBytes) { $0 + $1.payload.count + 1 } * 10 >= options.maxBatchBytes * 9
+                if !full && oldest + options.flushIntervalMillis > t && batch.allSatisfy({ $0.attempts == 0 }) {
+                    reader.release(batch)
+                    try await sleep(millis: min(oldest + options.flushIntervalMillis - t, options.flushIntervalMillis))
+                    continue
+                }
+                t = now()
+                await deliver(batch)
+            }
+        }
+
+        mutating func lease(now t: Int64) throws(SpoolError) -> [SpoolMessage] {
+            try reader.leaseBatch(nowMillis: t, maxCount: options.maxBatchCount, maxBytes: options.maxBatchBytes - BatchEncoder.envelopeBytes - options.maxBatchCount)
+        }
+
+        func sleep(millis: Int64) async throws {
+            try await Task.sleep(for: .milliseconds(max(1, millis)))
+        }
+
+        /// Spaces requests to at most `maxRequestsPerSecond`.
+        mutating func pace() async {
+            guard options.maxRequestsPerSecond > 0 else { return }
+            let interval = Int64(1000.0 / options.maxRequestsPerSecond)
+            let wait = lastRequestAtMillis + interval - now()
+            if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
+            lastRequestAtMillis = now()
+        }
+
+        mutating func expireOld(now t: Int64) async throws {
+            guard t - lastExpiryAtMillis >= 60_000 else { return }
+            lastExpiryAtMillis = t
+            do {
+                let n = try await forwarder.spool.expire(receivedBeforeMillis: t - options.maxAgeMillis, nowMillis: t)
+                if n > 0 {
+                    logger.warning("moved messages older than max_age to dead letters", metadata: ["count": "\(n)"])
+                    forwarder.statusBox.withLock { $0.expired += Int64(n); $0.deadLettered += Int64(n) }
+                }
+            } catch {
+                logger.error("could not expire old messages", metadata: ["error": "\(error)"])
+            }
+        }
+
+        /// Sends one leased batch and records its outcome; splits on content refusals.
+        mutating func deliver(_ batch: [SpoolMessage]) async {
+            defer { reader.release(batch) }
+            await pace()
+            let attempt = batch.map(\.attempts).max() ?? 0
+            let key = options.writeKey ?? (batch[0].writeKey.isEmpty ? nil : batch[0].writeKey)
+            let body = BatchEncoder.encode(batch, sentAt: Date())
+            let request = UpstreamRequest(url: options.batchURL, body: body, writeKey: key,
+                                          headers: attempt > 0 ? ["X-Retry-Count: \(attempt)"] : [])
+            let outcome = await forwarder.transport.send(request)
+            let t = now()
+            forwarder.statusBox.withLock { $0.requests += 1 }
+            let decision = RetryClassifier.classify(outcome)
+            let spool = forwarder.spool
+            do {
+                switch decision {
+                case .delivered:
+                    try await spool.acknowledge(batch, atMillis: t)
+                    schedule.recordSuccess()
+                    forwarder.statusBox.withLock {
+                        $0.state = .ok; $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
+                        $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
+                    }
+                    logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(body.count)"])
+
+                case .retry(let retryAfter):
+                    let next = schedule.recordFailure(nowMillis: t, retryAfter: retryAfter, using: &rng)
+                    let error = Self.describe(outcome)
+                    try await spool.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
+                    let failures = schedule.consecutiveFailures
+                    forwarder.statusBox.withLock {
+                        $0.state = .retrying; $0.consecutiveFailures = failures; $0.lastError = error; $0.nextAttemptAtMillis = next
+                    }
+                    logger.warning("upstream delivery failed; will retry", metadata: [
+                        "error": "\(error)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)", "consecutive_failures": "\(failures)",
+                    ])
+
+                case .split:
+                    if batch.count == 1 {
+                        try await deadLetter(batch, outcome: outcome, now: t)
+                    } else {
+                        schedule.recordSuccess()  // the upstream is up; it refuses some content
+                        let half = batch.count / 2
+                        logger.info("upstream refused a batch's content; splitting it to isolate the refused messages",
+                                    metadata: ["messages": "\(batch.count)", "status": "\(Self.status(outcome) ?? 0)"])
+                        await deliver(Array(batch[..<half]))
+                        if schedule.isOpen(nowMillis: now()) && pausedUntilMillis == nil {
+                            await deliver(Array(batch[half...]))
+                        }
+                    }
+
+                case .pauseForCredentials:
+                    pausedUntilMillis = t + options.credentialRetryMillis
+                    let error = Self.describe(outcome)
+                    forwarder.statusBox.withLock {
+                        $0.state = .pausedCredentials; $0.lastError = error; $0.nextAttemptAtMillis = t + options.credentialRetryMillis
+                    }
+                    logger.error("the upstream refused the write key; forwarding is paused and nothing is dropped. Fix write_key and reload (SIGHUP)", metadata: [
+                        "error": "\(error)", "retry_in_ms": "\(options.credentialRetryMillis)",
+                    ])
+
+                case .deadLetter:
+                    try await deadLetter(batch, outcome: outcome, now: t)
+                }
+            } catch {
+                logger.error("could not record a delivery outcome in the spool; the batch stays queued and will be sent again",
+                             metadata: ["error": "\(error)"])
+            }
+        }
+
+        mutating func deadLetter(_ batch: [SpoolMessage], outcome: DeliveryOutcome, now t: Int64) async throws(SpoolError) {
+            let reason = DeadLetterReason(reason: Self.describe(outcome), status: Self.status(outcome))
+            try await forwarder.spool.deadLetter(batch, reason: reason, nowMillis: t)
+            forwarder.statusBox.withLock { $0.deadLettered += Int64(batch.count); $0.lastError = reason.reason }
+            logger.error("upstream refused messages; moved to dead letters", metadata: [
+                "messages": "\(batch.count)", "reason": "\(reason.reason)", "first_message_id": "\(batch[0].messageID)",
+            ])
+        }
+
+        static func status(_ outcome: DeliveryOutcome) -> Int? {
+            if case .response(let status, _, _) = outcome { return status }
+            return nil
+        }
+
+        static func describe(_ outcome: DeliveryOutcome) -> String {
+            switch outcome {
+            case .response(let status, _, let body):
+                let excerpt = String(body.prefix(300).map { $0.isNewline ? " " : $0 })
+                return excerpt.isEmpty ? "HTTP \(status)" : "HTTP \(status): \(excerpt)"
+            case .transportFailure(let f):
+                return f.description
+            }
+        }
+    }
+}

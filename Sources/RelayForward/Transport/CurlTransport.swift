@@ -1,0 +1,176 @@
+// CurlTransport: one libcurl easy handle, one request at a time.
+//
+// Owns: the handle (and through it the upstream connection, reused across
+// requests), confined to a serial dispatch queue of its own so that the
+// blocking `curl_easy_perform` never runs on an event loop or the
+// cooperative pool. Every curl call is wrapped once; a failing setopt is a
+// programming or configuration error and is reported as such.
+//
+// TLS verification stays on (libcurl's default) for https; a CA file may be
+// configured; proxies come from the config or libcurl's usual environment
+// variables (`https_proxy`, `HTTPS_PROXY`, `no_proxy`).
+
+import CCurl
+import Dispatch
+
+/// Why no HTTP answer came back.
+public struct TransportFailure: Error, Sendable, Hashable, CustomStringConvertible {
+    /// libcurl's result code.
+    public let code: Int
+    public let message: String
+    /// True for time-outs (connect or total).
+    public var isTimeout: Bool { code == Int(CURLE_OPERATION_TIMEDOUT.rawValue) }
+
+    public var description: String { "\(message) (curl error \(code))" }
+}
+
+/// Settings of the HTTP client.
+public struct TransportOptions: Sendable, Hashable {
+    public var connectTimeoutMillis: Int
+    public var totalTimeoutMillis: Int
+    public var caFile: String?
+    public var proxy: String?
+    public var userAgent: String
+
+    public init(connectTimeoutMillis: Int = 5_000, totalTimeoutMillis: Int = 30_000, caFile: String? = nil, proxy: String? = nil, userAgent: String = "plainflow-relay") {
+        self.connectTimeoutMillis = connectTimeoutMillis
+        self.totalTimeoutMillis = totalTimeoutMillis
+        self.caFile = caFile
+        self.proxy = proxy
+        self.userAgent = userAgent
+    }
+}
+
+/// One POST to send.
+public struct UpstreamRequest: Sendable {
+    public var url: String
+    public var body: [UInt8]
+    /// Sent as Basic auth user name with an empty password; nil sends no auth.
+    public var writeKey: String?
+    public var headers: [String]
+
+    public init(url: String, body: [UInt8], writeKey: String?, headers: [String] = []) {
+        self.url = url
+        self.body = body
+        self.writeKey = writeKey
+        self.headers = headers
+    }
+}
+
+/// Performs upstream requests with libcurl, one at a time per transport.
+public final class CurlTransport: @unchecked Sendable {
+    // Confined to `queue`: the handle is only touched by blocks running on it.
+    private let handle: UnsafeMutableRawPointer
+    private let queue = DispatchQueue(label: "plainflow-relay.curl")
+    private let options: TransportOptions
+
+    private static let globalInit: Void = {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    }()
+
+    public init(options: TransportOptions) {
+        _ = Self.globalInit
+        guard let h = curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
+        self.handle = h
+        self.options = options
+    }
+
+    deinit { curl_easy_cleanup(handle) }
+
+    /// Sends `request`; returns the status and the first bytes of the answer, or the failure.
+    public func send(_ request: UpstreamRequest) async -> DeliveryOutcome {
+        await withCheckedContinuation { c in
+            queue.async { c.resume(returning: self.perform(request)) }
+        }
+    }
+
+    /// Collects the response as libcurl hands it over.
+    private final class Response {
+        var body: [UInt8] = []
+        var retryAfter: String?
+        static let maxBody = 4096
+    }
+
+    private func perform(_ request: UpstreamRequest) -> DeliveryOutcome {
+        let h = handle
+        curl_easy_reset(h)
+        let response = Response()
+        let ctx = Unmanaged.passUnretained(response).toOpaque()
+
+        var headers: UnsafeMutablePointer<curl_slist>? = nil
+        for line in ["Content-Type: application/json", "Expect:"] + request.headers {
+            headers = curl_slist_append(headers, line)
+        }
+        defer { curl_slist_free_all(headers) }
+
+        let failure = request.body.withUnsafeBufferPointer { body -> TransportFailure? in
+            var rc = CURLE_OK
+            func set(_ r: CURLcode) { if rc == CURLE_OK { rc = r } }
+            set(pf_curl_setopt_string(h, CURLOPT_URL, request.url))
+            set(pf_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1))
+            set(pf_curl_setopt_long(h, CURLOPT_POST, 1))
+            set(pf_curl_setopt_pointer(h, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress)))
+            set(pf_curl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+            set(pf_curl_setopt_slist(h, CURLOPT_HTTPHEADER, headers))
+            set(pf_curl_setopt_string(h, CURLOPT_USERAGENT, options.userAgent))
+            set(pf_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeoutMillis))
+            set(pf_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, options.totalTimeoutMillis))
+            set(pf_curl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1))
+            set(pf_curl_setopt_string(h, CURLOPT_PROTOCOLS_STR, "http,https"))
+            set(pf_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1))
+            set(pf_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2))
+            if let ca = options.caFile { set(pf_curl_setopt_string(h, CURLOPT_CAINFO, ca)) }
+            if let proxy = options.proxy { set(pf_curl_setopt_string(h, CURLOPT_PROXY, proxy)) }
+            if let key = request.writeKey {
+                set(pf_curl_setopt_long(h, CURLOPT_HTTPAUTH, pf_curlauth_basic()))
+                set(pf_curl_setopt_string(h, CURLOPT_USERNAME, key))
+                set(pf_curl_setopt_string(h, CURLOPT_PASSWORD, ""))
+            }
+            set(pf_curl_setopt_write_cb(h, CURLOPT_WRITEFUNCTION, { ptr, size, count, userdata in
+                let n = size * count
+                let r = Unmanaged<Response>.fromOpaque(userdata!).takeUnretainedValue()
+                let room = max(0, Response.maxBody - r.body.count)
+                if room > 0, let ptr {
+                    ptr.withMemoryRebound(to: UInt8.self, capacity: n) { r.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: min(n, room))) }
+                }
+                return n
+            }))
+            set(pf_curl_setopt_pointer(h, CURLOPT_WRITEDATA, ctx))
+            set(pf_curl_setopt_write_cb(h, CURLOPT_HEADERFUNCTION, { ptr, size, count, userdata in
+                let n = size * count
+                let r = Unmanaged<Response>.fromOpaque(userdata!).takeUnretainedValue()
+                if let ptr {
+                    let line = ptr.withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) }
+                    if line.lowercased().hasPrefix("retry-after:") {
+                        r.retryAfter = String(line.dropFirst("retry-after:".count)).trimming([" ", "\t", "\r", "\n", "\r\n"])
+                    } else if line.hasPrefix("HTTP/") {
+                        r.retryAfter = nil  // a new response (after 100 Continue or a redirect)
+                    }
+                }
+                return n
+            }))
+            set(pf_curl_setopt_pointer(h, CURLOPT_HEADERDATA, ctx))
+            if rc != CURLE_OK { return TransportFailure(code: Int(rc.rawValue), message: "could not configure the request: \(String(cString: curl_easy_strerror(rc)))") }
+
+            let result = curl_easy_perform(h)
+            if result != CURLE_OK {
+                return TransportFailure(code: Int(result.rawValue), message: String(cString: curl_easy_strerror(result)))
+            }
+            return nil
+        }
+        if let failure { return .transportFailure(failure) }
+        var status = 0
+        _ = pf_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        return .response(status: status, retryAfter: response.retryAfter, body: String(decoding: response.body, as: UTF8.self))
+    }
+}
+
+extension String {
+    /// `self` without the given characters at either end.
+    func trimming(_ set: Set<Character>) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s.removeFirst() }
+        while let l = s.last, set.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}
