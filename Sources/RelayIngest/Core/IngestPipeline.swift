@@ -1,0 +1,223 @@
+// IngestPipeline: what happens to a call between the socket and the spool,
+// whatever protocol carried it.
+//
+// Owns: the mapping from a request (route, body, write key) to an answer:
+// JSON parsing, the message rules, the write-key policy, the durable append,
+// and the status codes of DESIGN §2.
+// Invariants:
+// - `200` only after the spool reported the commit.
+// - Every problem is reported (`400`), size problems are `413`, a spool that
+//   refuses writes is `503` with Retry-After, a refused key is `401`.
+// - A batch stores every valid message and lists each invalid one by index;
+//   it is `400` only when none was valid.
+// - Never blocks: completion runs on the spool's writer thread or at once.
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+import Metrics
+import RelayMessage
+import RelaySpool
+
+/// What kind of request a body is.
+public enum IngestRoute: Sendable, Hashable {
+    /// One call; the type the endpoint implies, or nil where the call names its own.
+    case single(CallType?)
+    /// `{"batch":[...]}`; `priority` is `.bulk` for `/v1/import`.
+    case batch(priority: SpoolPriority)
+}
+
+/// Validates, normalizes and stores calls.
+public final class IngestPipeline: Sendable {
+    public let options: IngestOptions
+    private let store: any MessageStore
+    private let normalizer: MessageNormalizer
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+    private let makeMessageID: @Sendable () -> String
+
+    private let stored = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "stored")])
+    private let duplicates = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "duplicate")])
+    private let invalid = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "invalid")])
+    private let unavailable = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "unavailable")])
+    private let unauthorized = Counter(label: "plainflow_ingest_requests_unauthorized_total")
+
+    public init(options: IngestOptions, store: any MessageStore, logger: Logger = Logger(label: "plainflow-relay.ingest"),
+                now: @escaping @Sendable () -> Date = { Date() },
+                makeMessageID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() }) {
+        self.options = options
+        self.store = store
+        self.normalizer = MessageNormalizer(limits: options.limits)
+        self.logger = logger
+        self.now = now
+        self.makeMessageID = makeMessageID
+    }
+
+    /// Handles one request body; `completion` gets the answer (possibly on another thread).
+    public func handle(_ route: IngestRoute, body: [UInt8], writeKey: String?, completion: @escaping @Sendable (IngestReply) -> Void) {
+        let storedKey: String
+        switch resolveWriteKey(writeKey) {
+        case .store(let k): storedKey = k
+        case .refuse(let reply):
+            unauthorized.increment()
+            completion(reply)
+            return
+        }
+        let receivedAt = now()
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(body, maxDepth: options.limits.maxDepth)
+        } catch {
+            reject([error.description], sample: body, at: receivedAt)
+            completion(.failure(400, [error.description]))
+            return
+        }
+        switch route {
+        case .single(let type):
+            single(value, type: type, raw: body, writeKey: storedKey, receivedAt: receivedAt, completion: completion)
+        case .batch(let priority):
+            batch(value, priority: priority, raw: body, writeKey: storedKey, receivedAt: receivedAt, completion: completion)
+        }
+    }
+
+    // MARK: - Write keys
+
+    private enum KeyDecision { case store(String), refuse(IngestReply) }
+
+    private func resolveWriteKey(_ sent: String?) -> KeyDecision {
+        if let accepted = options.acceptedWriteKeys {
+            guard let sent, accepted.contains(sent) else {
+                return .refuse(.failure(401, [sent == nil ? "a write key is required (HTTP Basic auth, the key as user name)" : "the write key is not accepted by this relay"]))
+            }
+        }
+        if options.relayHasWriteKey { return .store("") }
+        guard let sent, !sent.isEmpty else {
+            return .refuse(.failure(401, ["this relay has no write_key configured: send your write key as HTTP Basic auth user name"]))
+        }
+        return .store(sent)
+    }
+
+    // MARK: - One call
+
+    private func single(_ value: JSONValue, type: CallType?, raw: [UInt8], writeKey: String, receivedAt: Date, completion: @escaping @Sendable (IngestReply) -> Void) {
+        let context = NormalizeContext(receivedAt: receivedAt, makeMessageID: makeMessageID)
+        switch normalizer.normalize(value, endpointType: type, context: context) {
+        case .failure(let rejection):
+            let errors = rejection.errors.map(\.description)
+            reject(errors, sample: raw, at: receivedAt)
+            completion(.failure(rejection.kind == .tooLarge ? 413 : 400, errors))
+        case .success(let message):
+            let record = SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
+                                     receivedAtMillis: Self.millis(receivedAt), payload: message.encoded)
+            store.append([record]) { [self] result in
+                switch result {
+                case .success(let outcomes):
+                    var reply: [String: JSONValue] = ["ok": .bool(true), "message_id": .string(message.messageID)]
+                    if outcomes.first == .duplicate {
+                        reply["duplicate"] = .bool(true)
+                        duplicates.increment()
+                    } else {
+                        stored.increment()
+                    }
+                    completion(IngestReply(status: 200, body: JSONValue.object(reply).encoded()))
+                case .failure(let error):
+                    completion(spoolFailure(error, count: 1))
+                }
+            }
+        }
+    }
+
+    // MARK: - A batch
+
+    private func batch(_ value: JSONValue, priority: SpoolPriority, raw: [UInt8], writeKey: String, receivedAt: Date, completion: @escaping @Sendable (IngestReply) -> Void) {
+        guard case .object(let envelope) = value, case .array(let calls)? = envelope["batch"] else {
+            let error = "batch: required: an array of calls, as {\"batch\": [...]}"
+            reject([error], sample: raw, at: receivedAt)
+            completion(.failure(400, [error]))
+            return
+        }
+        if calls.count > options.maxBatchMessages {
+            completion(.failure(413, ["batch: has \(calls.count) calls; the limit is \(options.maxBatchMessages) a request"]))
+            return
+        }
+        var envelopeErrors: [String] = []
+        func object(_ key: String) -> [String: JSONValue]? {
+            guard let v = envelope[key], v != .null else { return nil }
+            if let o = v.objectValue { return o }
+            envelopeErrors.append("\(key): expected an object, got \(v.kindDescription)")
+            return nil
+        }
+        let context = NormalizeContext(receivedAt: receivedAt, makeMessageID: makeMessageID,
+                                       batchContext: object("context"), batchIntegrations: object("integrations"))
+        if !envelopeErrors.isEmpty {
+            reject(envelopeErrors, sample: raw, at: receivedAt)
+            completion(.failure(400, envelopeErrors))
+            return
+        }
+
+        var records: [SpoolAppend] = []
+        var ids: [String] = []
+        var rejected: [JSONValue] = []
+        var allErrors: [String] = []
+        records.reserveCapacity(calls.count)
+        for (index, call) in calls.enumerated() {
+            switch normalizer.normalize(call, endpointType: nil, context: context) {
+            case .success(let m):
+                records.append(SpoolAppend(messageID: m.messageID, writeKey: writeKey, priority: priority,
+                                           receivedAtMillis: Self.millis(receivedAt), payload: m.encoded))
+                ids.append(m.messageID)
+            case .failure(let rejection):
+                let errors = rejection.errors.map(\.description)
+                rejected.append(.object(["index": .int(Int64(index)), "errors": .array(errors.map { .string($0) })]))
+                allErrors += errors.map { "batch[\(index)]" + ($0.hasPrefix(":") ? $0 : ".\($0)") }
+                reject(errors, sample: call.encoded(), at: receivedAt)
+            }
+        }
+        guard !records.isEmpty else {
+            var body: [String: JSONValue] = ["ok": .bool(false), "errors": .array(allErrors.map { .string($0) }), "rejected": .array(rejected)]
+            if calls.isEmpty { body["errors"] = .array([.string("batch: is empty")]) }
+            completion(IngestReply(status: 400, body: JSONValue.object(body).encoded()))
+            return
+        }
+        let count = records.count
+        store.append(records) { [self, ids, rejected] result in
+            switch result {
+            case .success(let outcomes):
+                let dup = outcomes.filter { $0 == .duplicate }.count
+                stored.increment(by: Int64(outcomes.count - dup))
+                duplicates.increment(by: Int64(dup))
+                completion(IngestReply(status: 200, body: JSONValue.object([
+                    "ok": .bool(true),
+                    "stored": .int(Int64(outcomes.count - dup)),
+                    "duplicates": .int(Int64(dup)),
+                    "message_ids": .array(ids.map { .string($0) }),
+                    "rejected": .array(rejected),
+                ]).encoded()))
+            case .failure(let error):
+                completion(spoolFailure(error, count: count))
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func spoolFailure(_ error: SpoolError, count: Int) -> IngestReply {
+        unavailable.increment(by: Int64(count))
+        logger.warning("refusing calls: the spool cannot store them", metadata: ["error": "\(error)", "messages": "\(count)"])
+        if error.isTransient {
+            return .failure(503, [error.description], retryAfter: options.retryAfterSeconds)
+        }
+        return .failure(500, [error.description])
+    }
+
+    private func reject(_ errors: [String], sample: [UInt8], at: Date) {
+        invalid.increment()
+        logger.debug("call refused", metadata: ["errors": "\(errors)"])
+        store.recordRejected(errors: errors, sample: sample, atMillis: Self.millis(at))
+    }
+
+    static func millis(_ d: Date) -> Int64 { Int64((d.timeIntervalSince1970 * 1000).rounded()) }
+}

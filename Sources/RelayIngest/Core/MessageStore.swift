@@ -1,0 +1,11 @@
+import RelaySpool
+
+/// What ingest needs from the spool: a durable append and a place to keep
+/// samples of refused calls. `Spool` is the production store.
+public protocol MessageStore: Sendable {
+    /// Completes only after the messages are committed (or with the error).
+    func append(_ messages: [SpoolAppend], completion: @escaping @Sendable (Result<[AppendOutcome], SpoolError>) -> Void)
+    func recordRejected(errors: [String], sample: [UInt8], atMillis: Int64)
+}
+
+extension Spool: MessageStore {}

@@ -1,0 +1,154 @@
+// HTTPIngestHandler: HTTP/1.1 routes on top of NIOHTTP1's server pipeline
+// (which keeps pipelined requests in order and answers malformed ones).
+//
+// Owns: reading one request body within the size limit, routing it, and
+// writing the answer once the pipeline has it. The body is checked against
+// the limit while it arrives, never buffered past it.
+
+import NIOCore
+import NIOHTTP1
+import RelayMessage
+import RelaySpool
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What the operator endpoints show; supplied by the composition root.
+public struct OperatorEndpoints: Sendable {
+    /// `GET /v1/status` body (JSON).
+    public var status: @Sendable () -> [UInt8]
+    /// `GET /metrics` body (Prometheus text format).
+    public var metrics: @Sendable () -> [UInt8]
+
+    public init(status: @escaping @Sendable () -> [UInt8], metrics: @escaping @Sendable () -> [UInt8]) {
+        self.status = status
+        self.metrics = metrics
+    }
+}
+
+final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let pipeline: IngestPipeline
+    private let endpoints: OperatorEndpoints
+    private let maxBody: Int
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var overLimit = false
+
+    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints) {
+        self.pipeline = pipeline
+        self.endpoints = endpoints
+        self.maxBody = pipeline.options.maxRequestBytes
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            overLimit = false
+            let declared = h.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+            if declared > maxBody {
+                overLimit = true
+                body = nil
+            } else {
+                body = context.channel.allocator.buffer(capacity: max(declared, 256))
+            }
+        case .body(var chunk):
+            guard !overLimit else { return }
+            if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBody {
+                overLimit = true
+                body = nil
+            } else {
+                body?.writeBuffer(&chunk)
+            }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let bytes = body.map { Array($0.readableBytesView) } ?? []
+            body = nil
+            route(context: context, head: head, body: bytes)
+        }
+    }
+
+    private func route(context: ChannelHandlerContext, head: HTTPRequestHead, body: [UInt8]) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        if overLimit {
+            respond(context, IngestReply.failure(413, ["request body is larger than \(maxBody) bytes"]), keepAlive: false)
+            return
+        }
+        switch (head.method, path) {
+        case (.GET, "/healthz"):
+            respond(context, IngestReply(status: 200, body: Array(#"{"ok":true}"#.utf8)), keepAlive: head.isKeepAlive)
+        case (.GET, "/v1/status"):
+            respond(context, IngestReply(status: 200, body: endpoints.status()), keepAlive: head.isKeepAlive)
+        case (.GET, "/metrics"):
+            respond(context, IngestReply(status: 200, body: endpoints.metrics()), keepAlive: head.isKeepAlive, contentType: "text/plain; version=0.0.4")
+        case (.POST, _):
+            guard let route = Self.ingestRoute(path) else {
+                respond(context, IngestReply.failure(404, ["no such endpoint: \(path)"]), keepAlive: head.isKeepAlive)
+                return
+            }
+            if let encoding = head.headers.first(name: "content-encoding"), encoding.lowercased() != "identity" {
+                respond(context, IngestReply.failure(415, ["unsupported Content-Encoding: \(encoding)"]), keepAlive: head.isKeepAlive)
+                return
+            }
+            let promise = context.eventLoop.makePromise(of: IngestReply.self)
+            pipeline.handle(route, body: body, writeKey: Self.basicAuthUser(head.headers)) { promise.succeed($0) }
+            let keepAlive = head.isKeepAlive
+            promise.futureResult.assumeIsolated().whenSuccess { reply in
+                self.respond(context, reply, keepAlive: keepAlive)
+            }
+        default:
+            let known = ["/healthz", "/v1/status", "/metrics"].contains(path) || Self.ingestRoute(path) != nil
+            respond(context, IngestReply.failure(known ? 405 : 404, [known ? "method \(head.method.rawValue) not allowed on \(path)" : "no such endpoint: \(path)"]), keepAlive: head.isKeepAlive)
+        }
+    }
+
+    static func ingestRoute(_ path: String) -> IngestRoute? {
+        switch path {
+        case "/v1/batch": return .batch(priority: .live)
+        case "/v1/import": return .batch(priority: .bulk)
+        default:
+            guard path.hasPrefix("/v1/"), let type = CallType(rawValue: String(path.dropFirst(4))) else { return nil }
+            return .single(type)
+        }
+    }
+
+    /// The user name of `Authorization: Basic ...` (the write key), if any.
+    static func basicAuthUser(_ headers: HTTPHeaders) -> String? {
+        guard let value = headers.first(name: "authorization") else { return nil }
+        let parts = value.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "basic",
+              let data = Data(base64Encoded: String(parts[1].filter { $0 != " " && $0 != "\t" })) else { return nil }
+        let decoded = String(decoding: data, as: UTF8.self)
+        let user = decoded.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        return user.isEmpty ? nil : user
+    }
+
+    private func respond(_ context: ChannelHandlerContext, _ reply: IngestReply, keepAlive: Bool, contentType: String = "application/json") {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "content-length", value: String(reply.body.count))
+        if let retry = reply.retryAfterSeconds { headers.add(name: "retry-after", value: String(retry)) }
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: reply.status), headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: reply.body.count)
+        buffer.writeBytes(reply.body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let done = context.writeAndFlushPromise()
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+        if !keepAlive {
+            done.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+}
+
+extension ChannelHandlerContext {
+    func writeAndFlushPromise() -> EventLoopPromise<Void> { eventLoop.makePromise() }
+}

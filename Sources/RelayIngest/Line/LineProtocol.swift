@@ -1,0 +1,128 @@
+// The line protocol: newline-delimited JSON, one call per line, one reply
+// line per call, in order, each sent after the call's commit. Any language
+// that can open a socket and write a line can use it.
+//
+// BoundedLineDecoder frames lines without ever buffering more than the
+// request limit; LineProtocolHandler keeps replies in call order although
+// validation failures answer at once and stored calls answer after a commit.
+
+import NIOCore
+import RelayMessage
+
+struct LineTooLongError: Error {
+    let limit: Int
+}
+
+/// Splits a byte stream into lines (`\n`, an optional `\r` before it is
+/// dropped), refusing any line longer than `maxLength`.
+struct BoundedLineDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+    let maxLength: Int
+    private var scanned = 0
+
+    init(maxLength: Int) { self.maxLength = maxLength }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let view = buffer.readableBytesView
+        let start = view.startIndex + scanned
+        guard let newline = view[start...].firstIndex(of: UInt8(ascii: "\n")) else {
+            scanned = view.count
+            if scanned > maxLength { throw LineTooLongError(limit: maxLength) }
+            return .needMoreData
+        }
+        scanned = 0
+        let length = newline - view.startIndex
+        if length > maxLength { throw LineTooLongError(limit: maxLength) }
+        var line = buffer.readSlice(length: length)!
+        buffer.moveReaderIndex(forwardBy: 1)
+        if line.readableBytesView.last == UInt8(ascii: "\r") { line = line.getSlice(at: line.readerIndex, length: line.readableBytes - 1)! }
+        context.fireChannelRead(wrapInboundOut(line))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        if buffer.readableBytes > 0, let rest = buffer.readSlice(length: buffer.readableBytes) {
+            scanned = 0
+            context.fireChannelRead(wrapInboundOut(rest))  // a last line without its newline
+        }
+        return .needMoreData
+    }
+}
+
+final class LineProtocolHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let pipeline: IngestPipeline
+    private var received = 0
+    private var answered = 0
+    private var ready: [Int: [UInt8]] = [:]
+    private var closeWhenDone = false
+
+    init(pipeline: IngestPipeline) { self.pipeline = pipeline }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let line = unwrapInboundIn(data)
+        let bytes = Array(line.readableBytesView)
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: not a call
+        let index = received
+        received += 1
+        let promise = context.eventLoop.makePromise(of: IngestReply.self)
+        pipeline.handle(.single(nil), body: bytes, writeKey: nil) { promise.succeed($0) }
+        promise.futureResult.assumeIsolated().whenSuccess { reply in
+            self.ready[index] = Self.line(for: reply)
+            self.flushInOrder(context)
+        }
+    }
+
+    /// The reply line: the JSON answer, with `"status"` added on failures so
+    /// a client can tell "retry later" (503) from "fix the call" (400).
+    static func line(for reply: IngestReply) -> [UInt8] {
+        var bytes = reply.body
+        if reply.status != 200, bytes.last == UInt8(ascii: "}") {
+            bytes.removeLast()
+            bytes.append(contentsOf: Array(",\"status\":\(reply.status)}".utf8))
+        }
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
+    }
+
+    private func flushInOrder(_ context: ChannelHandlerContext) {
+        var wrote = false
+        while let bytes = ready.removeValue(forKey: answered) {
+            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            answered += 1
+            wrote = true
+        }
+        if wrote { context.flush() }
+        if closeWhenDone && answered == received { context.close(promise: nil) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            closeWhenDone = true
+            if answered == received { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let tooLong = error as? LineTooLongError {
+            let reply = IngestReply.failure(413, ["line is longer than \(tooLong.limit) bytes"])
+            ready[received] = Self.line(for: reply)
+            received += 1
+            closeWhenDone = true
+            flushInOrder(context)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+}

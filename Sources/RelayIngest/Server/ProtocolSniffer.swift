@@ -1,0 +1,61 @@
+// ProtocolSniffer: picks the protocol of a connection from its first byte.
+// `{` starts the line protocol (where it is allowed on this listener);
+// anything else is HTTP/1.1. The sniffer then installs that pipeline after
+// itself, hands it the bytes it saw, and leaves.
+
+import NIOCore
+import NIOHTTP1
+
+final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let pipeline: IngestPipeline
+    private let endpoints: OperatorEndpoints
+    private let allowLineProtocol: Bool
+
+    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, allowLineProtocol: Bool) {
+        self.pipeline = pipeline
+        self.endpoints = endpoints
+        self.allowLineProtocol = allowLineProtocol
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        guard let first = buffer.readableBytesView.first(where: { !isSpace($0) }) else {
+            return  // only white space so far: wait for the first real byte
+        }
+        do {
+            let ops = context.pipeline.syncOperations
+            if first == UInt8(ascii: "{") && allowLineProtocol {
+                try ops.addHandler(ByteToMessageHandler(BoundedLineDecoder(maxLength: pipeline.options.maxRequestBytes)), position: .after(self))
+                try ops.addHandler(LineProtocolHandler(pipeline: pipeline), position: .last)
+            } else {
+                try ops.configureHTTPServerPipeline(position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
+                try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints), position: .last)
+            }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}
+
+/// Caps open connections and closes idle ones.
+final class ConnectionGuard: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
