@@ -39,6 +39,8 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var overLimit = false
+    /// An early 413 was sent; the rest of this request is ignored and the connection closes.
+    private var answeredEarly = false
 
     init(pipeline: IngestPipeline, endpoints: OperatorEndpoints) {
         self.pipeline = pipeline
@@ -53,13 +55,16 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             overLimit = false
             let declared = h.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             if declared > maxBody {
+                // Answer now rather than wait for a body we will not read.
                 overLimit = true
                 body = nil
+                answeredEarly = true
+                respond(context, IngestReply.failure(413, ["request body is \(declared) bytes; the limit is \(maxBody)"]), keepAlive: false)
             } else {
                 body = context.channel.allocator.buffer(capacity: max(declared, 256))
             }
         case .body(var chunk):
-            guard !overLimit else { return }
+            guard !overLimit, !answeredEarly else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBody {
                 overLimit = true
                 body = nil
@@ -67,6 +72,7 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 body?.writeBuffer(&chunk)
             }
         case .end:
+            if answeredEarly { return }
             guard let head else { return }
             self.head = nil
             let bytes = body.map { Array($0.readableBytesView) } ?? []

@@ -102,7 +102,7 @@ final class LineProtocolHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
+        if event is ChannelShouldQuiesceEvent || (event as? ChannelEvent) == .inputClosed {
             closeWhenDone = true
             if answered == received { context.close(promise: nil) }
             return

@@ -74,6 +74,9 @@ public final class IngestServer: Service, Sendable {
                 }
             }
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // A client may shut down its write side after the last call and
+            // still read the replies (`socat`, `nc -N`): keep the channel open.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
 
         var bound: [String] = []
         var channels: [any Channel] = []

@@ -1,0 +1,202 @@
+// RelayConfig: the relay's settings, as read from relay.toml, the
+// environment and the command line (in that order; later wins).
+//
+// Every field is optional in the file; what is absent keeps its default.
+// Errors name the key and, where the file has it, its line.
+
+import RelayForward
+import RelayIngest
+import RelayMessage
+import RelaySpool
+
+/// The whole configuration, in the file's sections.
+public struct RelayConfig: Sendable, Codable, Equatable {
+    public struct Listen: Sendable, Codable, Equatable {
+        public init() {}
+        /// `host:port`, or "off".
+        public var tcp: String?
+        /// Socket path, or "off".
+        public var unix: String?
+        /// Octal mode of the socket file, e.g. "0660".
+        public var unix_mode: String?
+        public var unix_group: String?
+        public var allow_remote: Bool?
+        public var line_protocol_on_tcp: Bool?
+        public var max_connections: Int?
+        public var idle_timeout_seconds: Int?
+    }
+
+    public struct Upstream: Sendable, Codable, Equatable {
+        public init() {}
+        public var url: String?
+        public var write_key: String?
+        public var batch_max_messages: Int?
+        public var batch_max_bytes: Int?
+        public var flush_interval_ms: Int?
+        public var max_requests_per_second: Double?
+        public var connect_timeout_ms: Int?
+        public var timeout_ms: Int?
+        public var ca_file: String?
+        public var proxy: String?
+        public var max_age_hours: Double?
+    }
+
+    public struct SpoolSection: Sendable, Codable, Equatable {
+        public init() {}
+        public var path: String?
+        public var max_bytes: Int64?
+        /// "reject" or "drop_oldest".
+        public var on_full: String?
+        /// "full" or "normal".
+        public var synchronous: String?
+        public var commit_window_us: Int?
+    }
+
+    public struct Limits: Sendable, Codable, Equatable {
+        public init() {}
+        public var max_message_bytes: Int?
+        public var max_request_bytes: Int?
+        public var max_batch_messages: Int?
+        public var max_depth: Int?
+        /// When set, apps must send one of these keys.
+        public var accepted_write_keys: [String]?
+    }
+
+    public struct Log: Sendable, Codable, Equatable {
+        public init() {}
+        /// trace, debug, info, notice, warning, error, critical.
+        public var level: String?
+    }
+
+    public var listen: Listen?
+    public var upstream: Upstream?
+    public var spool: SpoolSection?
+    public var limits: Limits?
+    public var log: Log?
+
+    public init() {}
+}
+
+/// A configuration that cannot be used, with where and why.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Settings resolved from a RelayConfig, ready for the modules.
+public struct ResolvedSettings: Sendable {
+    public var ingest: IngestOptions
+    public var spool: SpoolOptions
+    public var forward: ForwarderOptions
+    public var logLevel: String
+}
+
+extension RelayConfig {
+    public static let defaultPath = "/etc/plainflow-relay/relay.toml"
+
+    /// Applies `PLAINFLOW_RELAY_*` environment overrides.
+    public mutating func applyEnvironment(_ env: [String: String]) {
+        if let v = env["PLAINFLOW_RELAY_WRITE_KEY"] { upstream = upstream ?? .init(); upstream!.write_key = v }
+        if let v = env["PLAINFLOW_RELAY_UPSTREAM_URL"] { upstream = upstream ?? .init(); upstream!.url = v }
+        if let v = env["PLAINFLOW_RELAY_SPOOL"] { spool = spool ?? .init(); spool!.path = v }
+        if let v = env["PLAINFLOW_RELAY_TCP"] { listen = listen ?? .init(); listen!.tcp = v }
+        if let v = env["PLAINFLOW_RELAY_UNIX"] { listen = listen ?? .init(); listen!.unix = v }
+        if let v = env["PLAINFLOW_RELAY_LOG_LEVEL"] { log = log ?? .init(); log!.level = v }
+    }
+
+    /// Checks every value and turns the file's view into the modules' options.
+    public func resolve() throws(ConfigError) -> ResolvedSettings {
+        var problems: [String] = []
+        func positive(_ v: Int?, _ key: String) -> Int? {
+            guard let v else { return nil }
+            if v <= 0 { problems.append("\(key): must be a positive number, got \(v)") }
+            return v
+        }
+
+        var ingest = IngestOptions()
+        if let tcp = listen?.tcp {
+            if tcp == "off" || tcp.isEmpty {
+                ingest.tcpHost = nil
+            } else if let (host, port) = Self.splitHostPort(tcp) {
+                ingest.tcpHost = host
+                ingest.tcpPort = port
+            } else {
+                problems.append("listen.tcp: expected HOST:PORT (e.g. 127.0.0.1:8787) or \"off\", got \"\(tcp)\"")
+            }
+        }
+        if let unix = listen?.unix { ingest.unixPath = (unix == "off" || unix.isEmpty) ? nil : unix }
+        if let mode = listen?.unix_mode {
+            if let m = UInt16(mode, radix: 8), m <= 0o777 { ingest.unixMode = m } else { problems.append("listen.unix_mode: expected an octal mode such as \"0660\", got \"\(mode)\"") }
+        }
+        ingest.unixGroup = listen?.unix_group.flatMap { $0.isEmpty ? nil : $0 }
+        ingest.allowRemote = listen?.allow_remote ?? false
+        ingest.lineProtocolOnTCP = listen?.line_protocol_on_tcp ?? false
+        if let v = positive(listen?.max_connections, "listen.max_connections") { ingest.maxConnections = v }
+        if let v = positive(listen?.idle_timeout_seconds, "listen.idle_timeout_seconds") { ingest.idleTimeoutSeconds = Int64(v) }
+        if ingest.tcpHost == nil && ingest.unixPath == nil { problems.append("listen: both tcp and unix are off; the relay would accept nothing") }
+        if let host = ingest.tcpHost, !ingest.allowRemote, !(host == "localhost" || host == "::1" || host.hasPrefix("127.")) {
+            problems.append("listen.tcp: \(host) is not a loopback address; set listen.allow_remote = true to serve other hosts")
+        }
+
+        var limits = MessageLimits()
+        if let v = positive(self.limits?.max_message_bytes, "limits.max_message_bytes") { limits.maxMessageBytes = v }
+        if let v = positive(self.limits?.max_depth, "limits.max_depth") { limits.maxDepth = v }
+        ingest.limits = limits
+        if let v = positive(self.limits?.max_request_bytes, "limits.max_request_bytes") { ingest.maxRequestBytes = v }
+        if let v = positive(self.limits?.max_batch_messages, "limits.max_batch_messages") { ingest.maxBatchMessages = v }
+        ingest.acceptedWriteKeys = self.limits?.accepted_write_keys.flatMap { $0.isEmpty ? nil : $0 }
+
+        var forward = ForwarderOptions()
+        if let url = upstream?.url {
+            if url.hasPrefix("https://") || url.hasPrefix("http://") { forward.upstream = url } else { problems.append("upstream.url: expected an http:// or https:// URL, got \"\(url)\"") }
+        }
+        forward.writeKey = upstream?.write_key.flatMap { $0.isEmpty ? nil : $0 }
+        ingest.relayHasWriteKey = forward.writeKey != nil
+        if let v = positive(upstream?.batch_max_messages, "upstream.batch_max_messages") { forward.maxBatchCount = v }
+        if let v = positive(upstream?.batch_max_bytes, "upstream.batch_max_bytes") { forward.maxBatchBytes = v }
+        if let v = positive(upstream?.flush_interval_ms, "upstream.flush_interval_ms") { forward.flushIntervalMillis = Int64(v) }
+        if let v = upstream?.max_requests_per_second {
+            if v <= 0 { problems.append("upstream.max_requests_per_second: must be positive, got \(v)") } else { forward.maxRequestsPerSecond = v }
+        }
+        if let v = positive(upstream?.connect_timeout_ms, "upstream.connect_timeout_ms") { forward.transport.connectTimeoutMillis = v }
+        if let v = positive(upstream?.timeout_ms, "upstream.timeout_ms") { forward.transport.totalTimeoutMillis = v }
+        forward.transport.caFile = upstream?.ca_file.flatMap { $0.isEmpty ? nil : $0 }
+        forward.transport.proxy = upstream?.proxy.flatMap { $0.isEmpty ? nil : $0 }
+        if let h = upstream?.max_age_hours {
+            if h <= 0 { problems.append("upstream.max_age_hours: must be positive, got \(h)") } else { forward.maxAgeMillis = Int64(h * 3_600_000) }
+        }
+
+        var spoolOptions = SpoolOptions(path: spool?.path ?? "/var/lib/plainflow-relay/spool.db")
+        if let v = spool?.max_bytes {
+            if v <= 0 { problems.append("spool.max_bytes: must be positive, got \(v)") } else { spoolOptions.maxBytes = v }
+        }
+        if let v = spool?.on_full {
+            if let mode = SpoolOptions.OnFull(rawValue: v) { spoolOptions.onFull = mode } else { problems.append("spool.on_full: expected \"reject\" or \"drop_oldest\", got \"\(v)\"") }
+        }
+        if let v = spool?.synchronous {
+            switch v.lowercased() {
+            case "full": spoolOptions.synchronousFull = true
+            case "normal": spoolOptions.synchronousFull = false
+            default: problems.append("spool.synchronous: expected \"full\" or \"normal\", got \"\(v)\"")
+            }
+        }
+        if let v = spool?.commit_window_us {
+            if v < 0 { problems.append("spool.commit_window_us: must not be negative") } else { spoolOptions.commitLingerNanos = Int64(v) * 1000 }
+        }
+
+        let level = log?.level ?? "info"
+        if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) {
+            problems.append("log.level: expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
+        }
+        if !problems.isEmpty { throw ConfigError(problems.joined(separator: "\n")) }
+        return ResolvedSettings(ingest: ingest, spool: spoolOptions, forward: forward, logLevel: level)
+    }
+
+    /// `127.0.0.1:8787`, `[::1]:8787` → host and port.
+    static func splitHostPort(_ s: String) -> (String, Int)? {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
+    }
+}
