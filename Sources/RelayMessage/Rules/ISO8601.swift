@@ -31,8 +31,32 @@ public enum ISO8601 {
         return parseDateTime(s)
     }
 
-    /// Formats `date` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    /// Formats `date`, rounded to the millisecond, as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
     public static func format(_ date: Date) -> String {
-        withFraction.format(date)
+        format(millis: Int64((date.timeIntervalSince1970 * 1000).rounded()))
+    }
+
+    /// Formats unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), exactly:
+    /// integer arithmetic, no floating point, no locale.
+    public static func format(millis: Int64) -> String {
+        let ms = Int(((millis % 1000) + 1000) % 1000)
+        let seconds = (millis - Int64(ms)) / 1000
+        var days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
+        let secOfDay = Int(seconds - Int64(days) * 86_400)
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        days += 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
+        let doe = days - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        func pad(_ v: Int, _ width: Int) -> String {
+            let s = String(v)
+            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+        }
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secOfDay / 3600, 2)):\(pad(secOfDay / 60 % 60, 2)):\(pad(secOfDay % 60, 2)).\(pad(ms, 3))Z"
     }
 }

@@ -1,0 +1,20 @@
+# make run   install what is needed, build, and run the relay with a local upstream
+# make test  the whole test suite (what CI runs)
+.PHONY: setup build run test release clean
+
+setup:
+	./scripts/setup.sh
+
+build: setup
+
+run: setup
+	./scripts/run-dev.sh
+
+test:
+	./scripts/test.sh
+
+release:
+	swift build -c release --scratch-path .build-release --static-swift-stdlib
+
+clean:
+	rm -rf .build .build-release run
