@@ -50,6 +50,8 @@ public struct SpoolStats: Sendable, Hashable, Codable {
     public var oldestReceivedAtMillis: Int64?
     public var deadLetters: Int64
     public var rejected: Int64
+    /// Transactions the writer committed since the spool was opened.
+    public var commits: Int64 = 0
 
     public init(depth: Int64 = 0, bytes: Int64 = 0, oldestReceivedAtMillis: Int64? = nil, deadLetters: Int64 = 0, rejected: Int64 = 0) {
         self.depth = depth

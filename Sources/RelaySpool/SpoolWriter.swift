@@ -93,7 +93,9 @@ final class SpoolWriter {
             }
             if !work.isEmpty { apply(work, shared) }
             if !shutdown.isEmpty {
-                _ = try? db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                // Best effort: fold the WAL back into the database, but do not
+                // hold up shutdown for a reader (status, an operator command).
+                _ = try? db.execute("PRAGMA busy_timeout = 100; PRAGMA wal_checkpoint(TRUNCATE)")
                 shutdown.forEach { $0() }
                 return
             }
@@ -133,6 +135,7 @@ final class SpoolWriter {
             $0.bytes = bytes
             $0.deadLetters += turn.deadDelta
             $0.rejected += turn.rejectedDelta
+            $0.commits += 1
             if depth == 0 { $0.oldestReceivedAtMillis = nil }
         }
         if turn.droppedDelta > 0 {

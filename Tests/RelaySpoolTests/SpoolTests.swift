@@ -1,0 +1,226 @@
+import Foundation
+import Testing
+@testable import RelaySpool
+
+/// A temporary directory removed when the test ends.
+final class TempDir {
+    let path: String
+    init() {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("spool-test-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    var db: String { path + "/spool.db" }
+}
+
+func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at: Int64 = 1_000, size: Int = 10) -> SpoolAppend {
+    SpoolAppend(messageID: id, writeKey: key, priority: priority, receivedAtMillis: at,
+                payload: Array(#"{"message_id":"\#(id)","pad":"\#(String(repeating: "x", count: max(0, size - 30)))"}"#.utf8))
+}
+
+@Suite struct SpoolTests {
+    @Test func appendedMessagesAreLeasedOldestFirstWithTheirPayload() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        let outcomes = try await spool.append((1...5).map { record("m\($0)") })
+        #expect(outcomes == Array(repeating: .stored, count: 5))
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: 2_000, maxCount: 3, maxBytes: 1 << 20)
+        #expect(batch.map(\.messageID) == ["m1", "m2", "m3"])
+        #expect(batch[0].payload == record("m1").payload)
+        let next = try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(next.map(\.messageID) == ["m4", "m5"], "leased rows are not leased twice")
+        await spool.close()
+    }
+
+    @Test func aMessageIdAlreadyQueuedIsADuplicate() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        #expect(try await spool.append([record("a"), record("a")]) == [.stored, .duplicate])
+        #expect(try await spool.append([record("a")]) == [.duplicate])
+        #expect(spool.stats.depth == 1)
+        await spool.close()
+    }
+
+    @Test func acknowledgedMessagesLeaveTheOutboxAndAreRememberedForDedupe() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        _ = try await spool.append([record("a"), record("b")])
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20)
+        try await spool.acknowledge(batch, atMillis: 2_000)
+        reader.release(batch)
+        #expect(spool.stats.depth == 0)
+        #expect(spool.stats.bytes == 0)
+        #expect(try reader.leaseBatch(nowMillis: 3_000, maxCount: 10, maxBytes: 1 << 20).isEmpty)
+        // within 24 h of sending: acknowledged again, not stored twice
+        #expect(try await spool.append([record("a", at: 2_500)]) == [.duplicate])
+        // after the window: a new message
+        #expect(try await spool.append([record("a", at: 2_000 + 24 * 3600 * 1000 + 1)]) == [.stored])
+        await spool.close()
+    }
+
+    @Test func retryCountsTheAttemptAndHoldsTheRowsUntilTheirTime() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        _ = try await spool.append([record("a")])
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20)
+        try await spool.scheduleRetry(batch, error: "HTTP 503", nextAttemptAtMillis: 5_000, nowMillis: 2_000)
+        reader.release(batch)
+        #expect(try reader.leaseBatch(nowMillis: 4_999, maxCount: 10, maxBytes: 1 << 20).isEmpty)
+        #expect(try reader.nextAttemptAfter(nowMillis: 4_999) == 5_000)
+        let again = try reader.leaseBatch(nowMillis: 5_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(again.map(\.messageID) == ["a"])
+        #expect(again.first?.attempts == 1)
+        await spool.close()
+    }
+
+    @Test func deadLettersKeepTheMessageAndTheReason() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        _ = try await spool.append([record("a"), record("b")])
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: 2_000, maxCount: 1, maxBytes: 1 << 20)
+        try await spool.deadLetter(batch, reason: DeadLetterReason(reason: "HTTP 400: bad", status: 400), nowMillis: 2_000)
+        reader.release(batch)
+        let stats = try reader.stats()
+        #expect(stats.depth == 1)
+        #expect(stats.deadLetters == 1)
+        let db = try SQLiteConnection(path: dir.db)
+        let st = try db.prepare("SELECT message_id, reason, status, attempts FROM dead_letters")
+        #expect(try st.step())
+        #expect(st.string(0) == "a")
+        #expect(st.string(1) == "HTTP 400: bad")
+        #expect(st.int64(2) == 400)
+        #expect(st.int64(3) == 1)
+        await spool.close()
+    }
+
+    @Test func messagesOlderThanMaxAgeExpireToDeadLetters() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        _ = try await spool.append([record("old", at: 1_000), record("new", at: 9_000)])
+        #expect(try await spool.expire(receivedBeforeMillis: 5_000, nowMillis: 10_000) == 1)
+        let reader = try spool.makeReader()
+        #expect(try reader.leaseBatch(nowMillis: 10_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["new"])
+        #expect(try reader.stats().deadLetters == 1)
+        await spool.close()
+    }
+
+    @Test func batchesNeverMixWriteKeysAndLiveGoesBeforeBulk() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        _ = try await spool.append([record("b1", priority: .bulk), record("k1", key: "A"), record("k2", key: "B"), record("k3", key: "A")])
+        let reader = try spool.makeReader()
+        #expect(try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["k1", "k3"])
+        #expect(try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["k2"])
+        #expect(try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["b1"])
+        await spool.close()
+    }
+
+    @Test func aBatchStaysUnderItsByteLimit() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        _ = try await spool.append((1...10).map { record("m\($0)", size: 100) })
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: 2_000, maxCount: 100, maxBytes: 350)
+        #expect(batch.count == 3)
+        #expect(batch.reduce(0) { $0 + $1.payload.count } <= 350)
+        await spool.close()
+    }
+
+    @Test func everythingCommittedSurvivesAReopenAndLeasesDoNot() async throws {
+        let dir = TempDir()
+        do {
+            let spool = try Spool(options: SpoolOptions(path: dir.db))
+            _ = try await spool.append((1...3).map { record("m\($0)") })
+            _ = try spool.makeReader().leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20)  // leased, never sent
+            await spool.close()
+        }
+        let reopened = try Spool(options: SpoolOptions(path: dir.db))
+        #expect(reopened.stats.depth == 3)
+        #expect(try reopened.makeReader().leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["m1", "m2", "m3"])
+        await reopened.close()
+    }
+
+    @Test func theSchemaIsVersionedAndANewerFileIsRefused() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        await spool.close()
+        let db = try SQLiteConnection(path: dir.db)
+        #expect(try db.scalarInt("PRAGMA user_version") == Schema.currentVersion)
+        do {
+            let mode = try db.prepare("PRAGMA journal_mode")
+            #expect(try mode.step())
+            #expect(mode.string(0) == "wal")
+        }
+        try db.execute("PRAGMA user_version = 99")
+        #expect {
+            _ = try Spool(options: SpoolOptions(path: dir.db))
+        } throws: { error in
+            guard case SpoolError.newerSchema(_, let found, _) = error else { return false }
+            return found == 99
+        }
+    }
+
+    @Test func aFullSpoolRefusesNewCallsAndKeepsWhatItHas() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxBytes: 250))
+        #expect(try await spool.append([record("a", size: 100), record("b", size: 100)]) == [.stored, .stored])
+        await #expect(throws: SpoolError.self) { try await spool.append([record("c", size: 100)]) }
+        #expect(spool.stats.depth == 2)
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: 2_000, maxCount: 1, maxBytes: 1 << 20)
+        try await spool.acknowledge(batch, atMillis: 2_000)
+        #expect(try await spool.append([record("c", size: 100)]) == [.stored], "room again after delivery")
+        await spool.close()
+    }
+
+    @Test func dropOldestMakesRoomAndCountsTheDrops() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxBytes: 250, onFull: .dropOldest))
+        _ = try await spool.append([record("a", size: 100), record("b", size: 100)])
+        #expect(try await spool.append([record("c", size: 100)]) == [.stored])
+        #expect(spool.droppedCount == 1)
+        let reader = try spool.makeReader()
+        #expect(try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["b", "c"])
+        #expect(try reader.stats().deadLetters == 1, "the dropped message is in dead letters, not gone")
+        await spool.close()
+    }
+
+    @Test func concurrentAppendsAreAllCommittedAndShareCommits() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        let n = 400
+        try await withThrowingTaskGroup(of: [AppendOutcome].self) { group in
+            for i in 0..<n { group.addTask { try await spool.append([record("c\(i)")]) } }
+            var stored = 0
+            for try await o in group { stored += o.filter { $0 == .stored }.count }
+            #expect(stored == n)
+        }
+        #expect(spool.stats.depth == Int64(n))
+        #expect(spool.stats.commits < Int64(n), "group commit: \(spool.stats.commits) commits for \(n) appends")
+        await spool.close()
+    }
+
+    @Test func appendsAfterCloseFailCleanly() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        await spool.close()
+        await #expect(throws: SpoolError.self) { try await spool.append([record("late")]) }
+    }
+
+    @Test func aWriterBlockedByAnotherProcessWaitsForTheLockAndCommits() async throws {
+        let dir = TempDir()
+        do { let s = try Spool(options: SpoolOptions(path: dir.db)); await s.close() }
+        // another connection holds the write lock: the writer cannot commit in time
+        let blocker = try SQLiteConnection(path: dir.db)
+        let spool = try Spool(options: SpoolOptions(path: dir.db))
+        try blocker.execute("PRAGMA busy_timeout = 0; BEGIN IMMEDIATE")
+        // busy_timeout is 5 s in the writer; release after a moment and it succeeds
+        Task.detached { try? await Task.sleep(for: .milliseconds(300)); try? blocker.execute("COMMIT") }
+        #expect(try await spool.append([record("x")]) == [.stored])
+        await spool.close()
+    }
+}
