@@ -143,7 +143,6 @@ public final class Forwarder: Service, Sendable {
         let forwarder: Forwarder
         let reader: SpoolReader
         var schedule: RetrySchedule
-        var rng = SystemRandomNumberGenerator()
         var lastRequestAtMillis: Int64 = 0
         var pausedUntilMillis: Int64?
         var lastExpiryAtMillis: Int64 = 0
@@ -260,7 +259,7 @@ public final class Forwarder: Service, Sendable {
                     logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(body.count)"])
 
                 case .retry(let retryAfter):
-                    let next = schedule.recordFailure(nowMillis: t, retryAfter: retryAfter, using: &rng)
+                    let next = schedule.recordFailure(nowMillis: t, retryAfter: retryAfter)
                     let error = Self.describe(outcome)
                     try await spool.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
                     let failures = schedule.consecutiveFailures

@@ -41,6 +41,15 @@ public struct SpoolMessage: Sendable, Hashable {
     public let receivedAtMillis: Int64
     public let attempts: Int
     public let payload: [UInt8]
+
+    public init(seq: Int64, messageID: String, writeKey: String, receivedAtMillis: Int64, attempts: Int, payload: [UInt8]) {
+        self.seq = seq
+        self.messageID = messageID
+        self.writeKey = writeKey
+        self.receivedAtMillis = receivedAtMillis
+        self.attempts = attempts
+        self.payload = payload
+    }
 }
 
 /// Counters that describe the spool right now.

@@ -33,6 +33,9 @@ public struct BackoffPolicy: Sendable, Hashable {
         Int64.random(in: 0...ceilingMillis(afterFailures: failures), using: &rng)
     }
 
+    /// Full jitter with the system's randomness: a uniform draw from [0, ceiling].
+    public static let uniformDraw: @Sendable (Int64) -> Int64 = { Int64.random(in: 0...$0) }
+
     /// Parses a Retry-After value (delta-seconds or an HTTP date) into a delay, capped.
     public func retryAfterMillis(_ header: String, nowMillis: Int64) -> Int64? {
         let trimmed = header.trimming([" ", "\t"])
@@ -69,14 +72,17 @@ public struct RetrySchedule: Sendable, Hashable {
     }
 
     /// Records a retryable failure; returns when the next attempt may go.
+    /// - Parameter draw: picks the delay from [0, ceiling] (full jitter);
+    ///   tests pass a fixed choice.
     @discardableResult
-    public mutating func recordFailure(nowMillis: Int64, retryAfter: String?, using rng: inout some RandomNumberGenerator) -> Int64 {
+    public mutating func recordFailure(nowMillis: Int64, retryAfter: String?, draw: (Int64) -> Int64 = BackoffPolicy.uniformDraw) -> Int64 {
         consecutiveFailures += 1
         let delay: Int64
         if let retryAfter, let upstream = policy.retryAfterMillis(retryAfter, nowMillis: nowMillis) {
             delay = upstream
         } else {
-            delay = policy.delayMillis(afterFailures: consecutiveFailures, using: &rng)
+            let ceiling = policy.ceilingMillis(afterFailures: consecutiveFailures)
+            delay = min(ceiling, max(0, draw(ceiling)))
         }
         nextAttemptAtMillis = nowMillis + delay
         return nextAttemptAtMillis

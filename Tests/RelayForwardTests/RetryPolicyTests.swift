@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+@testable import RelayForward
+import RelaySpool
+
+@Suite struct RetryClassifierTests {
+    static func response(_ status: Int) -> DeliveryOutcome { .response(status: status, retryAfter: nil, body: "") }
+
+    @Test(arguments: [200, 201, 202, 204, 299])
+    func successDeletes(_ status: Int) {
+        #expect(RetryClassifier.classify(Self.response(status)) == .delivered)
+    }
+
+    @Test(arguments: [408, 410, 429, 460, 500, 502, 503, 504, 507, 599])
+    func transientStatusesRetry(_ status: Int) {
+        #expect(RetryClassifier.classify(Self.response(status)) == .retry(retryAfter: nil))
+    }
+
+    @Test(arguments: [400, 413, 422])
+    func contentRefusalsSplit(_ status: Int) {
+        #expect(RetryClassifier.classify(Self.response(status)) == .split)
+    }
+
+    @Test(arguments: [401, 403])
+    func credentialRefusalsPause(_ status: Int) {
+        #expect(RetryClassifier.classify(Self.response(status)) == .pauseForCredentials)
+    }
+
+    @Test(arguments: [501, 505, 511, 404, 405, 302])
+    func permanentFailuresDeadLetter(_ status: Int) {
+        #expect(RetryClassifier.classify(Self.response(status)) == .deadLetter)
+    }
+
+    @Test func transportFailuresRetryAndCarryRetryAfter() {
+        #expect(RetryClassifier.classify(.transportFailure(TransportFailure(code: 7, message: "refused"))) == .retry(retryAfter: nil))
+        #expect(RetryClassifier.classify(.response(status: 429, retryAfter: "2", body: "")) == .retry(retryAfter: "2"))
+    }
+}
+
+@Suite struct BackoffTests {
+    /// A seeded generator: the same draws on every run.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test func ceilingDoublesFromTheBaseAndStopsAtTheCap() {
+        let p = BackoffPolicy()
+        #expect((1...9).map { p.ceilingMillis(afterFailures: $0) } == [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000])
+        #expect(p.ceilingMillis(afterFailures: 500) == 60000)
+    }
+
+    @Test func fullJitterDrawsFromZeroToTheCeiling() {
+        let p = BackoffPolicy()
+        var rng = SplitMix(state: 42)
+        for n in 1...12 {
+            let ceiling = p.ceilingMillis(afterFailures: n)
+            let draws = (0..<200).map { _ in p.delayMillis(afterFailures: n, using: &rng) }
+            #expect(draws.allSatisfy { (0...ceiling).contains($0) })
+            // full jitter spreads over the whole window, not just near the top
+            #expect(draws.min()! < ceiling / 4 && draws.max()! > ceiling * 3 / 4)
+        }
+    }
+
+    @Test func retryAfterInSecondsOrAnHTTPDateIsCappedAt300s() {
+        let p = BackoffPolicy()
+        let now: Int64 = 784_111_777_000  // Sun, 06 Nov 1994 08:49:37 GMT
+        #expect(p.retryAfterMillis("2", nowMillis: now) == 2000)
+        #expect(p.retryAfterMillis(" 120 ", nowMillis: now) == 120_000)
+        #expect(p.retryAfterMillis("86400", nowMillis: now) == 300_000)
+        #expect(p.retryAfterMillis("Sun, 06 Nov 1994 08:49:47 GMT", nowMillis: now) == 10_000)
+        #expect(p.retryAfterMillis("Sun, 06 Nov 1994 08:49:27 GMT", nowMillis: now) == 0, "a date in the past: at once")
+        #expect(p.retryAfterMillis("Mon, 07 Nov 1994 08:49:37 GMT", nowMillis: now) == 300_000)
+        #expect(p.retryAfterMillis("soon", nowMillis: now) == nil)
+    }
+
+    @Test func scheduleWithAManualClock() {
+        var schedule = RetrySchedule()
+        let high: (Int64) -> Int64 = { $0 }  // the top of each jitter window
+        var clock: Int64 = 10_000
+        #expect(schedule.isOpen(nowMillis: clock))
+        // three failures: windows of 500, 1000, 2000 ms (upper end here)
+        for expected in [500, 1000, 2000] as [Int64] {
+            let next = schedule.recordFailure(nowMillis: clock, retryAfter: nil, draw: high)
+            #expect(next == clock + expected)
+            #expect(!schedule.isOpen(nowMillis: next - 1))
+            clock = next
+            #expect(schedule.isOpen(nowMillis: clock))
+        }
+        // Retry-After overrides the jitter
+        #expect(schedule.recordFailure(nowMillis: clock, retryAfter: "7", draw: high) == clock + 7000)
+        #expect(schedule.consecutiveFailures == 4)
+        schedule.recordSuccess()
+        #expect(schedule.consecutiveFailures == 0)
+        #expect(schedule.isOpen(nowMillis: clock))
+        // after a success the window starts from the base again
+        #expect(schedule.recordFailure(nowMillis: clock, retryAfter: nil, draw: high) == clock + 500)
+    }
+}
+
+@Suite struct BatchEncoderTests {
+    @Test func theBodyIsTheStoredMessagesInABatchEnvelope() throws {
+        let messages = (1...3).map { i in
+            SpoolMessage(seq: Int64(i), messageID: "m\(i)", writeKey: "", receivedAtMillis: 0, attempts: 0,
+                         payload: Array(#"{"message_id":"m\#(i)","type":"identify"}"#.utf8))
+        }
+        let body = BatchEncoder.encode(messages, sentAt: Date(timeIntervalSince1970: 1_486_642_112.387))
+        let json = try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
+        let batch = json?["batch"] as? [[String: Any]]
+        #expect(batch?.map { $0["message_id"] as? String } == ["m1", "m2", "m3"])
+        #expect(json?["sent_at"] as? String == "2017-02-09T12:08:32.387Z")
+    }
+
+    @Test func batchURLJoinsTheBase() {
+        #expect(ForwarderOptions(upstream: "http://127.0.0.1:9/").batchURL == "http://127.0.0.1:9/v1/batch")
+        #expect(ForwarderOptions(upstream: "https://pipe.plainflow.net").batchURL == "https://pipe.plainflow.net/v1/batch")
+    }
+}
