@@ -39,6 +39,10 @@ public struct RelayConfig: Sendable, Codable, Equatable {
         public var ca_file: String?
         public var proxy: String?
         public var max_age_hours: Double?
+        /// Backoff after a failed request: full jitter from 0 up to
+        /// retry_base_ms * 2^(failures-1), at most retry_cap_ms.
+        public var retry_base_ms: Int?
+        public var retry_cap_ms: Int?
     }
 
     public struct SpoolSection: Sendable, Codable, Equatable {
@@ -165,6 +169,10 @@ extension RelayConfig {
         if let h = upstream?.max_age_hours {
             if h <= 0 { problems.append("upstream.max_age_hours: must be positive, got \(h)") } else { forward.maxAgeMillis = Int64(h * 3_600_000) }
         }
+
+        if let v = positive(upstream?.retry_base_ms, "upstream.retry_base_ms") { forward.backoff.baseMillis = Int64(v) }
+        if let v = positive(upstream?.retry_cap_ms, "upstream.retry_cap_ms") { forward.backoff.capMillis = Int64(v) }
+        if forward.backoff.capMillis < forward.backoff.baseMillis { problems.append("upstream.retry_cap_ms: must not be below retry_base_ms") }
 
         var spoolOptions = SpoolOptions(path: spool?.path ?? "/var/lib/plainflow-relay/spool.db")
         if let v = spool?.max_bytes {

@@ -1,0 +1,121 @@
+// End-to-end: what apps see at the relay's door (batches, the line
+// protocol, limits), with the real binary and a local upstream.
+
+import Foundation
+import Testing
+
+@Suite(.serialized) struct IngestEndToEndTests {
+    @Test func aBatchStoresEveryValidMessageAndListsTheInvalidOnesByIndex() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        defer { relay.stop() }
+        let body = """
+        {"batch":[
+          {"type":"identify","userId":"a"},
+          {"type":"identify","traits":{"age":"x"}},
+          {"type":"track","userId":"b","event":"Signed Up","properties":{"plan":"pro"}},
+          {"type":"page","userId":"c","properties":{"bad.key":1}},
+          {"type":"identify","anonymousId":"d","context":{"app":"mine"}}
+        ],"context":{"library":{"name":"sdk"},"app":"batch"}}
+        """
+        let r = try http(relay.tcp, "POST", "/v1/batch", json: body)
+        #expect(r.status == 200)
+        #expect(r.json["stored"] as? Int == 3)
+        let rejected = r.json["rejected"] as? [[String: Any]] ?? []
+        #expect(rejected.map { $0["index"] as? Int } == [1, 3])
+        #expect((rejected.first?["errors"] as? [String])?.contains("traits.age: expected a number, got a string") == true)
+        #expect(eventually { upstream.delivered.count == 3 })
+        let last = try #require(upstream.delivered.first { $0["anonymous_id"] as? String == "d" })
+        let context = last["context"] as? [String: Any]
+        #expect(context?["app"] as? String == "mine", "the message's own context wins")
+        #expect((context?["library"] as? [String: Any])?["name"] as? String == "sdk", "batch context merged in")
+
+        let none = try http(relay.tcp, "POST", "/v1/batch", json: #"{"batch":[{"type":"identify"}]}"#)
+        #expect(none.status == 400)
+    }
+
+    @Test func theLineProtocolAnswersManyPipelinedCallsInOrder() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        defer { relay.stop() }
+        let n = 300
+        var lines = ""
+        for i in 0..<n {
+            lines += i == 150 ? #"{"type":"identify","traits":{}}"# + "\n" : #"{"type":"identify","user_id":"line-\#(i)","message_id":"line-id-\#(i)"}"# + "\n"
+        }
+        let conn = try SocketConnection(relay.unix)
+        try conn.write(Array(lines.utf8))
+        conn.shutdownWrite()
+        let data = try conn.read { d in d.filter { $0 == 0x0A }.count >= n }
+        let replies = String(decoding: data, as: UTF8.self).split(separator: "\n").map {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:]
+        }
+        #expect(replies.count == n)
+        for (i, reply) in replies.enumerated() {
+            if i == 150 {
+                #expect(reply["ok"] as? Bool == false)
+                #expect(reply["status"] as? Int == 400)
+            } else {
+                #expect(reply["message_id"] as? String == "line-id-\(i)", "reply \(i) in order")
+            }
+        }
+        #expect(eventually { upstream.delivered.count == n - 1 })
+    }
+
+    @Test func oversizedAndDeeplyNestedBodiesAreRefusedAndTheRelayKeepsServing() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        defer { relay.stop() }
+        let huge = #"{"userId":"u","traits":{"bio":""# + String(repeating: "a", count: 600 * 1024) + #""}}"#
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: huge).status == 413)
+        let big = #"{"userId":"u","traits":{"bio":""# + String(repeating: "a", count: 20 * 1024) + #""}}"#
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: big).status == 413, "over the 15 KiB message limit")
+        let deep = String(repeating: #"{"a":"#, count: 200) + "1" + String(repeating: "}", count: 200)
+        let r = try http(relay.tcp, "POST", "/v1/identify", json: deep)
+        #expect(r.status == 400)
+        #expect((r.json["errors"] as? [String])?.first?.contains("nested") == true)
+        let tooMany = #"{"batch":["# + Array(repeating: #"{"type":"identify","userId":"x"}"#, count: 2501).joined(separator: ",") + "]}"
+        #expect(try http(relay.tcp, "POST", "/v1/batch", json: tooMany).status == 413)
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("still-here")).status == 200)
+        #expect(try http(relay.tcp, "GET", "/healthz").status == 200)
+    }
+
+    @Test func keepAliveServesManyRequestsOnOneConnection() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        defer { relay.stop() }
+        let conn = try SocketConnection(relay.tcp)
+        for i in 0..<50 {
+            #expect(try conn.request("POST", "/v1/identify", body: Array(identify("ka\(i)").utf8)).status == 200)
+        }
+        #expect(try conn.request("GET", "/nope").status == 404)
+        #expect(try conn.request("GET", "/v1/identify").status == 405)
+        #expect(eventually { upstream.delivered.count == 50 })
+    }
+
+    @Test func withoutARelayKeyTheAppsKeyIsKeptAndUsedAndBatchesNeverMixKeys() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig().replacingOccurrences(of: #"write_key = "test-key""#, with: ""))
+        try relay.start()
+        defer { relay.stop() }
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("nokey")).status == 401)
+        for i in 0..<6 {
+            let key = i % 2 == 0 ? "key-A" : "key-B"
+            #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("\(key)-\(i)"), headers: basicAuth(key)).status == 200)
+        }
+        #expect(eventually { upstream.delivered.count == 6 })
+        for request in upstream.requests {
+            let users = request.batch.map { $0["user_id"] as? String ?? "" }
+            #expect(users.allSatisfy { $0.hasPrefix(request.writeKey ?? "?") }, "batch for \(request.writeKey ?? "nil") holds \(users)")
+        }
+    }
+}

@@ -1,0 +1,139 @@
+// A real HTTP upstream on 127.0.0.1 for the end-to-end tests: it records
+// every request (path, auth, headers, parsed body) and answers with the
+// next scripted status, then with the default one.
+
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+final class TestUpstream: @unchecked Sendable {
+    struct Request: Sendable {
+        let path: String
+        let headers: [String: String]
+        let body: Data
+        let receivedAt: Date
+        /// The write key from Basic auth.
+        var writeKey: String? {
+            guard let auth = headers["authorization"], auth.lowercased().hasPrefix("basic "),
+                  let data = Data(base64Encoded: String(auth.dropFirst(6))) else { return nil }
+            return String(decoding: data, as: UTF8.self).split(separator: ":", omittingEmptySubsequences: false).first.map(String.init)
+        }
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        var batch: [[String: Any]] { json["batch"] as? [[String: Any]] ?? [] }
+    }
+
+    /// What to answer: a status and extra headers; `hang` never answers.
+    struct Answer: Sendable {
+        var status: Int
+        var headers: [(String, String)] = []
+        var hang = false
+        static func status(_ s: Int) -> Answer { Answer(status: s) }
+    }
+
+    private let lock = NIOLock()
+    private var _requests: [Request] = []
+    private var script: [Answer]
+    private var defaultAnswer: Answer
+    /// Per-message decision: when it returns a status, a batch holding such a message gets it.
+    private var refuse: (@Sendable ([String: Any]) -> Int?)?
+    private let group: MultiThreadedEventLoopGroup
+    private var channel: Channel?
+    let port: Int
+
+    /// Starts listening on 127.0.0.1 (`port` 0 picks a free one).
+    init(port: Int = 0, script: [Answer] = [], defaultAnswer: Answer = .status(200)) throws {
+        self.script = script
+        self.defaultAnswer = defaultAnswer
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let box = Box()
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try ch.pipeline.syncOperations.addHandler(Handler(upstream: { box.upstream! }))
+                }
+            }
+        let ch = try bootstrap.bind(host: "127.0.0.1", port: port).wait()
+        channel = ch
+        self.port = ch.localAddress!.port!
+        box.upstream = self
+    }
+
+    /// Lets the handlers reach the upstream once it is fully initialized.
+    private final class Box: @unchecked Sendable { var upstream: TestUpstream? }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    var requests: [Request] { lock.withLock { _requests } }
+
+    /// Every message received in a 2xx-answered request, in arrival order.
+    var delivered: [[String: Any]] { lock.withLock { accepted } }
+    private var accepted: [[String: Any]] = []
+
+    func setScript(_ answers: [Answer], default d: Answer? = nil) {
+        lock.withLock { script = answers; if let d { defaultAnswer = d } }
+    }
+
+    func refuseMessages(where decide: @escaping @Sendable ([String: Any]) -> Int?) {
+        lock.withLock { refuse = decide }
+    }
+
+    func stop() {
+        try? channel?.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+
+    fileprivate func answer(_ r: Request) -> Answer {
+        lock.withLock {
+            _requests.append(r)
+            var a = script.isEmpty ? defaultAnswer : script.removeFirst()
+            if a.status / 100 == 2, let refuse, let refused = r.batch.lazy.compactMap(refuse).first {
+                a = .status(refused)
+            }
+            if a.status / 100 == 2 && !a.hang { accepted += r.batch }
+            return a
+        }
+    }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let upstream: () -> TestUpstream
+        var head: HTTPRequestHead?
+        var body = Data()
+        init(upstream: @escaping () -> TestUpstream) { self.upstream = upstream }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h): head = h; body = Data()
+            case .body(let b): body.append(contentsOf: b.readableBytesView)
+            case .end:
+                guard let head else { return }
+                var headers: [String: String] = [:]
+                for (k, v) in head.headers { headers[k.lowercased()] = v }
+                let a = upstream().answer(Request(path: head.uri, headers: headers, body: body, receivedAt: Date()))
+                if a.hang { return }
+                var h = HTTPHeaders([("content-type", "application/json"), ("content-length", "2")])
+                for (k, v) in a.headers { h.add(name: k, value: v) }
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: a.status), headers: h))), promise: nil)
+                var buf = context.channel.allocator.buffer(capacity: 2)
+                buf.writeString("{}")
+                context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released at once).
+func freePort() throws -> Int {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let ch = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+    let port = ch.localAddress!.port!
+    try ch.close().wait()
+    return port
+}
