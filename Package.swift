@@ -76,8 +76,7 @@ let package = Package(
         .testTarget(name: "RelayForwardTests", dependencies: ["RelayForward", "RelaySpool"]),
         .testTarget(name: "RelayIngestTests", dependencies: [
             "RelayIngest", "RelayMessage", "RelaySpool",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .testTarget(name: "EndToEndTests", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,0 +1,119 @@
+import Foundation
+import NIOHTTP1
+import Testing
+@testable import RelayIngest
+import RelayMessage
+import RelaySpool
+
+/// The ingest pipeline over a real spool file: what an app is answered.
+@Suite struct IngestPipelineTests {
+    final class Fixture {
+        let dir: String
+        let spool: Spool
+        init(maxBytes: Int64 = 1 << 30) throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("ingest-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            spool = try Spool(options: SpoolOptions(path: dir + "/spool.db", maxBytes: maxBytes))
+        }
+        deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+        func pipeline(_ configure: (inout IngestOptions) -> Void = { $0.relayHasWriteKey = true }) -> IngestPipeline {
+            var o = IngestOptions()
+            configure(&o)
+            return IngestPipeline(options: o, store: spool)
+        }
+    }
+
+    func send(_ p: IngestPipeline, _ route: IngestRoute, _ json: String, key: String? = nil) async -> (IngestReply, [String: Any]) {
+        let reply = await withCheckedContinuation { c in p.handle(route, body: Array(json.utf8), writeKey: key) { c.resume(returning: $0) } }
+        return (reply, (try? JSONSerialization.jsonObject(with: Data(reply.body))) as? [String: Any] ?? [:])
+    }
+
+    @Test func a200MeansTheMessageIsInTheSpool() async throws {
+        let f = try Fixture()
+        let (reply, json) = await send(f.pipeline(), .single(.identify), #"{"userId":"u1"}"#)
+        #expect(reply.status == 200)
+        let id = try #require(json["message_id"] as? String)
+        let batch = try f.spool.makeReader().leaseBatch(nowMillis: .max / 2, maxCount: 10, maxBytes: 1 << 20)
+        #expect(batch.map(\.messageID) == [id])
+        await f.spool.close()
+    }
+
+    @Test func aRepeatedMessageIdIsAcknowledgedButStoredOnce() async throws {
+        let f = try Fixture()
+        let p = f.pipeline()
+        let (_, first) = await send(p, .single(.identify), #"{"userId":"u1","messageId":"same"}"#)
+        let (reply, second) = await send(p, .single(.identify), #"{"userId":"u1","messageId":"same"}"#)
+        #expect(first["duplicate"] == nil)
+        #expect(reply.status == 200)
+        #expect(second["duplicate"] as? Bool == true)
+        #expect(f.spool.stats.depth == 1)
+        await f.spool.close()
+    }
+
+    @Test func aFullSpoolAnswers503WithRetryAfter() async throws {
+        let f = try Fixture(maxBytes: 200)
+        let p = f.pipeline()
+        #expect(await send(p, .single(.identify), #"{"userId":"u1"}"#).0.status == 200)
+        let (reply, json) = await send(p, .single(.identify), #"{"userId":"u2","traits":{"bio":"\#(String(repeating: "x", count: 200))"}}"#)
+        #expect(reply.status == 503)
+        #expect(reply.retryAfterSeconds == 5)
+        #expect((json["errors"] as? [String])?.first?.contains("spool is full") == true)
+        await f.spool.close()
+    }
+
+    @Test func writeKeyPolicy() async throws {
+        let f = try Fixture()
+        let noRelayKey = f.pipeline { $0.relayHasWriteKey = false }
+        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"u"}"#).0.status == 401)
+        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"u"}"#, key: "app-key").0.status == 200)
+        let batch = try f.spool.makeReader().leaseBatch(nowMillis: .max / 2, maxCount: 10, maxBytes: 1 << 20)
+        #expect(batch.map(\.writeKey) == ["app-key"], "the app's key is kept with its message")
+
+        let restricted = f.pipeline { $0.relayHasWriteKey = true; $0.acceptedWriteKeys = ["good"] }
+        #expect(await send(restricted, .single(.identify), #"{"userId":"u"}"#, key: "bad").0.status == 401)
+        #expect(await send(restricted, .single(.identify), #"{"userId":"u"}"#, key: "good").0.status == 200)
+        await f.spool.close()
+    }
+
+    @Test func refusedCallsAreSampledForTheOperator() async throws {
+        let f = try Fixture()
+        let p = f.pipeline()
+        #expect(await send(p, .single(.identify), #"{"traits":[]}"#).0.status == 400)
+        #expect(await send(p, .batch(priority: .live), #"{"batch":[{"type":"identify","userId":"ok"},{"type":"identify"}]}"#).0.status == 200)
+        #expect(await send(p, .single(.identify), #"{"userId":"u2"}"#).0.status == 200)  // a commit after the samples
+        #expect(try f.spool.makeReader().stats().rejected == 2)
+        await f.spool.close()
+    }
+
+    @Test func importIsQueuedBehindLiveCalls() async throws {
+        let f = try Fixture()
+        let p = f.pipeline()
+        _ = await send(p, .batch(priority: .bulk), #"{"batch":[{"type":"identify","userId":"old","timestamp":"2015-01-01T00:00:00Z"}]}"#)
+        _ = await send(p, .single(.identify), #"{"userId":"live"}"#)
+        let reader = try f.spool.makeReader()
+        let first = try reader.leaseBatch(nowMillis: .max / 2, maxCount: 1, maxBytes: 1 << 20)
+        #expect(String(decoding: first[0].payload, as: UTF8.self).contains(#""user_id":"live""#))
+        await f.spool.close()
+    }
+}
+
+@Suite struct HTTPRoutingTests {
+    @Test func routes() {
+        #expect(HTTPIngestHandler.ingestRoute("/v1/identify") == .single(.identify))
+        #expect(HTTPIngestHandler.ingestRoute("/v1/alias") == .single(.alias))
+        #expect(HTTPIngestHandler.ingestRoute("/v1/batch") == .batch(priority: .live))
+        #expect(HTTPIngestHandler.ingestRoute("/v1/import") == .batch(priority: .bulk))
+        #expect(HTTPIngestHandler.ingestRoute("/v1/unknown") == nil)
+        #expect(HTTPIngestHandler.ingestRoute("/identify") == nil)
+    }
+
+    @Test func basicAuthUserIsTheWriteKey() {
+        func user(_ value: String) -> String? { HTTPIngestHandler.basicAuthUser(HTTPHeaders([("Authorization", value)])) }
+        #expect(user("Basic " + Data("wk_123:".utf8).base64EncodedString()) == "wk_123")
+        #expect(user("basic " + Data("wk_123".utf8).base64EncodedString()) == "wk_123")
+        #expect(user("Bearer abc") == nil)
+        #expect(user("Basic " + Data(":".utf8).base64EncodedString()) == nil)
+        #expect(user("Basic !!!") == nil)
+    }
+}
