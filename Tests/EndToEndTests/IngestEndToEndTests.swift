@@ -118,4 +118,41 @@ import Testing
             #expect(users.allSatisfy { $0.hasPrefix(request.writeKey ?? "?") }, "batch for \(request.writeKey ?? "nil") holds \(users)")
         }
     }
+
+    @Test func gzipBodiesAreAcceptedAndABombIsRefusedWhileInflating() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        defer { relay.stop() }
+        let batch = #"{"batch":[{"type":"identify","userId":"gz1"},{"type":"track","userId":"gz2","event":"Compressed"}]}"#
+        let conn = try SocketConnection(relay.tcp)
+        let ok = try conn.request("POST", "/v1/batch", body: [UInt8](try gzip(Data(batch.utf8))), headers: ["Content-Encoding": "gzip"])
+        #expect(ok.status == 200, "\(ok.text)")
+        #expect(ok.json["stored"] as? Int == 2)
+        let bomb = try gzip(Data(("{\"userId\":\"" + String(repeating: "0", count: 10_000_000) + "\"}").utf8))
+        #expect(bomb.count < 100_000)
+        let refused = try SocketConnection(relay.tcp).request("POST", "/v1/identify", body: [UInt8](bomb), headers: ["Content-Encoding": "gzip"])
+        #expect(refused.status == 413, "\(refused.text)")
+        let garbage = try http(relay.tcp, "POST", "/v1/identify", json: "not gzip at all", headers: ["Content-Encoding": "gzip"])
+        #expect(garbage.status == 400)
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: "{}", headers: ["Content-Encoding": "br"]).status == 415)
+        #expect(eventually { upstream.delivered.count == 2 })
+    }
+}
+
+/// Compresses with the system's gzip (independent of the relay's code).
+func gzip(_ data: Data) throws -> Data {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/gzip")
+    p.arguments = ["-c"]
+    let input = Pipe(), output = Pipe()
+    p.standardInput = input
+    p.standardOutput = output
+    try p.run()
+    let writer = Thread { input.fileHandleForWriting.write(data); try? input.fileHandleForWriting.close() }
+    writer.start()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return out
 }

@@ -45,6 +45,7 @@ final class RelayObserver: Sendable {
     private let upstreamRequests: Metrics.Gauge
     private let upstreamFailing: Metrics.Gauge
     private let dropped: Metrics.Gauge
+    private let commits: Metrics.Gauge
     private let started = Telemetry.nowMillis()
 
     init(spool: Spool, forwarder: Forwarder) {
@@ -57,6 +58,7 @@ final class RelayObserver: Sendable {
         oldestAge = Metrics.Gauge(label: "plainflow_spool_oldest_age_seconds", dimensions: host)
         deadLetters = Metrics.Gauge(label: "plainflow_spool_dead_letters", dimensions: host)
         dropped = Metrics.Gauge(label: "plainflow_spool_dropped_total", dimensions: host)
+        commits = Metrics.Gauge(label: "plainflow_spool_commits_total", dimensions: host)
         upstreamDelivered = Metrics.Gauge(label: "plainflow_upstream_delivered_messages_total", dimensions: host)
         upstreamRequests = Metrics.Gauge(label: "plainflow_upstream_requests_total", dimensions: host)
         upstreamFailing = Metrics.Gauge(label: "plainflow_upstream_consecutive_failures", dimensions: host)
@@ -76,6 +78,7 @@ final class RelayObserver: Sendable {
         oldestAge.record(Double(s.oldestReceivedAtMillis.map { max(0, Telemetry.nowMillis() - $0) } ?? 0) / 1000)
         deadLetters.record(s.deadLetters)
         dropped.record(spool.droppedCount)
+        commits.record(spool.stats.commits)
         upstreamDelivered.record(u.delivered)
         upstreamRequests.record(u.requests)
         upstreamFailing.record(u.consecutiveFailures)
@@ -102,6 +105,7 @@ final class RelayObserver: Sendable {
                 "dead_letters": .int(s.deadLetters),
                 "rejected": .int(s.rejected),
                 "dropped": .int(spool.droppedCount),
+                "commits": .int(spool.stats.commits),
             ]),
             "upstream": .object([
                 "state": .string(u.state.rawValue),

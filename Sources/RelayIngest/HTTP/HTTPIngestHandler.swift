@@ -5,6 +5,7 @@
 // writing the answer once the pipeline has it. The body is checked against
 // the limit while it arrives, never buffered past it.
 
+import CompressNIO
 import NIOCore
 import NIOHTTP1
 import RelayMessage
@@ -75,13 +76,37 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             if answeredEarly { return }
             guard let head else { return }
             self.head = nil
-            let bytes = body.map { Array($0.readableBytesView) } ?? []
+            let buffer = body
             body = nil
-            route(context: context, head: head, body: bytes)
+            route(context: context, head: head, body: buffer)
         }
     }
 
-    private func route(context: ChannelHandlerContext, head: HTTPRequestHead, body: [UInt8]) {
+    /// The request body as the pipeline needs it: decompressed when the app
+    /// sent `Content-Encoding: gzip`, never past `maxBody` bytes (checked
+    /// while inflating, so a small bomb cannot expand in memory).
+    private enum DecodedBody { case bytes([UInt8]), refuse(IngestReply) }
+
+    private func decodedBody(_ head: HTTPRequestHead, _ buffer: ByteBuffer?) -> DecodedBody {
+        guard var buffer else { return .bytes([]) }
+        switch head.headers.first(name: "content-encoding")?.lowercased() {
+        case nil, "identity":
+            return .bytes(Array(buffer.readableBytesView))
+        case "gzip", "x-gzip":
+            do {
+                let inflated = try buffer.decompress(with: .gzip(), maxSize: maxBody)
+                return .bytes(Array(inflated.readableBytesView))
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                return .refuse(.failure(413, ["request body is larger than \(maxBody) bytes once decompressed"]))
+            } catch {
+                return .refuse(.failure(400, ["request body is not valid gzip: \(error)"]))
+            }
+        case let other?:
+            return .refuse(.failure(415, ["unsupported Content-Encoding: \(other); send gzip or no encoding"]))
+        }
+    }
+
+    private func route(context: ChannelHandlerContext, head: HTTPRequestHead, body buffer: ByteBuffer?) {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
         if overLimit {
             respond(context, IngestReply.failure(413, ["request body is larger than \(maxBody) bytes"]), keepAlive: false)
@@ -99,8 +124,11 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 respond(context, IngestReply.failure(404, ["no such endpoint: \(path)"]), keepAlive: head.isKeepAlive)
                 return
             }
-            if let encoding = head.headers.first(name: "content-encoding"), encoding.lowercased() != "identity" {
-                respond(context, IngestReply.failure(415, ["unsupported Content-Encoding: \(encoding)"]), keepAlive: head.isKeepAlive)
+            let body: [UInt8]
+            switch decodedBody(head, buffer) {
+            case .bytes(let b): body = b
+            case .refuse(let reply):
+                respond(context, reply, keepAlive: head.isKeepAlive && reply.status != 413)
                 return
             }
             let promise = context.eventLoop.makePromise(of: IngestReply.self)
