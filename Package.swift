@@ -68,7 +68,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plainflow-relay", dependencies: [
-            "RelayDaemon", "RelaySpool",
+            "RelayDaemon", "RelaySpool", "RelayForward",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

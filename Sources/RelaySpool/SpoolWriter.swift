@@ -189,7 +189,7 @@ final class SpoolWriter {
                 try remember.run()
             }
             turn.completions.append { completion($0) }
-            try pruneSentIDs(now: at)
+            try pruneSentIDs(now: at, turn: turn)
 
         case .retry(let messages, let error, let nextAt, let now, let completion):
             for m in messages {
@@ -278,10 +278,16 @@ final class SpoolWriter {
         }
     }
 
-    private func pruneSentIDs(now: Int64) throws(SQLiteError) {
+    private func pruneSentIDs(now: Int64, turn: Turn) throws(SQLiteError) {
         guard now - lastPruneMillis > 60_000 else { return }
         lastPruneMillis = now
         try db.execute("DELETE FROM sent_ids WHERE sent_at < \(now - options.dedupeWindowMillis)")
+        // An operator may have replayed dead letters into the outbox meanwhile:
+        // re-read the totals the max_bytes check relies on.
+        let st = try db.prepare("SELECT count(*), COALESCE(sum(bytes), 0) FROM outbox")
+        try st.step()
+        depth = st.int64(0) - turn.depthDelta
+        bytes = st.int64(1) - turn.bytesDelta
     }
 
     private static func fail(_ op: Spool.Op, _ error: SpoolError) {

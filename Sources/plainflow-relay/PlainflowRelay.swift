@@ -11,7 +11,8 @@ struct PlainflowRelay: AsyncParsableCommand {
         commandName: "plainflow-relay",
         abstract: "A local relay for analytics calls: apps hand calls to it over a socket, it stores them durably and forwards them upstream.",
         version: RelayVersion.current,
-        subcommands: [Run.self, CheckConfig.self, Version.self]
+        subcommands: [Run.self, Status.self, Send.self, SpoolCommand.self, DeadLettersCommand.self, RejectedCommand.self,
+                      CheckConfig.self, Version.self]
     )
 }
 

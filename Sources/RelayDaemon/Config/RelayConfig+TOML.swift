@@ -13,8 +13,9 @@ extension RelayConfig {
             throw ConfigError("\(path): line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
         } catch let e as UnexpectedKeysError {
             let lines = e.keys.map { key, codingPath -> String in
-                let full = (codingPath.map(\.stringValue) + [key]).filter { !$0.isEmpty }
-                let dotted = Array(NSOrderedSet(array: full)).compactMap { $0 as? String }.joined(separator: ".")
+                var full = codingPath.map(\.stringValue).filter { !$0.isEmpty }
+                if full.last != key { full.append(key) }
+                let dotted = full.joined(separator: ".")
                 return "\(path)\(lineSuffix(text, key: key)): unknown key \"\(dotted)\""
             }
             throw ConfigError(lines.sorted().joined(separator: "\n"))

@@ -22,6 +22,11 @@ public struct TransportFailure: Error, Sendable, Hashable, CustomStringConvertib
     public var isTimeout: Bool { code == Int(CURLE_OPERATION_TIMEDOUT.rawValue) }
 
     public var description: String { "\(message) (curl error \(code))" }
+
+    public init(code: Int, message: String) {
+        self.code = code
+        self.message = message
+    }
 }
 
 /// Settings of the HTTP client.
@@ -48,12 +53,18 @@ public struct UpstreamRequest: Sendable {
     /// Sent as Basic auth user name with an empty password; nil sends no auth.
     public var writeKey: String?
     public var headers: [String]
+    /// GET instead of POST (the body is then ignored).
+    public var isGet: Bool
+    /// Connect through this Unix socket instead of TCP (the URL's host is then ignored).
+    public var unixSocketPath: String?
 
-    public init(url: String, body: [UInt8], writeKey: String?, headers: [String] = []) {
+    public init(url: String, body: [UInt8] = [], writeKey: String? = nil, headers: [String] = [], isGet: Bool = false, unixSocketPath: String? = nil) {
         self.url = url
         self.body = body
         self.writeKey = writeKey
         self.headers = headers
+        self.isGet = isGet
+        self.unixSocketPath = unixSocketPath
     }
 }
 
@@ -108,9 +119,14 @@ public final class CurlTransport: @unchecked Sendable {
             func set(_ r: CURLcode) { if rc == CURLE_OK { rc = r } }
             set(pf_curl_setopt_string(h, CURLOPT_URL, request.url))
             set(pf_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1))
-            set(pf_curl_setopt_long(h, CURLOPT_POST, 1))
-            set(pf_curl_setopt_pointer(h, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress)))
-            set(pf_curl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+            if request.isGet {
+                set(pf_curl_setopt_long(h, CURLOPT_HTTPGET, 1))
+            } else {
+                set(pf_curl_setopt_long(h, CURLOPT_POST, 1))
+                set(pf_curl_setopt_pointer(h, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress)))
+                set(pf_curl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+            }
+            if let path = request.unixSocketPath { set(pf_curl_setopt_string(h, CURLOPT_UNIX_SOCKET_PATH, path)) }
             set(pf_curl_setopt_slist(h, CURLOPT_HTTPHEADER, headers))
             set(pf_curl_setopt_string(h, CURLOPT_USERAGENT, options.userAgent))
             set(pf_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeoutMillis))

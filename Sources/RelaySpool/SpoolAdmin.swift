@@ -1,0 +1,141 @@
+// SpoolAdmin: the operator's view of a spool file (`spool stats`,
+// `dead-letters list|replay|purge`, `rejected list`).
+//
+// Works on the file directly, with the daemon running or stopped: its own
+// connection, short transactions, SQLite's locking (busy_timeout) against
+// the daemon's writer. A replayed dead letter goes back to the outbox as a
+// new, never-attempted message with its original message_id, so the
+// upstream still dedupes it; the running forwarder picks it up on its next
+// read.
+
+/// A message the upstream refused, or that expired or was dropped.
+public struct DeadLetter: Sendable, Hashable, Codable {
+    public let id: Int64
+    public let messageID: String
+    public let reason: String
+    public let status: Int?
+    public let attempts: Int
+    public let receivedAtMillis: Int64
+    public let deadAtMillis: Int64
+    public let payload: String
+}
+
+/// A sample of a call the relay refused.
+public struct RejectedCall: Sendable, Hashable, Codable {
+    public let id: Int64
+    public let receivedAtMillis: Int64
+    /// JSON array of "path: message".
+    public let errors: String
+    public let sample: String
+}
+
+/// Operator access to a spool file.
+public final class SpoolAdmin {
+    private let db: SQLiteConnection
+
+    /// Opens an existing spool (it must have been created by the relay).
+    public init(path: String) throws(SpoolError) {
+        do {
+            db = try SQLiteConnection(path: path, readOnly: false, create: false)
+            try db.execute("PRAGMA busy_timeout = 5000")
+        } catch {
+            throw SpoolError.storage(error)
+        }
+        let version: Int64?
+        do { version = try db.scalarInt("PRAGMA user_version") } catch { throw SpoolError.storage(error) }
+        guard let version, version > 0 else {
+            throw SpoolError.storage(SQLiteError(code: 26, message: "\(path) is not a plainflow-relay spool", sql: nil))
+        }
+        if version > Schema.currentVersion {
+            throw SpoolError.newerSchema(path: path, found: version, supported: Schema.currentVersion)
+        }
+    }
+
+    public func stats() throws(SpoolError) -> SpoolStats {
+        do {
+            let st = try db.prepare("SELECT count(*), COALESCE(sum(bytes), 0), min(received_at) FROM outbox")
+            try st.step()
+            return SpoolStats(
+                depth: st.int64(0), bytes: st.int64(1), oldestReceivedAtMillis: st.isNull(2) ? nil : st.int64(2),
+                deadLetters: try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0,
+                rejected: try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
+        } catch {
+            throw SpoolError.storage(error)
+        }
+    }
+
+    /// Dead letters, newest first.
+    public func deadLetters(limit: Int) throws(SpoolError) -> [DeadLetter] {
+        do {
+            let st = try db.prepare("""
+                SELECT id, message_id, reason, status, attempts, received_at, dead_at, payload
+                FROM dead_letters ORDER BY id DESC LIMIT ?1
+                """)
+            try st.bind(1, Int64(limit))
+            var out: [DeadLetter] = []
+            while try st.step() {
+                out.append(DeadLetter(
+                    id: st.int64(0), messageID: st.string(1) ?? "", reason: st.string(2) ?? "",
+                    status: st.isNull(3) ? nil : Int(st.int64(3)), attempts: Int(st.int64(4)),
+                    receivedAtMillis: st.int64(5), deadAtMillis: st.int64(6),
+                    payload: String(decoding: st.bytes(7), as: UTF8.self)))
+            }
+            return out
+        } catch {
+            throw SpoolError.storage(error)
+        }
+    }
+
+    /// Moves dead letters back to the outbox (all of them when `ids` is nil); returns how many.
+    public func replayDeadLetters(ids: [Int64]?) throws(SpoolError) -> Int {
+        let filter = ids.map { "WHERE id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
+        do {
+            try db.execute("BEGIN IMMEDIATE")
+            try db.execute("""
+                DELETE FROM sent_ids WHERE message_id IN (SELECT message_id FROM dead_letters \(filter));
+                INSERT OR IGNORE INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
+                    SELECT message_id, write_key, priority, received_at, payload, length(payload)
+                    FROM dead_letters \(filter) ORDER BY id;
+                """)
+            let moved = db.changes
+            try db.execute("DELETE FROM dead_letters \(filter)")
+            try db.execute("COMMIT")
+            return moved
+        } catch {
+            try? db.execute("ROLLBACK")
+            throw SpoolError.storage(error)
+        }
+    }
+
+    /// Deletes dead letters that died before `cutoffMillis` (all when nil); returns how many.
+    public func purgeDeadLetters(deadBeforeMillis cutoffMillis: Int64?) throws(SpoolError) -> Int {
+        do {
+            if let cutoffMillis {
+                let st = try db.prepare("DELETE FROM dead_letters WHERE dead_at < ?1")
+                try st.bind(1, cutoffMillis)
+                try st.run()
+            } else {
+                try db.execute("DELETE FROM dead_letters")
+            }
+            return db.changes
+        } catch {
+            throw SpoolError.storage(error)
+        }
+    }
+
+    /// Samples of refused calls, newest first.
+    public func rejected(limit: Int) throws(SpoolError) -> [RejectedCall] {
+        do {
+            let st = try db.prepare("SELECT id, received_at, errors, sample FROM rejected ORDER BY id DESC LIMIT ?1")
+            try st.bind(1, Int64(limit))
+            var out: [RejectedCall] = []
+            while try st.step() {
+                out.append(RejectedCall(id: st.int64(0), receivedAtMillis: st.int64(1), errors: st.string(2) ?? "[]",
+                                        sample: String(decoding: st.bytes(3), as: UTF8.self)))
+            }
+            return out
+        } catch {
+            throw SpoolError.storage(error)
+        }
+    }
+}

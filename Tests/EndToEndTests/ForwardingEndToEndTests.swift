@@ -1,0 +1,147 @@
+// End-to-end: the forwarder against a scripted local upstream, and the
+// operator commands on the spool it leaves behind.
+
+import Foundation
+import Testing
+
+/// Runs `plainflow-relay ARGS` to completion; returns exit status and output.
+func cli(_ args: [String], env: [String: String] = [:]) throws -> (status: Int32, out: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: RelayProcess.binary)
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+@Suite(.serialized) struct ForwardingEndToEndTests {
+    @Test func onePoisonMessageInABatchOf100IsIsolatedAndReplayableLater() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        upstream.refuseMessages { ($0["user_id"] as? String) == "poison" ? 400 : nil }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig().replacingOccurrences(of: "flush_interval_ms = 50", with: "flush_interval_ms = 500"))
+        try relay.start()
+        defer { relay.stop() }
+        var calls = (0..<100).map { #"{"type":"identify","userId":"p\#($0)"}"# }
+        calls[37] = #"{"type":"identify","userId":"poison"}"#
+        let r = try http(relay.tcp, "POST", "/v1/batch", json: #"{"batch":[\#(calls.joined(separator: ","))]}"#)
+        #expect(r.status == 200)
+        #expect(eventually { upstream.delivered.count == 99 }, "log:\n\(relay.log)")
+        #expect(eventually(5) { ((try? relay.status())?["spool"] as? [String: Any])?["dead_letters"] as? Int == 1 })
+        #expect(!upstream.delivered.contains { $0["user_id"] as? String == "poison" })
+
+        let list = try cli(["dead-letters", "list", "--spool", relay.spoolPath, "--json"])
+        #expect(list.status == 0)
+        let letters = (try? JSONSerialization.jsonObject(with: Data(list.out.utf8))) as? [[String: Any]] ?? []
+        #expect(letters.count == 1)
+        #expect(letters.first?["status"] as? Int == 400)
+        #expect((letters.first?["payload"] as? String)?.contains("poison") == true)
+
+        // the upstream is fixed; the operator replays, and it goes through
+        upstream.refuseMessages { _ in nil }
+        let replay = try cli(["dead-letters", "replay", "--all", "--spool", relay.spoolPath])
+        #expect(replay.status == 0, "\(replay.out)")
+        #expect(replay.out.contains("replayed 1"))
+        #expect(eventually { upstream.delivered.contains { $0["user_id"] as? String == "poison" } }, "log:\n\(relay.log)")
+        #expect(Set(upstream.delivered.compactMap { $0["message_id"] as? String }).count == 100)
+    }
+
+    @Test func refusedCredentialsPauseForwardingAndLoseNothing() throws {
+        let upstream = try TestUpstream(defaultAnswer: .status(401))
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        defer { relay.stop() }
+        for i in 0..<5 { #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("cred\(i)")).status == 200) }
+        #expect(eventually { ((try? relay.status())?["upstream"] as? [String: Any])?["state"] as? String == "paused_credentials" })
+        Thread.sleep(forTimeInterval: 1)
+        #expect(upstream.requests.count == 1, "paused: no further requests")
+        #expect(((try relay.status())["spool"] as? [String: Any])?["depth"] as? Int == 5, "nothing dropped")
+        #expect(relay.log.contains("refused the write key"))
+        // the key is fixed upstream; SIGHUP resumes at once
+        upstream.setScript([], default: .status(200))
+        kill(relay.process!.processIdentifier, SIGHUP)
+        #expect(eventually { upstream.delivered.count == 5 }, "log:\n\(relay.log)")
+    }
+
+    @Test func anUpstreamThatNeverAnswersTimesOutAndIsRetried() throws {
+        let upstream = try TestUpstream(script: [TestUpstream.Answer(status: 200, hang: true)])
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig().replacingOccurrences(of: "timeout_ms = 3000", with: "timeout_ms = 700"))
+        try relay.start()
+        defer { relay.stop() }
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("slow")).status == 200)
+        #expect(eventually { upstream.delivered.count == 1 }, "log:\n\(relay.log)")
+        #expect(upstream.requests.count == 2)
+        #expect(relay.log.contains("timed out") || relay.log.contains("Timeout"), "log:\n\(relay.log)")
+    }
+
+    @Test func aFullSpoolAnswers503AndRecoversOnceDrained() throws {
+        let port = try freePort()
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:\(port)", config: testConfig() + "\n[spool]\nmax_bytes = 2000\n")
+        try relay.start()
+        defer { relay.stop() }
+        var statuses: [Int] = []
+        var retryAfter: String?
+        for i in 0..<30 {
+            let r = try http(relay.tcp, "POST", "/v1/identify", json: identify("full\(i)"))
+            statuses.append(r.status)
+            if r.status == 503 { retryAfter = r.headers["retry-after"] }
+        }
+        #expect(statuses.contains(503))
+        #expect(retryAfter == "5")
+        let acked = statuses.filter { $0 == 200 }.count
+        let upstream = try TestUpstream(port: port)
+        defer { upstream.stop() }
+        #expect(eventually { upstream.delivered.count == acked }, "every acknowledged call delivered")
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("after")).status == 200)
+    }
+
+    @Test func operatorCommandsOnAKnownSpool() throws {
+        let port = try freePort()  // upstream down: messages stay queued
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:\(port)", config: testConfig())
+        try relay.start()
+        for i in 0..<3 { _ = try http(relay.tcp, "POST", "/v1/identify", json: identify("q\(i)")) }
+        _ = try http(relay.tcp, "POST", "/v1/identify", json: #"{"traits":{"age":"old"}}"#)
+
+        let config = relay.dir + "/relay.toml"
+        // the test relay's listeners, as an operator would set them
+        let env = ["PLAINFLOW_RELAY_UNIX": relay.socketPath, "PLAINFLOW_RELAY_TCP": "127.0.0.1:\(relay.port)"]
+        let send = try cli(["send", "--config", config, "--user-id", "from-cli", "--trait", "age=42", "--trait", "plan=pro"], env: env)
+        #expect(send.status == 0, "\(send.out)")
+        #expect(send.out.contains(#""ok":true"#))
+        let badSend = try cli(["send", "--config", config, "--user-id", "x", "--trait", "age=old"], env: env)
+        #expect(badSend.status == 1)
+        #expect(badSend.out.contains("traits.age"))
+        let running = try cli(["status", "--config", config], env: env)
+        #expect(running.status == 0, "\(running.out)")
+        #expect(running.out.contains("4 queued"), "\(running.out)")
+        let runningJSON = try cli(["status", "--config", config, "--json"], env: env)
+        #expect((try? JSONSerialization.jsonObject(with: Data(runningJSON.out.utf8))) is [String: Any])
+        relay.stop()
+
+        let stats = try cli(["spool", "stats", "--spool", relay.spoolPath, "--json"])
+        #expect(stats.status == 0)
+        let s = (try? JSONSerialization.jsonObject(with: Data(stats.out.utf8))) as? [String: Any] ?? [:]
+        #expect(s["depth"] as? Int == 4)
+        #expect(s["rejected"] as? Int == 2, "the bad call and the refused send")
+        let rejected = try cli(["rejected", "list", "--spool", relay.spoolPath])
+        #expect(rejected.out.contains("traits.age: expected a number, got a string"))
+        #expect(try cli(["dead-letters", "list", "--spool", relay.spoolPath]).out.contains("no dead letters"))
+        #expect(try cli(["dead-letters", "purge", "--older-than", "1d", "--spool", relay.spoolPath]).status == 0)
+        #expect(try cli(["dead-letters", "replay", "--spool", relay.spoolPath]).status != 0, "replay needs IDs or --all")
+        let stopped = try cli(["status", "--config", config], env: env)
+        #expect(stopped.status == 3, "\(stopped.out)")
+        #expect(try cli(["spool", "stats", "--spool", relay.dir + "/missing.db"]).status != 0)
+        let badConfig = relay.dir + "/bad.toml"
+        try "[upstream]\nurll = \"x\"\n".write(toFile: badConfig, atomically: true, encoding: .utf8)
+        let check = try cli(["check-config", "--config", badConfig])
+        #expect(check.status != 0)
+        #expect(check.out.contains(#"bad.toml:2: unknown key "upstream.urll""#), "\(check.out)")
+    }
+}
