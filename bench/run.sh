@@ -29,8 +29,8 @@ echo "spool: $work/spool.db on $(df --output=source "$work" | tail -1), synchron
 commits() { curl -s http://127.0.0.1:18898/metrics | awk '/^plainflow_spool_commits_total/ {print $2}' | head -1; }
 for c in 1 32; do
   before=$(commits); before=${before:-0}
-  echo "--- wrk -t2 -c$c -d${duration}s POST /v1/identify"
-  wrk -t2 -c"$c" -d"${duration}s" --latency -s bench/identify.lua http://127.0.0.1:18898 | grep -E "Requests/sec|Latency|50%|99%|requests in|Non-2xx"
+  echo "--- wrk -c$c -d${duration}s POST /v1/identify"
+  wrk -t"$(( c < 2 ? 1 : 2 ))" -c"$c" -d"${duration}s" --latency -s bench/identify.lua http://127.0.0.1:18898 | grep -E "Requests/sec|Latency|50%|99%|requests in|Non-2xx"
   after=$(commits); after=${after:-0}
   echo "spool commits during the run: $((${after%.*} - ${before%.*}))"
 done

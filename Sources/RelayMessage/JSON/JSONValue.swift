@@ -1,7 +1,7 @@
 // JSONValue: the relay's in-memory JSON document.
 //
-// Owns: decoding request bytes into a tree (with a nesting-depth bound, so a
-// hostile body cannot exhaust the stack) and encoding a tree back into
+// Owns: decoding request bytes into a tree (JSONParser, with a nesting-depth
+// bound, so a hostile body cannot exhaust the stack) and encoding a tree back into
 // canonical bytes (object keys sorted, so the same message always encodes to
 // the same bytes). Integers stay integers: an Int64-representable number is
 // never turned into a Double and back.
@@ -64,55 +64,13 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 
 extension JSONValue {
     /// Parses `bytes` as one JSON document whose nesting is at most `maxDepth`.
-    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int) throws(JSONParseError) -> JSONValue {
-        var nesting = 0
-        var inString = false
-        var escaped = false
-        // A cheap pre-scan bounds the depth before the recursive decoder runs.
-        for b in bytes {
-            if inString {
-                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
-                continue
-            }
-            switch b {
-            case UInt8(ascii: "\""): inString = true
-            case UInt8(ascii: "{"), UInt8(ascii: "["):
-                nesting += 1
-                if nesting > maxDepth { throw JSONParseError("JSON is nested more than \(maxDepth) levels deep") }
-            case UInt8(ascii: "}"), UInt8(ascii: "]"): nesting -= 1
-            default: break
-            }
-        }
+    public static func parse(_ bytes: [UInt8], maxDepth: Int) throws(JSONParseError) -> JSONValue {
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch let error as DecodingError {
-            throw JSONParseError(Self.describe(error))
+            return try bytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in
+                try JSONParser.parse(buffer, maxDepth: maxDepth)
+            }
         } catch {
-            throw JSONParseError("invalid JSON")
+            throw error
         }
-    }
-
-    private static func describe(_ error: DecodingError) -> String {
-        switch error {
-        case .dataCorrupted(let ctx):
-            if let underlying = ctx.underlyingError { return "invalid JSON: \(underlying)" }
-            return "invalid JSON: \(ctx.debugDescription)"
-        default:
-            return "invalid JSON"
-        }
-    }
-}
-
-extension JSONValue: Decodable {
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null; return }
-        if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let o = try? c.decode([String: JSONValue].self) { self = .object(o); return }
-        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let i = try? c.decode(Int64.self) { self = .int(i); return }
-        if let d = try? c.decode(Double.self) { self = .double(d); return }
-        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
-        throw DecodingError.dataCorruptedError(in: c, debugDescription: "unsupported JSON value")
     }
 }

@@ -155,9 +155,11 @@ public struct MessageNormalizer: Sendable {
                 errors.append(FieldError(path: member, message: "expected an object, got \(v.kindDescription)"))
                 continue
             }
-            Self.checkKeys(.object(obj), path: member, errors: &errors)
+            var keyErrors: [FieldError] = []
+            Self.checkKeys(.object(obj), path: member, errors: &keyErrors)
+            errors += keyErrors.sorted { $0.path < $1.path }
             if member == "traits" {
-                Self.normalizeReserved(&obj, schema: ReservedTraits.schema, path: "traits", errors: &errors)
+                Self.normalizeReserved(&obj, schema: ReservedTraits.compiled, path: "traits", errors: &errors)
                 if obj["name"] == nil, case .string(let first)? = obj["first_name"], case .string(let last)? = obj["last_name"] {
                     obj["name"] = .string("\(first) \(last)")
                 }
@@ -275,12 +277,14 @@ public struct MessageNormalizer: Sendable {
     static func checkKeys(_ value: JSONValue, path: String, errors: inout [FieldError]) {
         switch value {
         case .object(let o):
-            for key in o.keys.sorted() {
-                let child = FieldPath.join(path, key)
-                if key.utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: ".") }) {
-                    errors.append(FieldError(path: child, message: "keys must not contain a space or a full stop"))
+            for (key, value) in o {
+                let bad = key.utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: ".") })
+                // Paths are built only where there is something to report below.
+                if bad { errors.append(FieldError(path: FieldPath.join(path, key), message: "keys must not contain a space or a full stop")) }
+                switch value {
+                case .object, .array: checkKeys(value, path: FieldPath.join(path, key), errors: &errors)
+                default: break
                 }
-                checkKeys(o[key]!, path: child, errors: &errors)
             }
         case .array(let a):
             for (i, v) in a.enumerated() { checkKeys(v, path: FieldPath.index(path, i), errors: &errors) }
@@ -290,17 +294,28 @@ public struct MessageNormalizer: Sendable {
     }
 
     /// Renames camelCase reserved traits to snake_case and checks their types.
-    static func normalizeReserved(_ obj: inout [String: JSONValue], schema: [String: TraitType], path: String, errors: inout [FieldError]) {
-        for name in schema.keys.sorted() {
-            let camel = ReservedTraits.camelCase(name)
-            if camel != name { unify(&obj, canonical: name, alias: camel, path: path, errors: &errors) }
-            guard var value = obj[name] else { continue }
-            check(&value, as: schema[name]!, path: FieldPath.join(path, name), errors: &errors)
-            obj[name] = value
+    static func normalizeReserved(_ obj: inout [String: JSONValue], schema: [ReservedTraits.Entry], path: String, errors: inout [FieldError]) {
+        for entry in schema {
+            if let camel = entry.camel { unify(&obj, canonical: entry.name, alias: camel, path: path, errors: &errors) }
+            guard var value = obj[entry.name] else { continue }
+            switch entry.type {
+            case .leaf(let type):
+                check(value, as: type, path: FieldPath.join(path, entry.name), errors: &errors)
+            case .object(let members):
+                if value == .null { continue }
+                guard case .object(var o) = value else {
+                    errors.append(FieldError(path: FieldPath.join(path, entry.name), message: "expected an object, got \(value.kindDescription)"))
+                    continue
+                }
+                obj[entry.name] = nil  // keep `o` uniquely referenced while it changes
+                normalizeReserved(&o, schema: members, path: FieldPath.join(path, entry.name), errors: &errors)
+                value = .object(o)
+                obj[entry.name] = value
+            }
         }
     }
 
-    static func check(_ value: inout JSONValue, as type: TraitType, path: String, errors: inout [FieldError]) {
+    static func check(_ value: JSONValue, as type: TraitType, path: String, errors: inout [FieldError]) {
         if value == .null { return }  // an explicit null clears a trait
         switch type {
         case .string:
@@ -339,13 +354,9 @@ public struct MessageNormalizer: Sendable {
             if !(s.utf8.count == 3 && s.utf8.allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) {
                 errors.append(FieldError(path: path, message: "expected a three-letter lowercase currency code such as \"usd\", got \"\(clip(s))\""))
             }
-        case .object(let members):
-            guard case .object(var o) = value else {
-                errors.append(FieldError(path: path, message: "expected an object, got \(value.kindDescription)"))
-                return
-            }
-            normalizeReserved(&o, schema: members, path: path, errors: &errors)
-            value = .object(o)
+        case .object:
+            // objects are walked by normalizeReserved
+            break
         }
     }
 

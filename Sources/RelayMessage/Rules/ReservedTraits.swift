@@ -69,6 +69,30 @@ enum ReservedTraits {
         ]),
     ]
 
+    /// A schema as the normalizer walks it: canonical name, camelCase
+    /// spelling and type, in a fixed order, computed once.
+    struct Entry: Sendable {
+        let name: String
+        let camel: String?
+        let type: CompiledType
+    }
+
+    indirect enum CompiledType: Sendable {
+        case leaf(TraitType)
+        case object([Entry])
+    }
+
+    static func compile(_ schema: [String: TraitType]) -> [Entry] {
+        schema.keys.sorted().map { name in
+            let camel = camelCase(name)
+            let type: CompiledType
+            if case .object(let members) = schema[name]! { type = .object(compile(members)) } else { type = .leaf(schema[name]!) }
+            return Entry(name: name, camel: camel == name ? nil : camel, type: type)
+        }
+    }
+
+    static let compiled: [Entry] = compile(schema)
+
     /// `first_name` → `firstName`.
     static func camelCase(_ snake: String) -> String {
         var out = ""
