@@ -37,6 +37,8 @@ let package = Package(
         // 3. forward: batching, libcurl transport, retry policy. The only importer of CCurl.
         .target(name: "RelayForward", dependencies: [
             "CCurl", "RelaySpool",
+            .product(name: "CompressNIO", package: "compress-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

@@ -24,7 +24,9 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import CompressNIO
 import Logging
+import NIOCore
 import RelaySpool
 import ServiceLifecycle
 import Synchronization
@@ -45,6 +47,8 @@ public struct ForwarderOptions: Sendable {
     public var credentialRetryMillis: Int64
     public var backoff: BackoffPolicy
     public var transport: TransportOptions
+    /// Send request bodies gzip-compressed (`Content-Encoding: gzip`).
+    public var gzip: Bool
 
     public init(
         upstream: String = "https://pipe.plainflow.net",
@@ -56,8 +60,10 @@ public struct ForwarderOptions: Sendable {
         maxAgeMillis: Int64 = 7 * 24 * 3600 * 1000,
         credentialRetryMillis: Int64 = 5 * 60 * 1000,
         backoff: BackoffPolicy = BackoffPolicy(),
-        transport: TransportOptions = TransportOptions()
+        transport: TransportOptions = TransportOptions(),
+        gzip: Bool = false
     ) {
+        self.gzip = gzip
         self.upstream = upstream
         self.writeKey = writeKey
         self.maxBatchCount = maxBatchCount
@@ -142,7 +148,7 @@ public final class Forwarder: Service, Sendable {
     private struct Loop {
         let forwarder: Forwarder
         let reader: SpoolReader
-        var schedule: RetrySchedule
+        var breaker: CircuitBreaker
         var lastRequestAtMillis: Int64 = 0
         var pausedUntilMillis: Int64?
         var lastExpiryAtMillis: Int64 = 0
@@ -150,7 +156,7 @@ public final class Forwarder: Service, Sendable {
         init(forwarder: Forwarder, reader: SpoolReader) {
             self.forwarder = forwarder
             self.reader = reader
-            self.schedule = RetrySchedule(policy: forwarder.options.backoff)
+            self.breaker = CircuitBreaker(policy: forwarder.options.backoff)
         }
 
         var options: ForwarderOptions { forwarder.options }
@@ -171,8 +177,8 @@ public final class Forwarder: Service, Sendable {
                         continue
                     }
                 }
-                if !schedule.isOpen(nowMillis: t) {
-                    try await sleep(millis: schedule.nextAttemptAtMillis - t)
+                if let reopens = breaker.reopensAtMillis, t < reopens {
+                    try await sleep(millis: reopens - t)
                     continue
                 }
 
@@ -198,6 +204,11 @@ public final class Forwarder: Service, Sendable {
                     continue
                 }
                 t = now()
+                guard breaker.acquire(nowMillis: t) else {
+                    reader.release(batch)
+                    try await sleep(millis: 10)
+                    continue
+                }
                 await deliver(batch)
             }
         }
@@ -239,19 +250,26 @@ public final class Forwarder: Service, Sendable {
             await pace()
             let attempt = batch.map(\.attempts).max() ?? 0
             let key = options.writeKey ?? (batch[0].writeKey.isEmpty ? nil : batch[0].writeKey)
-            let body = BatchEncoder.encode(batch, sentAt: Date())
-            let request = UpstreamRequest(url: options.batchURL, body: body, writeKey: key,
-                                          headers: attempt > 0 ? ["X-Retry-Count: \(attempt)"] : [])
+            var body = BatchEncoder.encode(batch, sentAt: Date())
+            var headers = attempt > 0 ? ["X-Retry-Count: \(attempt)"] : []
+            if options.gzip, let compressed = Self.gzip(body) {
+                body = compressed
+                headers.append("Content-Encoding: gzip")
+            }
+            let request = UpstreamRequest(url: options.batchURL, body: body, writeKey: key, headers: headers)
             let outcome = await forwarder.transport.send(request)
             let t = now()
             forwarder.statusBox.withLock { $0.requests += 1 }
             let decision = RetryClassifier.classify(outcome)
+            // Any answer but "retry" shows the upstream reachable: close the
+            // breaker now, before a spool call can throw (a half-open probe
+            // must always be resolved).
+            if case .retry = decision {} else { breaker.recordSuccess() }
             let spool = forwarder.spool
             do {
                 switch decision {
                 case .delivered:
                     try await spool.acknowledge(batch, atMillis: t)
-                    schedule.recordSuccess()
                     forwarder.statusBox.withLock {
                         $0.state = .ok; $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
                         $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
@@ -259,10 +277,10 @@ public final class Forwarder: Service, Sendable {
                     logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(body.count)"])
 
                 case .retry(let retryAfter):
-                    let next = schedule.recordFailure(nowMillis: t, retryAfter: retryAfter)
+                    let next = breaker.recordFailure(nowMillis: t, retryAfter: retryAfter)
                     let error = Self.describe(outcome)
                     try await spool.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
-                    let failures = schedule.consecutiveFailures
+                    let failures = breaker.consecutiveFailures
                     forwarder.statusBox.withLock {
                         $0.state = .retrying; $0.consecutiveFailures = failures; $0.lastError = error; $0.nextAttemptAtMillis = next
                     }
@@ -274,12 +292,11 @@ public final class Forwarder: Service, Sendable {
                     if batch.count == 1 {
                         try await deadLetter(batch, outcome: outcome, now: t)
                     } else {
-                        schedule.recordSuccess()  // the upstream is up; it refuses some content
                         let half = batch.count / 2
                         logger.info("upstream refused a batch's content; splitting it to isolate the refused messages",
                                     metadata: ["messages": "\(batch.count)", "status": "\(Self.status(outcome) ?? 0)"])
                         await deliver(Array(batch[..<half]))
-                        if schedule.isOpen(nowMillis: now()) && pausedUntilMillis == nil {
+                        if breaker.acquire(nowMillis: now()) && pausedUntilMillis == nil {
                             await deliver(Array(batch[half...]))
                         }
                     }
@@ -310,6 +327,13 @@ public final class Forwarder: Service, Sendable {
             logger.error("upstream refused messages; moved to dead letters", metadata: [
                 "messages": "\(batch.count)", "reason": "\(reason.reason)", "first_message_id": "\(batch[0].messageID)",
             ])
+        }
+
+        /// The body gzip-compressed, or nil (then it goes uncompressed) if zlib fails.
+        static func gzip(_ body: [UInt8]) -> [UInt8]? {
+            var buffer = ByteBuffer(bytes: body)
+            guard let compressed = try? buffer.compress(with: .gzip()) else { return nil }
+            return Array(compressed.readableBytesView)
         }
 
         static func status(_ outcome: DeliveryOutcome) -> Int? {

@@ -81,6 +81,19 @@ func cli(_ args: [String], env: [String: String] = [:]) throws -> (status: Int32
         #expect(relay.log.contains("timed out") || relay.log.contains("Timeout"), "log:\n\(relay.log)")
     }
 
+    @Test func gzipRequestBodiesWhenConfigured() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig("gzip = true"))
+        try relay.start()
+        defer { relay.stop() }
+        for i in 0..<20 { _ = try http(relay.tcp, "POST", "/v1/identify", json: identify("zip\(i)")) }
+        #expect(eventually { upstream.delivered.count == 20 }, "log:\n\(relay.log)")
+        let r = try #require(upstream.requests.first)
+        #expect(r.headers["content-encoding"] == "gzip")
+        #expect(r.body.count < r.plainBody.count)
+    }
+
     @Test func aFullSpoolAnswers503AndRecoversOnceDrained() throws {
         let port = try freePort()
         let relay = try RelayProcess(upstream: "http://127.0.0.1:\(port)", config: testConfig() + "\n[spool]\nmax_bytes = 2000\n")

@@ -43,6 +43,8 @@ public struct RelayConfig: Sendable, Codable, Equatable {
         /// retry_base_ms * 2^(failures-1), at most retry_cap_ms.
         public var retry_base_ms: Int?
         public var retry_cap_ms: Int?
+        /// Compress request bodies with gzip.
+        public var gzip: Bool?
     }
 
     public struct SpoolSection: Sendable, Codable, Equatable {
@@ -164,6 +166,7 @@ extension RelayConfig {
         }
         if let v = positive(upstream?.connect_timeout_ms, "upstream.connect_timeout_ms") { forward.transport.connectTimeoutMillis = v }
         if let v = positive(upstream?.timeout_ms, "upstream.timeout_ms") { forward.transport.totalTimeoutMillis = v }
+        forward.gzip = upstream?.gzip ?? false
         forward.transport.caFile = upstream?.ca_file.flatMap { $0.isEmpty ? nil : $0 }
         forward.transport.proxy = upstream?.proxy.flatMap { $0.isEmpty ? nil : $0 }
         if let h = upstream?.max_age_hours {

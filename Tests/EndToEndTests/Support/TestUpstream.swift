@@ -20,7 +20,9 @@ final class TestUpstream: @unchecked Sendable {
                   let data = Data(base64Encoded: String(auth.dropFirst(6))) else { return nil }
             return String(decoding: data, as: UTF8.self).split(separator: ":", omittingEmptySubsequences: false).first.map(String.init)
         }
-        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        /// The body as sent, un-gzipped when it came compressed.
+        var plainBody: Data { headers["content-encoding"] == "gzip" ? ((try? gunzip(body)) ?? Data()) : body }
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: plainBody)) as? [String: Any] ?? [:] }
         var batch: [[String: Any]] { json["batch"] as? [[String: Any]] ?? [] }
     }
 
@@ -126,6 +128,22 @@ final class TestUpstream: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Decompresses with the system's gzip.
+func gunzip(_ data: Data) throws -> Data {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/gzip")
+    p.arguments = ["-dc"]
+    let input = Pipe(), output = Pipe()
+    p.standardInput = input
+    p.standardOutput = output
+    try p.run()
+    let writer = Thread { input.fileHandleForWriting.write(data); try? input.fileHandleForWriting.close() }
+    writer.start()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return out
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released at once).
