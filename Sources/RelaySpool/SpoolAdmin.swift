@@ -52,16 +52,7 @@ public final class SpoolAdmin {
     }
 
     public func stats() throws(SpoolError) -> SpoolStats {
-        do {
-            let st = try db.prepare("SELECT count(*), COALESCE(sum(bytes), 0), min(received_at) FROM outbox")
-            try st.step()
-            return SpoolStats(
-                depth: st.int64(0), bytes: st.int64(1), oldestReceivedAtMillis: st.isNull(2) ? nil : st.int64(2),
-                deadLetters: try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0,
-                rejected: try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
-        } catch {
-            throw SpoolError.storage(error)
-        }
+        do { return try SpoolStats.read(from: db) } catch { throw SpoolError.storage(error) }
     }
 
     /// Dead letters, newest first.

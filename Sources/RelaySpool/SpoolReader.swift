@@ -84,15 +84,18 @@ public final class SpoolReader {
 
     /// Depth, bytes, oldest message, dead letters and rejected counts, read from disk.
     public func stats() throws(SpoolError) -> SpoolStats {
-        do {
-            let st = try db.prepare("SELECT count(*), COALESCE(sum(bytes), 0), min(received_at) FROM outbox")
-            try st.step()
-            return SpoolStats(
-                depth: st.int64(0), bytes: st.int64(1), oldestReceivedAtMillis: st.isNull(2) ? nil : st.int64(2),
-                deadLetters: try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0,
-                rejected: try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
-        } catch {
-            throw SpoolError.storage(error)
-        }
+        do { return try SpoolStats.read(from: db) } catch { throw SpoolError.storage(error) }
+    }
+}
+
+extension SpoolStats {
+    /// The counters as the file holds them (the writer's commit count is not on disk).
+    static func read(from db: SQLiteConnection) throws(SQLiteError) -> SpoolStats {
+        let st = try db.prepare("SELECT count(*), COALESCE(sum(bytes), 0), min(received_at) FROM outbox")
+        try st.step()
+        return SpoolStats(
+            depth: st.int64(0), bytes: st.int64(1), oldestReceivedAtMillis: st.isNull(2) ? nil : st.int64(2),
+            deadLetters: try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0,
+            rejected: try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
     }
 }

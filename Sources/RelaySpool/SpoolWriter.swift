@@ -63,15 +63,9 @@ final class SpoolWriter {
                 """)
             insertRejected = try db.prepare("INSERT INTO rejected (received_at, errors, sample) VALUES (?1, ?2, ?3)")
             oldest = try db.prepare("SELECT seq FROM outbox ORDER BY priority DESC, seq LIMIT ?1")
-            let st = try db.prepare("SELECT count(*), COALESCE(sum(bytes), 0), min(received_at) FROM outbox")
-            try st.step()
-            depth = st.int64(0)
-            bytes = st.int64(1)
-            let oldestAt = st.isNull(2) ? nil : st.int64(2)
-            initialStats = SpoolStats(
-                depth: depth, bytes: bytes, oldestReceivedAtMillis: oldestAt,
-                deadLetters: try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0,
-                rejected: try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
+            initialStats = try SpoolStats.read(from: db)
+            depth = initialStats.depth
+            bytes = initialStats.bytes
         } catch {
             throw SpoolError.storage(error)
         }

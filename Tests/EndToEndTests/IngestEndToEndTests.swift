@@ -140,19 +140,3 @@ import Testing
         #expect(eventually { upstream.delivered.count == 2 })
     }
 }
-
-/// Compresses with the system's gzip (independent of the relay's code).
-func gzip(_ data: Data) throws -> Data {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/gzip")
-    p.arguments = ["-c"]
-    let input = Pipe(), output = Pipe()
-    p.standardInput = input
-    p.standardOutput = output
-    try p.run()
-    let writer = Thread { input.fileHandleForWriting.write(data); try? input.fileHandleForWriting.close() }
-    writer.start()
-    let out = output.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return out
-}

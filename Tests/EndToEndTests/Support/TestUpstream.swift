@@ -130,11 +130,11 @@ final class TestUpstream: @unchecked Sendable {
     }
 }
 
-/// Decompresses with the system's gzip.
-func gunzip(_ data: Data) throws -> Data {
+/// Runs the system's gzip (independent of the relay's code) over `data`.
+func systemGzip(_ args: [String], _ data: Data) throws -> Data {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/gzip")
-    p.arguments = ["-dc"]
+    p.arguments = args
     let input = Pipe(), output = Pipe()
     p.standardInput = input
     p.standardOutput = output
@@ -145,6 +145,9 @@ func gunzip(_ data: Data) throws -> Data {
     p.waitUntilExit()
     return out
 }
+
+func gzip(_ data: Data) throws -> Data { try systemGzip(["-c"], data) }
+func gunzip(_ data: Data) throws -> Data { try systemGzip(["-dc"], data) }
 
 /// A free TCP port on 127.0.0.1 (bound and released at once).
 func freePort() throws -> Int {
