@@ -82,6 +82,7 @@ let package = Package(
             "RelayIngest", "RelayMessage", "RelaySpool",
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        .testTarget(name: "RelayDaemonTests", dependencies: ["RelayDaemon", "RelaySpool"]),
         .testTarget(name: "EndToEndTests", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

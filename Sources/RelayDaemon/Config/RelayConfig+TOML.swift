@@ -38,12 +38,19 @@ extension RelayConfig {
     }
 
     private static func describe(_ e: DecodingError, text: String, path: String) -> String {
-        func keyPath(_ p: [any CodingKey]) -> String { p.map(\.stringValue).joined(separator: ".") }
+        func keyPath(_ p: [any CodingKey]) -> String {
+            var parts: [String] = []
+            for k in p.map(\.stringValue) where k != parts.last { parts.append(k) }
+            return parts.joined(separator: ".")
+        }
         switch e {
         case .typeMismatch(let type, let ctx), .valueNotFound(let type, let ctx):
             let key = ctx.codingPath.last?.stringValue ?? ""
             return "\(path)\(lineSuffix(text, key: key)): \(keyPath(ctx.codingPath)): expected \(typeName(type))"
         case .keyNotFound(let key, let ctx):
+            // TOMLKit reports a value of the wrong type as a missing key.
+            let line = lineSuffix(text, key: key.stringValue)
+            if !line.isEmpty { return "\(path)\(line): \(keyPath(ctx.codingPath + [key])): has the wrong type" }
             return "\(path): \(keyPath(ctx.codingPath + [key])): required"
         case .dataCorrupted(let ctx):
             let key = ctx.codingPath.last?.stringValue ?? ""

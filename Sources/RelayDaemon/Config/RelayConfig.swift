@@ -33,12 +33,12 @@ public struct RelayConfig: Sendable, Codable, Equatable {
         public var batch_max_messages: Int?
         public var batch_max_bytes: Int?
         public var flush_interval_ms: Int?
-        public var max_requests_per_second: Double?
+        public var max_requests_per_second: TOMLNumber?
         public var connect_timeout_ms: Int?
         public var timeout_ms: Int?
         public var ca_file: String?
         public var proxy: String?
-        public var max_age_hours: Double?
+        public var max_age_hours: TOMLNumber?
         /// Backoff after a failed request: full jitter from 0 up to
         /// retry_base_ms * 2^(failures-1), at most retry_cap_ms.
         public var retry_base_ms: Int?
@@ -81,6 +81,22 @@ public struct RelayConfig: Sendable, Codable, Equatable {
     public var log: Log?
 
     public init() {}
+}
+
+/// A number that may be written `100` or `0.5` in the file.
+public struct TOMLNumber: Sendable, Codable, Equatable, ExpressibleByFloatLiteral, ExpressibleByIntegerLiteral {
+    public let value: Double
+    public init(floatLiteral value: Double) { self.value = value }
+    public init(integerLiteral value: Int) { self.value = Double(value) }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let d = try? c.decode(Double.self) { value = d; return }
+        value = Double(try c.decode(Int.self))
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(value)
+    }
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -161,7 +177,7 @@ extension RelayConfig {
         if let v = positive(upstream?.batch_max_messages, "upstream.batch_max_messages") { forward.maxBatchCount = v }
         if let v = positive(upstream?.batch_max_bytes, "upstream.batch_max_bytes") { forward.maxBatchBytes = v }
         if let v = positive(upstream?.flush_interval_ms, "upstream.flush_interval_ms") { forward.flushIntervalMillis = Int64(v) }
-        if let v = upstream?.max_requests_per_second {
+        if let v = upstream?.max_requests_per_second?.value {
             if v <= 0 { problems.append("upstream.max_requests_per_second: must be positive, got \(v)") } else { forward.maxRequestsPerSecond = v }
         }
         if let v = positive(upstream?.connect_timeout_ms, "upstream.connect_timeout_ms") { forward.transport.connectTimeoutMillis = v }
@@ -169,7 +185,7 @@ extension RelayConfig {
         forward.gzip = upstream?.gzip ?? false
         forward.transport.caFile = upstream?.ca_file.flatMap { $0.isEmpty ? nil : $0 }
         forward.transport.proxy = upstream?.proxy.flatMap { $0.isEmpty ? nil : $0 }
-        if let h = upstream?.max_age_hours {
+        if let h = upstream?.max_age_hours?.value {
             if h <= 0 { problems.append("upstream.max_age_hours: must be positive, got \(h)") } else { forward.maxAgeMillis = Int64(h * 3_600_000) }
         }
 
