@@ -10,7 +10,9 @@ import Glibc
 
 final class RelayProcess {
     let dir: String
-    let port: Int
+    /// The relay's TCP port: it binds port 0 and the harness reads the real
+    /// one from its "listening" log line (no window for another test to take it).
+    private(set) var port = 0
     var socketPath: String { dir + "/relay.sock" }
     var spoolPath: String { dir + "/spool.db" }
     var logPath: String { dir + "/relay.log" }
@@ -31,7 +33,6 @@ final class RelayProcess {
     init(upstream: String, config: String? = nil, args: [String] = [], dir: String? = nil) throws {
         self.dir = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("relay-e2e-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: self.dir, withIntermediateDirectories: true)
-        self.port = try freePort()
         self.upstream = upstream
         self.config = config
         self.extraArgs = args
@@ -42,7 +43,7 @@ final class RelayProcess {
 
     /// Starts the daemon and waits until it answers /healthz.
     func start(timeoutSeconds: Double = 20) throws {
-        var args = ["run", "--tcp", "127.0.0.1:\(port)", "--unix", socketPath, "--spool", spoolPath, "--upstream", upstream]
+        var args = ["run", "--tcp", "127.0.0.1:0", "--unix", socketPath, "--spool", spoolPath, "--upstream", upstream]
         if let config {
             let path = dir + "/relay.toml"
             try config.write(toFile: path, atomically: true, encoding: .utf8)
@@ -64,7 +65,11 @@ final class RelayProcess {
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         while Date() < deadline {
             if !p.isRunning { throw SocketError(description: "relay exited at start (\(p.terminationStatus)):\n\(self.log)") }
-            if let r = try? http(tcp, "GET", "/healthz"), r.status == 200 { return }
+            let text = self.log
+            if port == 0, let range = text.range(of: #"tcp 127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
+                port = Int(text[range].split(separator: ":").last ?? "") ?? 0
+            }
+            if port != 0, let r = try? http(tcp, "GET", "/healthz"), r.status == 200 { return }
             usleep(50_000)
         }
         throw SocketError(description: "relay did not answer /healthz within \(timeoutSeconds)s:\n\(log)")

@@ -149,12 +149,18 @@ func systemGzip(_ args: [String], _ data: Data) throws -> Data {
 func gzip(_ data: Data) throws -> Data { try systemGzip(["-c"], data) }
 func gunzip(_ data: Data) throws -> Data { try systemGzip(["-dc"], data) }
 
-/// A free TCP port on 127.0.0.1 (bound and released at once).
+/// A free TCP port on 127.0.0.1, for an upstream the test starts later.
+/// Chosen below the kernel's ephemeral range (32768-60999), so that nothing
+/// else in the test run that binds port 0 can take it meanwhile.
 func freePort() throws -> Int {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     defer { try? group.syncShutdownGracefully() }
-    let ch = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
-    let port = ch.localAddress!.port!
-    try ch.close().wait()
-    return port
+    for _ in 0..<50 {
+        let candidate = Int.random(in: 20_000..<32_000)
+        if let ch = try? ServerBootstrap(group: group).bind(host: "127.0.0.1", port: candidate).wait() {
+            try ch.close().wait()
+            return candidate
+        }
+    }
+    throw SocketError(description: "no free port found below the ephemeral range")
 }
