@@ -107,7 +107,7 @@ public struct UpstreamStatus: Sendable, Hashable, Codable {
 /// The forwarding service.
 public final class Forwarder: Service, Sendable {
     private let spool: Spool
-    private let options: ForwarderOptions
+    private let optionsBox: Mutex<ForwarderOptions>
     private let transport: CurlTransport
     private let logger: Logger
     private let nowMillis: @Sendable () -> Int64
@@ -117,7 +117,7 @@ public final class Forwarder: Service, Sendable {
     public init(spool: Spool, options: ForwarderOptions, logger: Logger = Logger(label: "plainflow-relay.forward"),
                 nowMillis: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
         self.spool = spool
-        self.options = options
+        self.optionsBox = Mutex(options)
         self.transport = CurlTransport(options: options.transport)
         self.logger = logger
         self.nowMillis = nowMillis
@@ -128,6 +128,18 @@ public final class Forwarder: Service, Sendable {
 
     /// Ends a credential pause now (config reload, SIGHUP).
     public func resume() { resumeRequested.store(true, ordering: .relaxed) }
+
+    /// The settings in force.
+    public var options: ForwarderOptions { optionsBox.withLock { $0 } }
+
+    /// New settings (SIGHUP): the upstream, write key, batching, pace,
+    /// backoff, timeouts and gzip apply from the next batch on; a credential
+    /// pause ends so the new key is tried at once.
+    public func reload(_ options: ForwarderOptions) {
+        optionsBox.withLock { $0 = options }
+        transport.update(options: options.transport)
+        resume()
+    }
 
     public func run() async throws {
         _ = try spool.makeReader()  // fail fast on an unreadable spool
@@ -165,6 +177,7 @@ public final class Forwarder: Service, Sendable {
 
         mutating func run() async throws {
             while !Task.isCancelled {
+                if breaker.policy != options.backoff { breaker = CircuitBreaker(policy: options.backoff) }  // reloaded
                 var t = now()
                 try await expireOld(now: t)
 

@@ -47,7 +47,8 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("write-key"), help: "The upstream write key (apps then need none).") var writeKey: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
 
-    func run() async throws {
+    /// The file, the environment, then these flags.
+    func settings() throws -> ResolvedSettings {
         var cfg = try configOptions.load()
         if let tcp { cfg.listen = cfg.listen ?? .init(); cfg.listen!.tcp = tcp }
         if let unix { cfg.listen = cfg.listen ?? .init(); cfg.listen!.unix = unix }
@@ -55,7 +56,11 @@ struct Run: AsyncParsableCommand {
         if let upstream { cfg.upstream = cfg.upstream ?? .init(); cfg.upstream!.url = upstream }
         if let writeKey { cfg.upstream = cfg.upstream ?? .init(); cfg.upstream!.write_key = writeKey }
         if let logLevel { cfg.log = cfg.log ?? .init(); cfg.log!.level = logLevel }
-        let settings = try cfg.resolve()
+        return try cfg.resolve()
+    }
+
+    func run() async throws {
+        let settings = try settings()
 
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -68,7 +73,8 @@ struct Run: AsyncParsableCommand {
             "version": "\(RelayVersion.current)", "spool": "\(settings.spool.path)", "upstream": "\(settings.forward.upstream)",
             "write_key": "\(settings.forward.writeKey == nil ? "from apps" : "configured")",
         ])
-        let relay = try Relay(settings: settings, logger: logger)
+        let command = self
+        let relay = try Relay(settings: settings, logger: logger, reload: { try command.settings() })
         try await relay.run()
     }
 }

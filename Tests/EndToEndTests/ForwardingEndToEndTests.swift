@@ -69,6 +69,29 @@ func cli(_ args: [String], env: [String: String] = [:]) throws -> (status: Int32
         #expect(eventually { upstream.delivered.count == 5 }, "log:\n\(relay.log)")
     }
 
+    @Test func fixingTheWriteKeyInTheConfigAndSIGHUPResumesWithTheNewKey() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        upstream.requireWriteKey("right-key")
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig().replacingOccurrences(of: "test-key", with: "wrong-key"))
+        try relay.start()
+        defer { relay.stop() }
+        for i in 0..<3 { #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("rk\(i)")).status == 200) }
+        #expect(eventually { ((try? relay.status())?["upstream"] as? [String: Any])?["state"] as? String == "paused_credentials" })
+        // the operator fixes relay.toml and reloads
+        try testConfig().replacingOccurrences(of: "test-key", with: "right-key").write(toFile: relay.dir + "/relay.toml", atomically: true, encoding: .utf8)
+        kill(relay.process!.processIdentifier, SIGHUP)
+        #expect(eventually { upstream.delivered.count == 3 }, "log:\n\(relay.log)")
+        #expect(upstream.requests.last?.writeKey == "right-key")
+        #expect(relay.log.contains("configuration reloaded"))
+        // a broken config on reload is refused and the running one kept
+        try "[upstream\n".write(toFile: relay.dir + "/relay.toml", atomically: true, encoding: .utf8)
+        kill(relay.process!.processIdentifier, SIGHUP)
+        #expect(eventually(5) { relay.log.contains("the configuration does not load; keeping the running one") })
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("after-bad-reload")).status == 200)
+        #expect(eventually { upstream.delivered.count == 4 })
+    }
+
     @Test func anUpstreamThatNeverAnswersTimesOutAndIsRetried() throws {
         let upstream = try TestUpstream(script: [TestUpstream.Answer(status: 200, hang: true)])
         defer { upstream.stop() }

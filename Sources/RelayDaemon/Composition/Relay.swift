@@ -21,11 +21,14 @@ public final class Relay: Sendable {
     public let ingest: IngestServer
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
+    private let reload: (@Sendable () throws -> ResolvedSettings)?
 
     /// Opens the spool and wires the modules; nothing listens until `run()`.
-    public init(settings: ResolvedSettings, logger: Logger) throws {
+    /// - Parameter reload: reads the configuration again (SIGHUP).
+    public init(settings: ResolvedSettings, logger: Logger, reload: (@Sendable () throws -> ResolvedSettings)? = nil) throws {
         self.settings = settings
         self.logger = logger
+        self.reload = reload
         _ = Telemetry.registry
         spool = try Spool(options: settings.spool, logger: logger.named("spool"))
         forwarder = Forwarder(spool: spool, options: settings.forward, logger: logger.named("forward"))
@@ -47,7 +50,7 @@ public final class Relay: Sendable {
         let services: [any Service] = [
             SpoolService(spool: spool, logger: logger),
             forwarder,
-            ReloadService(forwarder: forwarder, logger: logger),
+            ReloadService(forwarder: forwarder, running: settings, reload: reload, logger: logger),
             ingest,
         ]
         var config = ServiceGroupConfiguration(
@@ -82,17 +85,46 @@ struct SpoolService: Service {
     }
 }
 
-/// SIGHUP: resume forwarding paused on refused credentials.
+/// SIGHUP: read the configuration again and apply what can change while
+/// running (the forwarding settings: upstream, write key, batching, pace,
+/// backoff, timeouts, gzip); resume forwarding paused on refused credentials.
+/// Listener, limit and spool settings need a restart, and the log says so.
+/// A configuration that does not load is logged and the running one kept.
 struct ReloadService: Service {
     let forwarder: Forwarder
+    let running: ResolvedSettings
+    let reload: (@Sendable () throws -> ResolvedSettings)?
     let logger: Logger
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         try await cancelWhenGracefulShutdown {
             for await _ in signals {
-                logger.notice("SIGHUP: resuming forwarding if it was paused")
-                forwarder.resume()
+                guard let reload else {
+                    forwarder.resume()
+                    continue
+                }
+                do {
+                    let new = try reload()
+                    forwarder.reload(new.forward)
+                    logger.notice("SIGHUP: configuration reloaded; forwarding settings applied", metadata: [
+                        "upstream": "\(new.forward.upstream)", "write_key": "\(new.forward.writeKey == nil ? "from apps" : "configured")",
+                    ])
+                    var needRestart: [String] = []
+                    if new.spool.path != running.spool.path || new.spool.maxBytes != running.spool.maxBytes || new.spool.onFull != running.spool.onFull
+                        || new.spool.synchronousFull != running.spool.synchronousFull { needRestart.append("spool") }
+                    if new.ingest.tcpHost != running.ingest.tcpHost || new.ingest.tcpPort != running.ingest.tcpPort
+                        || new.ingest.unixPath != running.ingest.unixPath { needRestart.append("listen") }
+                    if new.ingest.limits != running.ingest.limits || new.ingest.maxRequestBytes != running.ingest.maxRequestBytes
+                        || new.ingest.acceptedWriteKeys != running.ingest.acceptedWriteKeys
+                        || new.ingest.relayHasWriteKey != running.ingest.relayHasWriteKey { needRestart.append("limits / accepted keys") }
+                    if !needRestart.isEmpty {
+                        logger.warning("SIGHUP: some changed settings take effect only after a restart", metadata: ["sections": "\(needRestart.joined(separator: ", "))"])
+                    }
+                } catch {
+                    logger.error("SIGHUP: the configuration does not load; keeping the running one", metadata: ["error": "\(error)"])
+                    forwarder.resume()
+                }
             }
         }
     }

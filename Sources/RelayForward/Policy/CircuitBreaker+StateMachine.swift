@@ -25,6 +25,9 @@ public struct CircuitBreaker: Sendable, Hashable {
         schedule = RetrySchedule(policy: policy)
     }
 
+    /// The backoff it applies.
+    public var policy: BackoffPolicy { schedule.policy }
+
     /// Consecutive failures so far.
     public var consecutiveFailures: Int { schedule.consecutiveFailures }
 

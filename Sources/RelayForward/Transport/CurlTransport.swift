@@ -12,6 +12,7 @@
 
 import CCurl
 import Dispatch
+import Synchronization
 
 /// Why no HTTP answer came back.
 public struct TransportFailure: Error, Sendable, Hashable, CustomStringConvertible {
@@ -73,7 +74,7 @@ public final class CurlTransport: @unchecked Sendable {
     // Confined to `queue`: the handle is only touched by blocks running on it.
     private let handle: UnsafeMutableRawPointer
     private let queue = DispatchQueue(label: "plainflow-relay.curl")
-    private let options: TransportOptions
+    private let currentOptions: Mutex<TransportOptions>
 
     private static let globalInit: Void = {
         curl_global_init(Int(CURL_GLOBAL_DEFAULT))
@@ -83,7 +84,12 @@ public final class CurlTransport: @unchecked Sendable {
         _ = Self.globalInit
         guard let h = curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
         self.handle = h
-        self.options = options
+        self.currentOptions = Mutex(options)
+    }
+
+    /// New timeouts, CA file or proxy, for the requests that start from now on.
+    public func update(options: TransportOptions) {
+        currentOptions.withLock { $0 = options }
     }
 
     deinit { curl_easy_cleanup(handle) }
@@ -104,6 +110,7 @@ public final class CurlTransport: @unchecked Sendable {
 
     private func perform(_ request: UpstreamRequest) -> DeliveryOutcome {
         let h = handle
+        let options = currentOptions.withLock { $0 }
         curl_easy_reset(h)
         let response = Response()
         let ctx = Unmanaged.passUnretained(response).toOpaque()

@@ -40,6 +40,8 @@ final class TestUpstream: @unchecked Sendable {
     private var defaultAnswer: Answer
     /// Per-message decision: when it returns a status, a batch holding such a message gets it.
     private var refuse: (@Sendable ([String: Any]) -> Int?)?
+    /// When set, any other write key gets 401.
+    private var requiredKey: String?
     private let group: MultiThreadedEventLoopGroup
     private var channel: Channel?
     let port: Int
@@ -79,6 +81,8 @@ final class TestUpstream: @unchecked Sendable {
         lock.withLock { script = answers; if let d { defaultAnswer = d } }
     }
 
+    func requireWriteKey(_ key: String?) { lock.withLock { requiredKey = key } }
+
     func refuseMessages(where decide: @escaping @Sendable ([String: Any]) -> Int?) {
         lock.withLock { refuse = decide }
     }
@@ -92,6 +96,7 @@ final class TestUpstream: @unchecked Sendable {
         lock.withLock {
             _requests.append(r)
             var a = script.isEmpty ? defaultAnswer : script.removeFirst()
+            if let requiredKey, r.writeKey != requiredKey { a = .status(401) }
             if a.status / 100 == 2, let refuse, let refused = r.batch.lazy.compactMap(refuse).first {
                 a = .status(refused)
             }
