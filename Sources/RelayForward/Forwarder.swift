@@ -49,6 +49,9 @@ public struct ForwarderOptions: Sendable {
     public var transport: TransportOptions
     /// Send request bodies gzip-compressed (`Content-Encoding: gzip`).
     public var gzip: Bool
+    /// Most requests in flight at once (each on its own connection). Read
+    /// at start; a reload does not change it.
+    public var maxInFlight: Int
 
     public init(
         upstream: String = "https://pipe.plainflow.net",
@@ -61,9 +64,11 @@ public struct ForwarderOptions: Sendable {
         credentialRetryMillis: Int64 = 5 * 60 * 1000,
         backoff: BackoffPolicy = BackoffPolicy(),
         transport: TransportOptions = TransportOptions(),
-        gzip: Bool = false
+        gzip: Bool = false,
+        maxInFlight: Int = 2
     ) {
         self.gzip = gzip
+        self.maxInFlight = maxInFlight
         self.upstream = upstream
         self.writeKey = writeKey
         self.maxBatchCount = maxBatchCount
@@ -108,7 +113,8 @@ public struct UpstreamStatus: Sendable, Hashable, Codable {
 public final class Forwarder: Service, Sendable {
     private let spool: Spool
     private let optionsBox: Mutex<ForwarderOptions>
-    private let transport: CurlTransport
+    /// One easy handle (one reused connection) per request in flight.
+    private let transports: [CurlTransport]
     private let logger: Logger
     private let nowMillis: @Sendable () -> Int64
     private let statusBox = Mutex(UpstreamStatus())
@@ -118,7 +124,7 @@ public final class Forwarder: Service, Sendable {
                 nowMillis: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
         self.spool = spool
         self.optionsBox = Mutex(options)
-        self.transport = CurlTransport(options: options.transport)
+        self.transports = (0..<max(1, options.maxInFlight)).map { _ in CurlTransport(options: options.transport) }
         self.logger = logger
         self.nowMillis = nowMillis
     }
@@ -137,7 +143,7 @@ public final class Forwarder: Service, Sendable {
     /// pause ends so the new key is tried at once.
     public func reload(_ options: ForwarderOptions) {
         optionsBox.withLock { $0 = options }
-        transport.update(options: options.transport)
+        for t in transports { t.update(options: options.transport) }
         resume()
     }
 
@@ -208,12 +214,9 @@ public final class Forwarder: Service, Sendable {
                     continue
                 }
                 // Not full yet and young: give it until its oldest message's flush deadline.
-                let oldest = batch.map(\.receivedAtMillis).min() ?? t
-                let full = batch.count >= options.maxBatchCount
-                    || batch.reduce(BatchEncoder.envelopeBytes) { $0 + $1.payload.count + 1 } * 10 >= options.maxBatchBytes * 9
-                if !full && oldest + options.flushIntervalMillis > t && batch.allSatisfy({ $0.attempts == 0 }) {
+                if let wait = waitBeforeSending(batch, now: t) {
                     reader.release(batch)
-                    try await sleep(millis: min(oldest + options.flushIntervalMillis - t, options.flushIntervalMillis))
+                    try await sleep(millis: wait)
                     continue
                 }
                 t = now()
@@ -222,8 +225,68 @@ public final class Forwarder: Service, Sendable {
                     try await sleep(millis: 10)
                     continue
                 }
-                await deliver(batch)
+                // More ready batches go at the same time, up to maxInFlight,
+                // while the breaker is closed (half-open lets one probe only).
+                var batches = [batch]
+                while batches.count < forwarder.transports.count {
+                    guard let next = try? lease(now: t), !next.isEmpty else { break }
+                    guard waitBeforeSending(next, now: t) == nil, breaker.acquire(nowMillis: t) else {
+                        reader.release(next)
+                        break
+                    }
+                    batches.append(next)
+                }
+                if batches.count == 1 {
+                    await deliver(batch)
+                } else {
+                    await deliverConcurrently(batches)
+                }
             }
+        }
+
+        /// nil when the batch should go now (full, or its oldest message has
+        /// waited flush_interval, or it is a retry); else milliseconds to wait.
+        func waitBeforeSending(_ batch: [SpoolMessage], now t: Int64) -> Int64? {
+            let oldest = batch.map(\.receivedAtMillis).min() ?? t
+            let full = batch.count >= options.maxBatchCount
+                || batch.reduce(BatchEncoder.envelopeBytes) { $0 + $1.payload.count + 1 } * 10 >= options.maxBatchBytes * 9
+            if full || oldest + options.flushIntervalMillis <= t || batch.contains(where: { $0.attempts > 0 }) { return nil }
+            return min(oldest + options.flushIntervalMillis - t, options.flushIntervalMillis)
+        }
+
+        /// Sends several leased batches at once, one per connection, then
+        /// records their outcomes one after the other.
+        mutating func deliverConcurrently(_ batches: [[SpoolMessage]]) async {
+            var requests: [UpstreamRequest] = []
+            for batch in batches {
+                await pace()
+                requests.append(makeRequest(batch))
+            }
+            let transports = forwarder.transports
+            let outcomes = await withTaskGroup(of: (Int, DeliveryOutcome).self) { group in
+                for (i, request) in requests.enumerated() {
+                    group.addTask { (i, await transports[i].send(request)) }
+                }
+                var out = [DeliveryOutcome?](repeating: nil, count: requests.count)
+                for await (i, outcome) in group { out[i] = outcome }
+                return out.map { $0! }
+            }
+            for (i, batch) in batches.enumerated() {
+                await record(batch, outcome: outcomes[i], bodyBytes: requests[i].body.count)
+            }
+        }
+
+        /// The upstream request for a batch: envelope, sent_at now, key, retry count, gzip.
+        func makeRequest(_ batch: [SpoolMessage]) -> UpstreamRequest {
+            let attempt = batch.map(\.attempts).max() ?? 0
+            let key = options.writeKey ?? (batch[0].writeKey.isEmpty ? nil : batch[0].writeKey)
+            var body = BatchEncoder.encode(batch, sentAt: Date())
+            var headers = attempt > 0 ? ["X-Retry-Count: \(attempt)"] : []
+            if options.gzip, let compressed = Self.gzip(body) {
+                body = compressed
+                headers.append("Content-Encoding: gzip")
+            }
+            return UpstreamRequest(url: options.batchURL, body: body, writeKey: key, headers: headers)
         }
 
         mutating func lease(now t: Int64) throws(SpoolError) -> [SpoolMessage] {
@@ -257,20 +320,18 @@ public final class Forwarder: Service, Sendable {
             }
         }
 
-        /// Sends one leased batch and records its outcome; splits on content refusals.
+        /// Sends one leased batch and records its outcome.
         mutating func deliver(_ batch: [SpoolMessage]) async {
-            defer { reader.release(batch) }
             await pace()
-            let attempt = batch.map(\.attempts).max() ?? 0
-            let key = options.writeKey ?? (batch[0].writeKey.isEmpty ? nil : batch[0].writeKey)
-            var body = BatchEncoder.encode(batch, sentAt: Date())
-            var headers = attempt > 0 ? ["X-Retry-Count: \(attempt)"] : []
-            if options.gzip, let compressed = Self.gzip(body) {
-                body = compressed
-                headers.append("Content-Encoding: gzip")
-            }
-            let request = UpstreamRequest(url: options.batchURL, body: body, writeKey: key, headers: headers)
-            let outcome = await forwarder.transport.send(request)
+            let request = makeRequest(batch)
+            let outcome = await forwarder.transports[0].send(request)
+            await record(batch, outcome: outcome, bodyBytes: request.body.count)
+        }
+
+        /// Acts on one answer: ack, retry later, split, pause or dead-letter;
+        /// then ends the batch's lease.
+        mutating func record(_ batch: [SpoolMessage], outcome: DeliveryOutcome, bodyBytes: Int) async {
+            defer { reader.release(batch) }
             let t = now()
             forwarder.statusBox.withLock { $0.requests += 1 }
             let decision = RetryClassifier.classify(outcome)
@@ -287,7 +348,7 @@ public final class Forwarder: Service, Sendable {
                         $0.state = .ok; $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
                         $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
                     }
-                    logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(body.count)"])
+                    logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(bodyBytes)"])
 
                 case .retry(let retryAfter):
                     let next = breaker.recordFailure(nowMillis: t, retryAfter: retryAfter)

@@ -92,6 +92,19 @@ func cli(_ args: [String], env: [String: String] = [:]) throws -> (status: Int32
         #expect(eventually { upstream.delivered.count == 4 })
     }
 
+    @Test func aBacklogDrainsWithAtMostMaxInFlightRequestsAtOnce() throws {
+        let upstream = try TestUpstream(defaultAnswer: TestUpstream.Answer(status: 200, delayMillis: 300))
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig("batch_max_messages = 10"))
+        try relay.start()
+        defer { relay.stop() }
+        let calls = (0..<80).map { #"{"type":"identify","userId":"b\#($0)"}"# }.joined(separator: ",")
+        #expect(try http(relay.tcp, "POST", "/v1/batch", json: #"{"batch":[\#(calls)]}"#).status == 200)
+        #expect(eventually(30) { upstream.delivered.count == 80 }, "log:\n\(relay.log)")
+        #expect(upstream.peakConcurrency == 2, "two requests in flight (max_in_flight = 2), never more")
+        #expect(upstream.requests.count == 8)
+    }
+
     @Test func anUpstreamThatNeverAnswersTimesOutAndIsRetried() throws {
         let upstream = try TestUpstream(script: [TestUpstream.Answer(status: 200, hang: true)])
         defer { upstream.stop() }

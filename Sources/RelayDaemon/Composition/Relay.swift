@@ -118,6 +118,7 @@ struct ReloadService: Service {
                     if new.ingest.limits != running.ingest.limits || new.ingest.maxRequestBytes != running.ingest.maxRequestBytes
                         || new.ingest.acceptedWriteKeys != running.ingest.acceptedWriteKeys
                         || new.ingest.relayHasWriteKey != running.ingest.relayHasWriteKey { needRestart.append("limits / accepted keys") }
+                    if new.forward.maxInFlight != running.forward.maxInFlight { needRestart.append("upstream.max_in_flight") }
                     if !needRestart.isEmpty {
                         logger.warning("SIGHUP: some changed settings take effect only after a restart", metadata: ["sections": "\(needRestart.joined(separator: ", "))"])
                     }

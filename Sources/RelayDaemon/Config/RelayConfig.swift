@@ -45,6 +45,8 @@ public struct RelayConfig: Sendable, Codable, Equatable {
         public var retry_cap_ms: Int?
         /// Compress request bodies with gzip.
         public var gzip: Bool?
+        /// Most requests in flight at once.
+        public var max_in_flight: Int?
     }
 
     public struct SpoolSection: Sendable, Codable, Equatable {
@@ -183,6 +185,7 @@ extension RelayConfig {
         if let v = positive(upstream?.connect_timeout_ms, "upstream.connect_timeout_ms") { forward.transport.connectTimeoutMillis = v }
         if let v = positive(upstream?.timeout_ms, "upstream.timeout_ms") { forward.transport.totalTimeoutMillis = v }
         forward.gzip = upstream?.gzip ?? false
+        if let v = positive(upstream?.max_in_flight, "upstream.max_in_flight") { forward.maxInFlight = v }
         forward.transport.caFile = upstream?.ca_file.flatMap { $0.isEmpty ? nil : $0 }
         forward.transport.proxy = upstream?.proxy.flatMap { $0.isEmpty ? nil : $0 }
         if let h = upstream?.max_age_hours?.value {

@@ -31,10 +31,18 @@ final class TestUpstream: @unchecked Sendable {
         var status: Int
         var headers: [(String, String)] = []
         var hang = false
+        /// Answer this much later (the request counts as in flight meanwhile).
+        var delayMillis: Int64 = 0
         static func status(_ s: Int) -> Answer { Answer(status: s) }
     }
 
     private let lock = NIOLock()
+    private var inFlight = 0
+    /// The most requests the upstream was answering at the same time.
+    private(set) var maxConcurrent = 0
+    fileprivate func begin() { lock.withLock { inFlight += 1; maxConcurrent = max(maxConcurrent, inFlight) } }
+    fileprivate func end() { lock.withLock { inFlight -= 1 } }
+    var peakConcurrency: Int { lock.withLock { maxConcurrent } }
     private var _requests: [Request] = []
     private var script: [Answer]
     private var defaultAnswer: Answer
@@ -121,8 +129,25 @@ final class TestUpstream: @unchecked Sendable {
                 guard let head else { return }
                 var headers: [String: String] = [:]
                 for (k, v) in head.headers { headers[k.lowercased()] = v }
-                let a = upstream().answer(Request(path: head.uri, headers: headers, body: body, receivedAt: Date()))
+                let up = upstream()
+                up.begin()
+                let a = up.answer(Request(path: head.uri, headers: headers, body: body, receivedAt: Date()))
                 if a.hang { return }
+                if a.delayMillis > 0 {
+                    let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(in: .milliseconds(a.delayMillis)) {
+                        let (handler, ctx) = loopBound.value
+                        handler.respond(ctx, a)
+                        up.end()
+                    }
+                    return
+                }
+                respond(context, a)
+                up.end()
+            }
+        }
+
+        func respond(_ context: ChannelHandlerContext, _ a: Answer) {
                 var h = HTTPHeaders([("content-type", "application/json"), ("content-length", "2")])
                 for (k, v) in a.headers { h.add(name: k, value: v) }
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: a.status), headers: h))), promise: nil)
@@ -130,7 +155,6 @@ final class TestUpstream: @unchecked Sendable {
                 buf.writeString("{}")
                 context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            }
         }
     }
 }
