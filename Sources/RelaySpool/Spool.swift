@@ -127,14 +127,9 @@ public final class Spool: Sendable {
     }
 
     /// Keeps a sample of a refused call for the operator (`rejected list`); best effort.
-    public func recordRejected(errors: [String], sample: [UInt8], atMillis: Int64) {
-        var json: [UInt8] = [UInt8(ascii: "[")]
-        for (i, e) in errors.enumerated() {
-            if i > 0 { json.append(UInt8(ascii: ",")) }
-            SpoolJSON.appendString(e, to: &json)
-        }
-        json.append(UInt8(ascii: "]"))
-        _ = queue.push(.rejected(errors: String(decoding: json, as: UTF8.self), sample: Array(sample.prefix(4096)), atMillis: atMillis))
+    /// - Parameter errorsJSON: the errors as a JSON array of strings.
+    public func recordRejected(errorsJSON: String, sample: [UInt8], atMillis: Int64) {
+        _ = queue.push(.rejected(errors: errorsJSON, sample: Array(sample.prefix(4096)), atMillis: atMillis))
     }
 
     // MARK: Forward side
@@ -189,20 +184,5 @@ public final class Spool: Sendable {
             start { c.resume(returning: $0) }
         }
         return try result.get()
-    }
-}
-
-/// Minimal JSON string escaping for the spool's own small documents.
-enum SpoolJSON {
-    static func appendString(_ s: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
-            case 0..<0x20: out.append(contentsOf: Array("\\u00".utf8)); out.append(contentsOf: Array(String(b, radix: 16).count == 1 ? "0\(String(b, radix: 16))".utf8 : String(b, radix: 16).utf8))
-            default: out.append(b)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
     }
 }

@@ -216,7 +216,8 @@ public final class IngestPipeline: Sendable {
     private func reject(_ errors: [String], sample: [UInt8], at: Date) {
         invalid.increment()
         logger.debug("call refused", metadata: ["errors": "\(errors)"])
-        store.recordRejected(errors: errors, sample: sample, atMillis: Self.millis(at))
+        let json = JSONValue.array(errors.map { .string($0) }).encoded()
+        store.recordRejected(errorsJSON: String(decoding: json, as: UTF8.self), sample: sample, atMillis: Self.millis(at))
     }
 
     static func millis(_ d: Date) -> Int64 { Int64((d.timeIntervalSince1970 * 1000).rounded()) }

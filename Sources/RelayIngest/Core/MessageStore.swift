@@ -5,7 +5,7 @@ import RelaySpool
 public protocol MessageStore: Sendable {
     /// Completes only after the messages are committed (or with the error).
     func append(_ messages: [SpoolAppend], completion: @escaping @Sendable (Result<[AppendOutcome], SpoolError>) -> Void)
-    func recordRejected(errors: [String], sample: [UInt8], atMillis: Int64)
+    func recordRejected(errorsJSON: String, sample: [UInt8], atMillis: Int64)
 }
 
 extension Spool: MessageStore {}
