@@ -377,6 +377,7 @@ public final class Forwarder: Service, Sendable {
 
                 case .pauseForCredentials:
                     pausedUntilMillis = t + options.credentialRetryMillis
+                    forwarder.resumeRequested.store(false, ordering: .relaxed)  // only a SIGHUP from now on resumes
                     let error = Self.describe(outcome)
                     forwarder.statusBox.withLock {
                         $0.state = .pausedCredentials; $0.lastError = error; $0.nextAttemptAtMillis = t + options.credentialRetryMillis
