@@ -194,7 +194,7 @@ struct Status: AsyncParsableCommand {
         let upstream = doc["upstream"] as? [String: Any] ?? [:]
         print("plainflow-relay \(doc["version"] ?? "?") on \(doc["host"] ?? "?"), up \(doc["uptime_seconds"] ?? 0)s")
         print("listeners:  \((doc["listeners"] as? [String] ?? []).joined(separator: ", "))")
-        print("spool:      \(spool["depth"] ?? 0) queued, \(spool["bytes"] ?? 0) of \(spool["max_bytes"] ?? 0) bytes, oldest \(spool["oldest_age_seconds"].map { "\($0)s" } ?? "-") ago")
+        print("spool:      \(spool["depth"] ?? 0) queued, \(spool["bytes"] ?? 0) of \(spool["max_bytes"] ?? 0) bytes, oldest \((spool["oldest_age_seconds"] as? Int).map { "\($0)s ago" } ?? "-")")
         print("            \(spool["dead_letters"] ?? 0) dead letters, \(spool["rejected"] ?? 0) rejected, \(spool["dropped"] ?? 0) dropped")
         print("upstream:   \(upstream["state"] ?? "?"), \(upstream["delivered"] ?? 0) delivered in \(upstream["requests"] ?? 0) requests, \(upstream["consecutive_failures"] ?? 0) consecutive failures")
         if let e = upstream["last_error"] as? String { print("last error: \(e)") }
