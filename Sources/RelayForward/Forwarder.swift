@@ -236,11 +236,7 @@ public final class Forwarder: Service, Sendable {
                     }
                     batches.append(next)
                 }
-                if batches.count == 1 {
-                    await deliver(batch)
-                } else {
-                    await deliverConcurrently(batches)
-                }
+                await deliverConcurrently(batches)
             }
         }
 
@@ -254,8 +250,8 @@ public final class Forwarder: Service, Sendable {
             return min(oldest + options.flushIntervalMillis - t, options.flushIntervalMillis)
         }
 
-        /// Sends several leased batches at once, one per connection, then
-        /// records their outcomes one after the other.
+        /// Sends leased batches at once, one per connection, then records
+        /// their outcomes one after the other.
         mutating func deliverConcurrently(_ batches: [[SpoolMessage]]) async {
             var requests: [UpstreamRequest] = []
             for batch in batches {

@@ -161,7 +161,8 @@ public final class Spool: Sendable {
 
     // MARK: State
 
-    /// Depth and bytes as the writer knows them (no I/O).
+    /// Depth, bytes and counters as the writer knows them (no I/O); the
+    /// oldest message is not tracked here (`SpoolReader.stats()` reads it).
     public var stats: SpoolStats { shared.counters.withLock { $0 } }
 
     /// Messages dropped under `on_full = drop_oldest` since start.

@@ -70,18 +70,6 @@ public final class SpoolReader {
     /// Rows currently leased.
     public var leasedCount: Int { leased.count }
 
-    /// The earliest `next_attempt_at` among rows not yet due, if any.
-    public func nextAttemptAfter(nowMillis: Int64) throws(SpoolError) -> Int64? {
-        do {
-            let st = try db.prepare("SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > ?1")
-            try st.bind(1, nowMillis)
-            guard try st.step(), !st.isNull(0) else { return nil }
-            return st.int64(0)
-        } catch {
-            throw SpoolError.storage(error)
-        }
-    }
-
     /// Depth, bytes, oldest message, dead letters and rejected counts, read from disk.
     public func stats() throws(SpoolError) -> SpoolStats {
         do { return try SpoolStats.read(from: db) } catch { throw SpoolError.storage(error) }

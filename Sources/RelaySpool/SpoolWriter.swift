@@ -7,9 +7,6 @@ import CSQLite
 import Logging
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
 
 final class SpoolWriter {
     private let db: SQLiteConnection
@@ -64,6 +61,7 @@ final class SpoolWriter {
             insertRejected = try db.prepare("INSERT INTO rejected (received_at, errors, sample) VALUES (?1, ?2, ?3)")
             oldest = try db.prepare("SELECT seq FROM outbox ORDER BY priority DESC, seq LIMIT ?1")
             initialStats = try SpoolStats.read(from: db)
+            initialStats.oldestReceivedAtMillis = nil  // not tracked in memory; SpoolReader.stats() reads it
             depth = initialStats.depth
             bytes = initialStats.bytes
         } catch {
@@ -130,7 +128,6 @@ final class SpoolWriter {
             $0.deadLetters += turn.deadDelta
             $0.rejected += turn.rejectedDelta
             $0.commits += 1
-            if depth == 0 { $0.oldestReceivedAtMillis = nil }
         }
         if turn.droppedDelta > 0 {
             shared.dropped.add(turn.droppedDelta, ordering: .relaxed)
@@ -148,7 +145,8 @@ final class SpoolWriter {
                     turn.completions.append { _ in completion(.failure(.full(limitBytes: self.options.maxBytes))) }
                     return
                 }
-                try dropOldest(toFree: bytes + turn.bytesDelta + size - options.maxBytes, turn: &turn)
+                try dropOldest(toFree: bytes + turn.bytesDelta + size - options.maxBytes,
+                               nowMillis: messages.map(\.receivedAtMillis).max() ?? 0, turn: &turn)
             }
             var outcomes: [AppendOutcome] = []
             outcomes.reserveCapacity(messages.count)
@@ -254,7 +252,7 @@ final class SpoolWriter {
         try removeFromOutbox(seq, turn: &turn)
     }
 
-    private func dropOldest(toFree needed: Int64, turn: inout Turn) throws(SQLiteError) {
+    private func dropOldest(toFree needed: Int64, nowMillis: Int64, turn: inout Turn) throws(SQLiteError) {
         var freed: Int64 = 0
         while freed < needed {
             defer { oldest.reset() }
@@ -265,7 +263,7 @@ final class SpoolWriter {
             if seqs.isEmpty { return }
             for seq in seqs where freed < needed {
                 let before = turn.bytesDelta
-                try moveToDeadLetters(seq, reason: DeadLetterReason(reason: "dropped: spool full (on_full = drop_oldest)"), now: Self.nowMillis(), countsAsAttempt: false, turn: &turn)
+                try moveToDeadLetters(seq, reason: DeadLetterReason(reason: "dropped: spool full (on_full = drop_oldest)"), now: nowMillis, countsAsAttempt: false, turn: &turn)
                 freed += before - turn.bytesDelta
                 turn.droppedDelta += 1
             }
@@ -291,11 +289,5 @@ final class SpoolWriter {
         case .expire(_, _, let c): c(.failure(error))
         case .rejected, .shutdown: break
         }
-    }
-
-    static func nowMillis() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 }

@@ -158,9 +158,7 @@ extension RelayConfig {
         if let v = positive(listen?.max_connections, "listen.max_connections") { ingest.maxConnections = v }
         if let v = positive(listen?.idle_timeout_seconds, "listen.idle_timeout_seconds") { ingest.idleTimeoutSeconds = Int64(v) }
         if ingest.tcpHost == nil && ingest.unixPath == nil { problems.append("listen: both tcp and unix are off; the relay would accept nothing") }
-        if let host = ingest.tcpHost, !ingest.allowRemote, !(host == "localhost" || host == "::1" || host.hasPrefix("127.")) {
-            problems.append("listen.tcp: \(host) is not a loopback address; set listen.allow_remote = true to serve other hosts")
-        }
+        do { try IngestServer.checkAddress(ingest) } catch { problems.append(error.description) }
 
         var limits = MessageLimits()
         if let v = positive(self.limits?.max_message_bytes, "limits.max_message_bytes") { limits.maxMessageBytes = v }

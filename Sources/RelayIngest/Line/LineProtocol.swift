@@ -110,10 +110,6 @@ final class LineProtocolHandler: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        context.fireChannelInactive()
-    }
-
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let tooLong = error as? LineTooLongError {
             let reply = IngestReply.failure(413, ["line is longer than \(tooLong.limit) bytes"])

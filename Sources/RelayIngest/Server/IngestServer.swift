@@ -38,7 +38,7 @@ public final class IngestServer: Service, Sendable {
         guard let host = options.tcpHost, !options.allowRemote else { return }
         let loopback = host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
         if !loopback {
-            throw ListenerError("refusing to listen on \(host): not a loopback address; set allow_remote = true to serve other hosts")
+            throw ListenerError("listen.tcp: \(host) is not a loopback address; set listen.allow_remote = true to serve other hosts")
         }
     }
 

@@ -52,13 +52,10 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Caps open connections and closes idle ones.
+/// Closes a connection that has been idle for `idle_timeout_seconds`
+/// (the connection cap is `IngestServer.admit`).
 final class ConnectionGuard: ChannelInboundHandler {
     typealias InboundIn = NIOAny
-
-    func channelActive(context: ChannelHandlerContext) {
-        context.fireChannelActive()
-    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {

@@ -45,15 +45,6 @@ public enum JSONValue: Sendable, Hashable {
         case .object: return "an object"
         }
     }
-
-    /// Deepest nesting of arrays and objects (a scalar is depth 0).
-    public var depth: Int {
-        switch self {
-        case .array(let a): return 1 + (a.map(\.depth).max() ?? 0)
-        case .object(let o): return 1 + (o.values.map(\.depth).max() ?? 0)
-        default: return 0
-        }
-    }
 }
 
 /// Why a body could not be read as JSON.
