@@ -115,14 +115,9 @@ public final class IngestPipeline: Sendable {
             store.append([record]) { [self] result in
                 switch result {
                 case .success(let outcomes):
-                    var reply: [String: JSONValue] = ["ok": .bool(true), "message_id": .string(message.messageID)]
-                    if outcomes.first == .duplicate {
-                        reply["duplicate"] = .bool(true)
-                        duplicates.increment()
-                    } else {
-                        stored.increment()
-                    }
-                    completion(IngestReply(status: 200, body: JSONValue.object(reply).encoded()))
+                    let duplicate = outcomes.first == .duplicate
+                    (duplicate ? duplicates : stored).increment()
+                    completion(.stored(messageID: message.messageID, duplicate: duplicate))
                 case .failure(let error):
                     completion(spoolFailure(error, count: 1))
                 }

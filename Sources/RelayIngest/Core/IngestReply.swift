@@ -15,6 +15,17 @@ public struct IngestReply: Sendable, Hashable {
         self.retryAfterSeconds = retryAfterSeconds
     }
 
+    /// `200 {"message_id":"…","ok":true}` (plus `"duplicate":true`): the
+    /// answer to nearly every call, so written directly, in canonical key order.
+    static func stored(messageID: String, duplicate: Bool) -> IngestReply {
+        var body: [UInt8] = []
+        body.reserveCapacity(messageID.utf8.count + 48)
+        body.append(contentsOf: duplicate ? #"{"duplicate":true,"message_id":"#.utf8 : #"{"message_id":"#.utf8)
+        JSONValue.encodeString(messageID, into: &body)
+        body.append(contentsOf: #","ok":true}"#.utf8)
+        return IngestReply(status: 200, body: body)
+    }
+
     /// `{"ok":false,"errors":[...]}` with the given status.
     static func failure(_ status: Int, _ errors: [String], retryAfter: Int? = nil) -> IngestReply {
         IngestReply(status: status, body: JSONValue.object([

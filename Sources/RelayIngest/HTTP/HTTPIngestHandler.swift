@@ -62,15 +62,17 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 answeredEarly = true
                 respond(context, IngestReply.failure(413, ["request body is \(declared) bytes; the limit is \(maxBody)"]), keepAlive: false)
             } else {
-                body = context.channel.allocator.buffer(capacity: max(declared, 256))
+                body = nil  // the first chunk is kept as it comes; only a second one is appended
             }
         case .body(var chunk):
             guard !overLimit, !answeredEarly else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBody {
                 overLimit = true
                 body = nil
+            } else if body == nil {
+                body = chunk
             } else {
-                body?.writeBuffer(&chunk)
+                body!.writeBuffer(&chunk)
             }
         case .end:
             if answeredEarly { return }
