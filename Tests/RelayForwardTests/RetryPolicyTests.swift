@@ -81,26 +81,33 @@ import RelaySpool
     }
 
     @Test func scheduleWithAManualClock() {
-        var schedule = RetrySchedule()
+        // The schedule's delays, as the breaker applies them to requests.
+        var breaker = CircuitBreaker()
         let high: (Int64) -> Int64 = { $0 }  // the top of each jitter window
         var clock: Int64 = 10_000
-        #expect(schedule.isOpen(nowMillis: clock))
+        let first = breaker.acquire(nowMillis: clock)
+        #expect(first)
         // three failures: windows of 500, 1000, 2000 ms (upper end here)
         for expected in [500, 1000, 2000] as [Int64] {
-            let next = schedule.recordFailure(nowMillis: clock, retryAfter: nil, draw: high)
+            let next = breaker.recordFailure(nowMillis: clock, retryAfter: nil, draw: high)
             #expect(next == clock + expected)
-            #expect(!schedule.isOpen(nowMillis: next - 1))
+            let early = breaker.acquire(nowMillis: next - 1)
+            #expect(!early)
             clock = next
-            #expect(schedule.isOpen(nowMillis: clock))
+            let onTime = breaker.acquire(nowMillis: clock)
+            #expect(onTime)
         }
         // Retry-After overrides the jitter
-        #expect(schedule.recordFailure(nowMillis: clock, retryAfter: "7", draw: high) == clock + 7000)
-        #expect(schedule.consecutiveFailures == 4)
-        schedule.recordSuccess()
-        #expect(schedule.consecutiveFailures == 0)
-        #expect(schedule.isOpen(nowMillis: clock))
+        let afterRetryAfter = breaker.recordFailure(nowMillis: clock, retryAfter: "7", draw: high)
+        #expect(afterRetryAfter == clock + 7000)
+        #expect(breaker.consecutiveFailures == 4)
+        breaker.recordSuccess()
+        #expect(breaker.consecutiveFailures == 0)
+        let afterSuccess = breaker.acquire(nowMillis: clock)
+        #expect(afterSuccess)
         // after a success the window starts from the base again
-        #expect(schedule.recordFailure(nowMillis: clock, retryAfter: nil, draw: high) == clock + 500)
+        let fresh = breaker.recordFailure(nowMillis: clock, retryAfter: nil, draw: high)
+        #expect(fresh == clock + 500)
     }
 }
 

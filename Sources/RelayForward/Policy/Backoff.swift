@@ -50,25 +50,19 @@ public struct BackoffPolicy: Sendable, Hashable {
     }
 }
 
-/// The forwarder's retry state: consecutive failures and the time before
-/// which no request goes out. While the upstream is failing only one request
-/// at a time probes it.
+/// Consecutive failures and the delay they earn. When a request may go is
+/// the CircuitBreaker's business; this only says how long to wait.
 public struct RetrySchedule: Sendable, Hashable {
     public let policy: BackoffPolicy
     public private(set) var consecutiveFailures = 0
-    public private(set) var nextAttemptAtMillis: Int64 = 0
 
     public init(policy: BackoffPolicy = BackoffPolicy()) {
         self.policy = policy
     }
 
-    /// May a request go out at `nowMillis`?
-    public func isOpen(nowMillis: Int64) -> Bool { nowMillis >= nextAttemptAtMillis }
-
     /// Records a success: the next request may go at once.
     public mutating func recordSuccess() {
         consecutiveFailures = 0
-        nextAttemptAtMillis = 0
     }
 
     /// Records a retryable failure; returns when the next attempt may go.
@@ -84,8 +78,7 @@ public struct RetrySchedule: Sendable, Hashable {
             let ceiling = policy.ceilingMillis(afterFailures: consecutiveFailures)
             delay = min(ceiling, max(0, draw(ceiling)))
         }
-        nextAttemptAtMillis = nowMillis + delay
-        return nextAttemptAtMillis
+        return nowMillis + delay
     }
 }
 

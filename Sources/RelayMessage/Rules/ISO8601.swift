@@ -15,14 +15,11 @@ public enum ISO8601 {
     private static let dateOnly = Date.ISO8601FormatStyle().year().month().day()
 
     /// Parses a full ISO-8601 date-time (`2017-02-09T12:08:32.111Z`, with or
-    /// without fractional seconds, `Z` or an offset).
+    /// without fractional seconds, `Z` or an offset such as `+01:00`).
     public static func parseDateTime(_ s: String) -> Date? {
         guard s.utf8.count >= 20, s.utf8.count <= 40 else { return nil }
         if let d = try? withFraction.parse(s) { return d }
-        if let d = try? withoutFraction.parse(s) { return d }
-        // Offsets such as +01:00: the styles above accept them with the
-        // time-zone separator; try the form with a colon removed as well.
-        return nil
+        return try? withoutFraction.parse(s)
     }
 
     /// Parses an ISO-8601 calendar date (`1990-05-17`) or a full date-time.
