@@ -172,9 +172,7 @@ public final class IngestPipeline: Sendable {
             }
         }
         guard !records.isEmpty else {
-            var body: [String: JSONValue] = ["ok": .bool(false), "errors": .array(allErrors.map { .string($0) }), "rejected": .array(rejected)]
-            if calls.isEmpty { body["errors"] = .array([.string("batch: is empty")]) }
-            completion(IngestReply(status: 400, body: JSONValue.object(body).encoded()))
+            completion(.failure(400, calls.isEmpty ? ["batch: is empty"] : allErrors, extra: ["rejected": .array(rejected)]))
             return
         }
         let count = records.count

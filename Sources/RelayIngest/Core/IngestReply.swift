@@ -26,10 +26,12 @@ public struct IngestReply: Sendable, Hashable {
         return IngestReply(status: 200, body: body)
     }
 
-    /// `{"ok":false,"errors":[...]}` with the given status.
-    static func failure(_ status: Int, _ errors: [String], retryAfter: Int? = nil) -> IngestReply {
-        IngestReply(status: status, body: JSONValue.object([
-            "ok": .bool(false), "errors": .array(errors.map { .string($0) }),
-        ]).encoded(), retryAfterSeconds: retryAfter)
+    /// `{"errors":[...],"ok":false,"status":N}`. The status is in the body
+    /// too, so a line-protocol client can tell "retry later" (503) from
+    /// "fix the call" (400) without an HTTP status line.
+    static func failure(_ status: Int, _ errors: [String], retryAfter: Int? = nil, extra: [String: JSONValue] = [:]) -> IngestReply {
+        var body: [String: JSONValue] = ["ok": .bool(false), "status": .int(Int64(status)), "errors": .array(errors.map { .string($0) })]
+        body.merge(extra) { $1 }
+        return IngestReply(status: status, body: JSONValue.object(body).encoded(), retryAfterSeconds: retryAfter)
     }
 }

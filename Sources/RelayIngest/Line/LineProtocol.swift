@@ -76,16 +76,9 @@ final class LineProtocolHandler: ChannelInboundHandler {
         }
     }
 
-    /// The reply line: the JSON answer, with `"status"` added on failures so
-    /// a client can tell "retry later" (503) from "fix the call" (400).
+    /// The reply line: the JSON answer (failures carry their `"status"`).
     static func line(for reply: IngestReply) -> [UInt8] {
-        var bytes = reply.body
-        if reply.status != 200, bytes.last == UInt8(ascii: "}") {
-            bytes.removeLast()
-            bytes.append(contentsOf: Array(",\"status\":\(reply.status)}".utf8))
-        }
-        bytes.append(UInt8(ascii: "\n"))
-        return bytes
+        reply.body + [UInt8(ascii: "\n")]
     }
 
     private func flushInOrder(_ context: ChannelHandlerContext) {
