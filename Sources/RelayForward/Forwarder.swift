@@ -169,7 +169,6 @@ public final class Forwarder: Service, Sendable {
         var breaker: CircuitBreaker
         var lastRequestAtMillis: Int64 = 0
         var pausedUntilMillis: Int64?
-        var lastExpiryAtMillis: Int64 = 0
 
         init(forwarder: Forwarder, reader: SpoolReader) {
             self.forwarder = forwarder
@@ -185,7 +184,6 @@ public final class Forwarder: Service, Sendable {
             while !Task.isCancelled {
                 if breaker.policy != options.backoff { breaker = CircuitBreaker(policy: options.backoff) }  // reloaded
                 var t = now()
-                try await expireOld(now: t)
 
                 if let until = pausedUntilMillis {
                     if forwarder.resumeRequested.exchange(false, ordering: .relaxed) || t >= until {
@@ -300,20 +298,6 @@ public final class Forwarder: Service, Sendable {
             let wait = lastRequestAtMillis + interval - now()
             if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
             lastRequestAtMillis = now()
-        }
-
-        mutating func expireOld(now t: Int64) async throws {
-            guard t - lastExpiryAtMillis >= 60_000 else { return }
-            lastExpiryAtMillis = t
-            do {
-                let n = try await forwarder.spool.expire(receivedBeforeMillis: t - options.maxAgeMillis, nowMillis: t)
-                if n > 0 {
-                    logger.warning("moved messages older than max_age to dead letters", metadata: ["count": "\(n)"])
-                    forwarder.statusBox.withLock { $0.expired += Int64(n); $0.deadLettered += Int64(n) }
-                }
-            } catch {
-                logger.error("could not expire old messages", metadata: ["error": "\(error)"])
-            }
         }
 
         /// Sends one leased batch and records its outcome.

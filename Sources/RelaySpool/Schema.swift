@@ -51,6 +51,58 @@ enum Schema {
             sample      BLOB    NOT NULL                       -- what the app sent, truncated
         );
         """,
+        // v2: a spool that does not care how much it holds.
+        // - `totals`: exact counts and bytes of every table, kept by triggers in
+        //   the same transaction as the change (whoever writes: the daemon or an
+        //   operator command), so status and the max_bytes check never scan.
+        // - indexes for expiry (`received_at`), drop_oldest (`priority, seq` is
+        //   there) and dead-letter purges (`dead_at`); dead letters carry their
+        //   size, because max_bytes bounds them too.
+        """
+        ALTER TABLE dead_letters ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+        UPDATE dead_letters SET bytes = length(payload);
+        CREATE INDEX outbox_received_at ON outbox(received_at);
+        CREATE INDEX dead_letters_dead_at ON dead_letters(dead_at);
+        CREATE TABLE totals (
+            id             INTEGER PRIMARY KEY CHECK (id = 1),
+            outbox_count   INTEGER NOT NULL,
+            outbox_bytes   INTEGER NOT NULL,
+            dead_count     INTEGER NOT NULL,
+            dead_bytes     INTEGER NOT NULL,
+            ids_count      INTEGER NOT NULL,                   -- sent_ids rows (the dedupe window)
+            ids_bytes      INTEGER NOT NULL,                   -- length(message_id) + 16 each
+            rejected_count INTEGER NOT NULL
+        );
+        INSERT INTO totals SELECT 1,
+            (SELECT count(*) FROM outbox), (SELECT COALESCE(sum(bytes), 0) FROM outbox),
+            (SELECT count(*) FROM dead_letters), (SELECT COALESCE(sum(bytes), 0) FROM dead_letters),
+            (SELECT count(*) FROM sent_ids), (SELECT COALESCE(sum(length(message_id) + 16), 0) FROM sent_ids),
+            (SELECT count(*) FROM rejected);
+        CREATE TRIGGER outbox_added AFTER INSERT ON outbox BEGIN
+            UPDATE totals SET outbox_count = outbox_count + 1, outbox_bytes = outbox_bytes + NEW.bytes;
+        END;
+        CREATE TRIGGER outbox_removed AFTER DELETE ON outbox BEGIN
+            UPDATE totals SET outbox_count = outbox_count - 1, outbox_bytes = outbox_bytes - OLD.bytes;
+        END;
+        CREATE TRIGGER dead_added AFTER INSERT ON dead_letters BEGIN
+            UPDATE totals SET dead_count = dead_count + 1, dead_bytes = dead_bytes + NEW.bytes;
+        END;
+        CREATE TRIGGER dead_removed AFTER DELETE ON dead_letters BEGIN
+            UPDATE totals SET dead_count = dead_count - 1, dead_bytes = dead_bytes - OLD.bytes;
+        END;
+        CREATE TRIGGER ids_added AFTER INSERT ON sent_ids BEGIN
+            UPDATE totals SET ids_count = ids_count + 1, ids_bytes = ids_bytes + length(NEW.message_id) + 16;
+        END;
+        CREATE TRIGGER ids_removed AFTER DELETE ON sent_ids BEGIN
+            UPDATE totals SET ids_count = ids_count - 1, ids_bytes = ids_bytes - length(OLD.message_id) - 16;
+        END;
+        CREATE TRIGGER rejected_added AFTER INSERT ON rejected BEGIN
+            UPDATE totals SET rejected_count = rejected_count + 1;
+        END;
+        CREATE TRIGGER rejected_removed AFTER DELETE ON rejected BEGIN
+            UPDATE totals SET rejected_count = rejected_count - 1;
+        END;
+        """,
     ]
 
     static var currentVersion: Int64 { Int64(migrations.count) }

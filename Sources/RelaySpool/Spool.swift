@@ -15,9 +15,17 @@
 //   `dead_letters`, in the same transaction. Nothing is dropped silently.
 // - Leases are in memory (see SpoolReader): after a crash every row that was
 //   in flight is simply still in the outbox and is sent again.
-// - The outbox never grows past `max_bytes`: an append that would cross it
-//   fails with `SpoolError.full` (HTTP 503) unless `on_full = drop_oldest`,
-//   where the oldest rows are moved to dead letters to make room (counted).
+// - `max_bytes` bounds everything on disk: outbox, dead letters and dedupe
+//   ids. An append that would cross it first shortens the dedupe window
+//   (oldest ids forgotten, counted), then fails with `SpoolError.full`
+//   (HTTP 503), or under `on_full = drop_oldest` deletes the oldest queued
+//   messages (counted and logged).
+// - Size never slows it: `stats` is memory (exact, refreshed from the
+//   trigger-kept `totals` row inside every write transaction); expiry and
+//   the dedupe prune run on the writer thread through indexes, in slices of
+//   at most `maintenanceSliceRows` rows a transaction, between group commits.
+// - A row whose batch is in flight (leased) is never expired or dropped
+//   (LeaseTable).
 //
 // On-disk layout: see Schema.swift. States of a message:
 //   appended ─► queued ─► leased (memory) ─► deleted (+ sent_ids)
@@ -25,6 +33,11 @@
 //                  └─ retry ────┤
 //                               └──────────► dead_letters
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import Synchronization
 
@@ -51,6 +64,10 @@ public struct SpoolOptions: Sendable {
     public var dedupeWindowMillis: Int64
     /// Rows kept in the `rejected` sample.
     public var rejectedSampleLimit: Int
+    /// Messages older than this (by `received_at`) go to dead letters.
+    public var maxAgeMillis: Int64
+    /// Most rows one maintenance transaction (expiry, dedupe prune) touches.
+    public var maintenanceSliceRows: Int
 
     public init(
         path: String,
@@ -60,7 +77,9 @@ public struct SpoolOptions: Sendable {
         commitLingerNanos: Int64 = 0,
         maxMessagesPerCommit: Int = 1000,
         dedupeWindowMillis: Int64 = 24 * 3600 * 1000,
-        rejectedSampleLimit: Int = 1000
+        rejectedSampleLimit: Int = 1000,
+        maxAgeMillis: Int64 = 7 * 24 * 3600 * 1000,
+        maintenanceSliceRows: Int = 1000
     ) {
         self.path = path
         self.maxBytes = maxBytes
@@ -70,6 +89,8 @@ public struct SpoolOptions: Sendable {
         self.maxMessagesPerCommit = maxMessagesPerCommit
         self.dedupeWindowMillis = dedupeWindowMillis
         self.rejectedSampleLimit = rejectedSampleLimit
+        self.maxAgeMillis = maxAgeMillis
+        self.maintenanceSliceRows = maintenanceSliceRows
     }
 }
 
@@ -83,17 +104,26 @@ public final class Spool: Sendable {
         case retry([SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64, Completion<Void>)
         case deadLetter([SpoolMessage], DeadLetterReason, nowMillis: Int64, Completion<Void>)
         case rejected(errors: String, sample: [UInt8], atMillis: Int64)
-        case expire(receivedBeforeMillis: Int64, nowMillis: Int64, Completion<Int>)
+        /// Completes after the writer's next commit, or at once when idle (tests).
+        case barrier(@Sendable () -> Void)
         case shutdown(@Sendable () -> Void)
     }
 
-    /// What the writer thread and the callers share.
+    /// What the writer thread, the reader and the callers share.
     final class Shared: Sendable {
         let queue = BlockingQueue<Op>()
+        /// The writer's exact view; only the writer changes it.
         let counters: Mutex<SpoolStats>
-        /// Messages dropped to make room under `on_full = drop_oldest`.
-        let dropped = Atomic<Int64>(0)
-        init(_ stats: SpoolStats) { counters = Mutex(stats) }
+        let leases = Mutex(LeaseTable())
+        /// Commits completed; a reader reads it before it reads rows (LeaseTable).
+        let commits = Atomic<Int64>(0)
+        let maxAgeMillis: Atomic<Int64>
+        let nowMillis: @Sendable () -> Int64
+        init(_ stats: SpoolStats, maxAgeMillis: Int64, nowMillis: @escaping @Sendable () -> Int64) {
+            counters = Mutex(stats)
+            self.maxAgeMillis = Atomic(maxAgeMillis)
+            self.nowMillis = nowMillis
+        }
     }
 
     public let options: SpoolOptions
@@ -102,11 +132,13 @@ public final class Spool: Sendable {
     private let logger: Logger
 
     /// Opens (creating and migrating as needed) the spool and starts its writer.
-    public init(options: SpoolOptions, logger: Logger = Logger(label: "plainflow-relay.spool")) throws(SpoolError) {
+    /// - Parameter nowMillis: the clock maintenance (expiry, dedupe window) runs by.
+    public init(options: SpoolOptions, logger: Logger = Logger(label: "plainflow-relay.spool"),
+                nowMillis: @escaping @Sendable () -> Int64 = Spool.wallClockMillis) throws(SpoolError) {
         self.options = options
         self.logger = logger
         let writer = try SpoolWriter(options: options, logger: logger)
-        let shared = Shared(writer.initialStats)
+        let shared = Shared(writer.initialStats, maxAgeMillis: options.maxAgeMillis, nowMillis: nowMillis)
         self.shared = shared
         nonisolated(unsafe) let confined = writer  // owned by the writer thread from here on
         startThread(name: "spool-writer") {
@@ -149,24 +181,33 @@ public final class Spool: Sendable {
         try await withResult { self.submit(.deadLetter(messages, reason, nowMillis: nowMillis, $0), $0) }
     }
 
-    /// Moves messages received before the cutoff (`max_age`) to dead letters; returns how many.
-    public func expire(receivedBeforeMillis: Int64, nowMillis: Int64) async throws(SpoolError) -> Int {
-        try await withResult { self.submit(.expire(receivedBeforeMillis: receivedBeforeMillis, nowMillis: nowMillis, $0), $0) }
-    }
-
     /// A reader for the forwarder, on its own connection.
     public func makeReader() throws(SpoolError) -> SpoolReader {
-        try SpoolReader(path: options.path)
+        try SpoolReader(path: options.path, shared: shared)
+    }
+
+    /// A new `max_age` (SIGHUP); the next expiry slice uses it.
+    public func setMaxAge(millis: Int64) { shared.maxAgeMillis.store(millis, ordering: .relaxed) }
+
+    /// Returns once the writer has finished what was queued before this call,
+    /// including a maintenance slice that was due (for tests and shutdown).
+    public func settle() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            if !queue.push(.barrier({ c.resume() })) { c.resume() }
+        }
     }
 
     // MARK: State
 
-    /// Depth, bytes and counters as the writer knows them (no I/O); the
-    /// oldest message is not tracked here (`SpoolReader.stats()` reads it).
+    /// Exact counts, from memory: never a query (status, metrics, health).
     public var stats: SpoolStats { shared.counters.withLock { $0 } }
 
-    /// Messages dropped under `on_full = drop_oldest` since start.
-    public var droppedCount: Int64 { shared.dropped.load(ordering: .relaxed) }
+    /// Unix milliseconds by the system clock.
+    public static let wallClockMillis: @Sendable () -> Int64 = {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
 
     /// Commits what is queued, then stops the writer and closes the file.
     /// Appends after this fail with `SpoolError.closed`.

@@ -49,6 +49,7 @@ public final class SpoolAdmin {
         if version > Schema.currentVersion {
             throw SpoolError.newerSchema(path: path, found: version, supported: Schema.currentVersion)
         }
+        if version < Schema.currentVersion { try Schema.migrate(db) }  // a spool the daemon has not opened since an upgrade
     }
 
     public func stats() throws(SpoolError) -> SpoolStats {
@@ -77,15 +78,16 @@ public final class SpoolAdmin {
         }
     }
 
-    /// Moves dead letters back to the outbox (all of them when `ids` is nil); returns how many.
-    public func replayDeadLetters(ids: [Int64]?) throws(SpoolError) -> Int {
+    /// Moves dead letters back to the outbox (all of them when `ids` is nil),
+    /// each with a fresh age (`nowMillis`); returns how many.
+    public func replayDeadLetters(ids: [Int64]?, nowMillis: Int64 = Spool.wallClockMillis()) throws(SpoolError) -> Int {
         let filter = ids.map { "WHERE id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
         do {
             try db.execute("BEGIN IMMEDIATE")
             try db.execute("""
                 DELETE FROM sent_ids WHERE message_id IN (SELECT message_id FROM dead_letters \(filter));
                 INSERT OR IGNORE INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
-                    SELECT message_id, write_key, priority, received_at, payload, length(payload)
+                    SELECT message_id, write_key, priority, \(nowMillis), payload, length(payload)
                     FROM dead_letters \(filter) ORDER BY id;
                 """)
             let moved = db.changes

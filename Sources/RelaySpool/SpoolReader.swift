@@ -1,10 +1,11 @@
 // SpoolReader: the forwarder's narrow view of the outbox, and the operator's.
 //
 // Owns: its own read-only connection (WAL lets it read while the writer
-// commits) and the set of leased rows. A lease lives only in memory: a row
-// is leased from when it is read into a batch until the writer has applied
-// that batch's outcome. After a crash no lease survives, so every unsent row
-// is simply read again.
+// commits). Leases live in the spool's LeaseTable, shared with the writer
+// (which never expires or drops a leased row), and only in memory: a row is
+// leased from when it is read into a batch until the writer has applied that
+// batch's outcome. After a crash no lease survives, so every unsent row is
+// simply read again.
 //
 // Not thread-safe: one owner (the forwarder).
 
@@ -14,9 +15,10 @@ import CSQLite
 public final class SpoolReader {
     private let db: SQLiteConnection
     private let due: SQLiteStatement
-    private var leased: Set<Int64> = []
+    private let shared: Spool.Shared
 
-    init(path: String) throws(SpoolError) {
+    init(path: String, shared: Spool.Shared) throws(SpoolError) {
+        self.shared = shared
         do {
             db = try SQLiteConnection(path: path)
             try db.execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1")
@@ -37,13 +39,16 @@ public final class SpoolReader {
         var batch: [SpoolMessage] = []
         var size = 0
         var key: String?
+        // Commits finished before this read: removals up to there are not in its snapshot.
+        let committed = shared.commits.load(ordering: .acquiring)
+        let unavailable = shared.leases.withLock { $0.unavailable(committedBeforeRead: committed) }
         do {
             defer { due.reset() }
             try due.bind(1, nowMillis)
-            try due.bind(2, Int64(maxCount * 4 + leased.count))
+            try due.bind(2, Int64(maxCount * 4 + unavailable.count))
             while try due.step() {
                 let seq = due.int64(0)
-                if leased.contains(seq) { continue }
+                if unavailable.contains(seq) { continue }
                 let writeKey = due.string(2) ?? ""
                 if let key, key != writeKey { continue }
                 let payload = due.bytes(5)
@@ -58,32 +63,47 @@ public final class SpoolReader {
         } catch {
             throw SpoolError.storage(error)
         }
-        for m in batch { leased.insert(m.seq) }
-        return batch
+        // The writer may have claimed a row for removal since the snapshot above.
+        let refused = shared.leases.withLock { $0.lease(batch.map(\.seq)) }
+        return refused.isEmpty ? batch : batch.filter { !refused.contains($0.seq) }
     }
 
     /// Ends the lease on these rows (after their outcome was committed, or to give them back).
     public func release(_ messages: [SpoolMessage]) {
-        for m in messages { leased.remove(m.seq) }
+        shared.leases.withLock { $0.release(messages.lazy.map(\.seq)) }
     }
 
     /// Rows currently leased.
-    public var leasedCount: Int { leased.count }
-
-    /// Depth, bytes, oldest message, dead letters and rejected counts, read from disk.
-    public func stats() throws(SpoolError) -> SpoolStats {
-        do { return try SpoolStats.read(from: db) } catch { throw SpoolError.storage(error) }
-    }
+    public var leasedCount: Int { shared.leases.withLock { $0.leased.count } }
 }
 
 extension SpoolStats {
-    /// The counters as the file holds them (the writer's commit count is not on disk).
+    /// The counts as the file holds them (`totals`, kept by triggers) and the
+    /// oldest message (by index): constant time whatever the spool holds.
+    static let totalsSQL = """
+        SELECT outbox_count, outbox_bytes, dead_count, dead_bytes, ids_count, ids_bytes, rejected_count,
+               (SELECT min(received_at) FROM outbox)
+        FROM totals
+        """
+
+    /// Sets the on-disk counts from one run of `totalsSQL` (the in-memory
+    /// counters since start are left as they are).
+    mutating func load(from st: SQLiteStatement) throws(SQLiteError) {
+        defer { st.reset() }
+        guard try st.step() else { return }
+        depth = st.int64(0)
+        bytes = st.int64(1)
+        deadLetters = st.int64(2)
+        deadLetterBytes = st.int64(3)
+        dedupeIDs = st.int64(4)
+        dedupeBytes = st.int64(5)
+        rejected = st.int64(6)
+        oldestReceivedAtMillis = st.isNull(7) ? nil : st.int64(7)
+    }
+
     static func read(from db: SQLiteConnection) throws(SQLiteError) -> SpoolStats {
-        let st = try db.prepare("SELECT count(*), COALESCE(sum(bytes), 0), min(received_at) FROM outbox")
-        try st.step()
-        return SpoolStats(
-            depth: st.int64(0), bytes: st.int64(1), oldestReceivedAtMillis: st.isNull(2) ? nil : st.int64(2),
-            deadLetters: try db.scalarInt("SELECT count(*) FROM dead_letters") ?? 0,
-            rejected: try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
+        var s = SpoolStats()
+        try s.load(from: try db.prepare(totalsSQL))
+        return s
     }
 }

@@ -52,15 +52,36 @@ public struct SpoolMessage: Sendable, Hashable {
     }
 }
 
-/// Counters that describe the spool right now.
+/// The spool right now: exact counts kept in memory by the writer (mirrored
+/// from the `totals` row that triggers maintain in every transaction), so
+/// reading them never touches the disk.
 public struct SpoolStats: Sendable, Hashable, Codable {
-    public var depth: Int64
-    public var bytes: Int64
+    /// Messages queued in the outbox.
+    public var depth: Int64 = 0
+    /// Payload bytes queued in the outbox.
+    public var bytes: Int64 = 0
+    /// `received_at` of the oldest queued message.
     public var oldestReceivedAtMillis: Int64?
-    public var deadLetters: Int64
-    public var rejected: Int64
-    /// Transactions the writer committed since the spool was opened.
+    public var deadLetters: Int64 = 0
+    public var deadLetterBytes: Int64 = 0
+    /// Message ids remembered for the dedupe window, and what they take on disk.
+    public var dedupeIDs: Int64 = 0
+    public var dedupeBytes: Int64 = 0
+    /// Samples of refused calls kept (bounded).
+    public var rejected: Int64 = 0
+
+    // Since the spool was opened:
+    /// Transactions the writer committed.
     public var commits: Int64 = 0
+    /// Messages deleted to make room under `on_full = drop_oldest`.
+    public var dropped: Int64 = 0
+    /// Messages moved to dead letters for waiting longer than `max_age`.
+    public var expired: Int64 = 0
+    /// Dedupe ids forgotten before the end of their window to make room.
+    public var dedupeEvicted: Int64 = 0
+
+    /// What counts against `max_bytes`: the outbox, dead letters and dedupe ids.
+    public var totalBytes: Int64 { bytes + deadLetterBytes + dedupeBytes }
 
     public init(depth: Int64 = 0, bytes: Int64 = 0, oldestReceivedAtMillis: Int64? = nil, deadLetters: Int64 = 0, rejected: Int64 = 0) {
         self.depth = depth
@@ -68,6 +89,16 @@ public struct SpoolStats: Sendable, Hashable, Codable {
         self.oldestReceivedAtMillis = oldestReceivedAtMillis
         self.deadLetters = deadLetters
         self.rejected = rejected
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case depth, bytes, rejected, commits, dropped, expired
+        case oldestReceivedAtMillis = "oldest_received_at_ms"
+        case deadLetters = "dead_letters"
+        case deadLetterBytes = "dead_letter_bytes"
+        case dedupeIDs = "dedupe_ids"
+        case dedupeBytes = "dedupe_bytes"
+        case dedupeEvicted = "dedupe_evicted"
     }
 }
 

@@ -2,20 +2,28 @@
 // Each turn of its loop drains the queue and applies every operation in one
 // transaction; completions run only after COMMIT returned (or with the error
 // when it did not, after ROLLBACK: then nothing of that turn was stored).
+// Between turns it runs maintenance (expiry, the dedupe prune) in bounded
+// slices, each its own short transaction, so no acknowledgement ever waits
+// behind a sweep of the whole outbox.
 
 import CSQLite
 import Logging
 import Synchronization
-
 
 final class SpoolWriter {
     private let db: SQLiteConnection
     private let options: SpoolOptions
     private let logger: Logger
     private(set) var initialStats: SpoolStats
-    private var bytes: Int64
-    private var depth: Int64
-    private var lastPruneMillis: Int64 = 0
+    /// The exact totals as of the last commit (mirrors `shared.counters`).
+    private var stats: SpoolStats
+    /// SQLite's data_version at our last look: it changes when another
+    /// connection (an operator command) committed.
+    private var dataVersion: Int64 = -1
+    private var lastMaintenanceMillis: Int64 = 0
+    /// The last slice was full: there is more to do at once.
+    private var maintenanceBacklog = false
+    private var lastFullWarningMillis: Int64 = 0
 
     private let insert: SQLiteStatement
     private let seenRecently: SQLiteStatement
@@ -24,7 +32,13 @@ final class SpoolWriter {
     private let retry: SQLiteStatement
     private let toDeadLetters: SQLiteStatement
     private let insertRejected: SQLiteStatement
-    private let oldest: SQLiteStatement
+    private let oldestOfPriority: SQLiteStatement
+    private let expiredRows: SQLiteStatement
+    private let evictOldestIDs: SQLiteStatement
+    private let pruneIDs: SQLiteStatement
+    private let oldestID: SQLiteStatement
+    private let readTotals: SQLiteStatement
+    private let readDataVersion: SQLiteStatement
 
     init(options: SpoolOptions, logger: Logger) throws(SpoolError) {
         self.options = options
@@ -44,26 +58,41 @@ final class SpoolWriter {
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                 """)
             seenRecently = try db.prepare("SELECT 1 FROM sent_ids WHERE message_id = ?1 AND sent_at >= ?2")
-            delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1 RETURNING bytes")
-            remember = try db.prepare("INSERT OR REPLACE INTO sent_ids (message_id, sent_at) VALUES (?1, ?2)")
+            delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1")
+            // An upsert, not INSERT OR REPLACE: REPLACE deletes without firing the totals trigger.
+            remember = try db.prepare("""
+                INSERT INTO sent_ids (message_id, sent_at) VALUES (?1, ?2)
+                ON CONFLICT (message_id) DO UPDATE SET sent_at = excluded.sent_at
+                """)
             retry = try db.prepare("""
                 UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
                     first_attempt_at = COALESCE(first_attempt_at, ?4)
                 WHERE seq = ?1
                 """)
             toDeadLetters = try db.prepare("""
-                INSERT INTO dead_letters (message_id, write_key, priority, received_at, payload, reason, status,
+                INSERT INTO dead_letters (message_id, write_key, priority, received_at, payload, bytes, reason, status,
                                           attempts, first_attempt_at, last_attempt_at, dead_at)
-                SELECT message_id, write_key, priority, received_at, payload, ?2, ?3,
+                SELECT message_id, write_key, priority, received_at, payload, bytes, ?2, ?3,
                        attempts + ?5, COALESCE(first_attempt_at, CASE WHEN ?5 > 0 THEN ?4 END), CASE WHEN ?5 > 0 THEN ?4 END, ?4
                 FROM outbox WHERE seq = ?1
                 """)
             insertRejected = try db.prepare("INSERT INTO rejected (received_at, errors, sample) VALUES (?1, ?2, ?3)")
-            oldest = try db.prepare("SELECT seq FROM outbox ORDER BY priority DESC, seq LIMIT ?1")
-            initialStats = try SpoolStats.read(from: db)
-            initialStats.oldestReceivedAtMillis = nil  // not tracked in memory; SpoolReader.stats() reads it
-            depth = initialStats.depth
-            bytes = initialStats.bytes
+            oldestOfPriority = try db.prepare("SELECT seq, bytes FROM outbox WHERE priority = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+            expiredRows = try db.prepare("SELECT seq FROM outbox WHERE received_at < ?1 ORDER BY received_at LIMIT ?2")
+            evictOldestIDs = try db.prepare("""
+                DELETE FROM sent_ids WHERE message_id IN (SELECT message_id FROM sent_ids ORDER BY sent_at LIMIT ?1)
+                """)
+            pruneIDs = try db.prepare("""
+                DELETE FROM sent_ids WHERE message_id IN
+                    (SELECT message_id FROM sent_ids WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)
+                """)
+            oldestID = try db.prepare("SELECT min(sent_at) FROM sent_ids")
+            readTotals = try db.prepare(SpoolStats.totalsSQL)
+            readDataVersion = try db.prepare("PRAGMA data_version")
+            var loaded = SpoolStats()
+            try loaded.load(from: readTotals)
+            stats = loaded
+            initialStats = loaded
         } catch {
             throw SpoolError.storage(error)
         }
@@ -72,18 +101,28 @@ final class SpoolWriter {
     /// The writer loop: runs until the queue is closed and drained.
     func run(_ shared: Spool.Shared) {
         let maxPerCommit = options.maxMessagesPerCommit
-        while let ops = shared.queue.takeAll(lingerNanos: options.commitLingerNanos, enough: { ops in
+        while let ops = shared.queue.takeAll(lingerNanos: options.commitLingerNanos,
+                                             idleNanos: maintenanceBacklog ? 0 : 1_000_000_000,
+                                             enough: { ops in
             var n = 0
             for case .append(let m, _) in ops { n += m.count }
             return n >= maxPerCommit
         }) {
             var shutdown: [@Sendable () -> Void] = []
+            var barriers: [@Sendable () -> Void] = []
             var work: [Spool.Op] = []
             work.reserveCapacity(ops.count)
             for op in ops {
-                if case .shutdown(let done) = op { shutdown.append(done) } else { work.append(op) }
+                switch op {
+                case .shutdown(let done): shutdown.append(done)
+                case .barrier(let done): barriers.append(done)
+                default: work.append(op)
+                }
             }
+            noticeOtherWriters(shared)
             if !work.isEmpty { apply(work, shared) }
+            maintain(shared)
+            barriers.forEach { $0() }
             if !shutdown.isEmpty {
                 // Best effort: fold the WAL back into the database, but do not
                 // hold up shutdown for a reader (status, an operator command).
@@ -98,55 +137,74 @@ final class SpoolWriter {
 
     private struct Turn {
         var completions: [(Result<Void, SpoolError>) -> Void] = []
-        var depthDelta: Int64 = 0
-        var bytesDelta: Int64 = 0
-        var deadDelta: Int64 = 0
-        var rejectedDelta: Int64 = 0
-        var droppedDelta: Int64 = 0
+        /// Payload bytes this turn appended (an upper bound of its growth).
+        var appendedBytes: Int64 = 0
+        var dropped: Int64 = 0
+        var expired: Int64 = 0
+        var evicted: Int64 = 0
+        var rejected = false
     }
 
     private func apply(_ ops: [Spool.Op], _ shared: Spool.Shared) {
         var turn = Turn()
-        do {
-            try db.execute("BEGIN IMMEDIATE")
-            for op in ops {
-                try applyOne(op, turn: &turn)
-            }
-            try db.execute("COMMIT")
-        } catch {
-            if db.inTransaction { try? db.execute("ROLLBACK") }
-            logger.error("spool commit failed; nothing of this group was stored", metadata: ["error": "\(error)", "operations": "\(ops.count)"])
-            let failure = SpoolError.storage(error)
+        let commitNumber = shared.commits.load(ordering: .acquiring) + 1
+        let committed = transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
+            for op in ops { try applyOne(op, commit: commitNumber, shared: shared, turn: &turn) }
+        }
+        guard committed else {
+            let failure = SpoolError.storage(lastError ?? SQLiteError(code: SQLITE_ERROR, message: "commit failed"))
             for op in ops { Self.fail(op, failure) }
             return
         }
-        bytes += turn.bytesDelta
-        depth += turn.depthDelta
-        shared.counters.withLock {
-            $0.depth = depth
-            $0.bytes = bytes
-            $0.deadLetters += turn.deadDelta
-            $0.rejected += turn.rejectedDelta
-            $0.commits += 1
-        }
-        if turn.droppedDelta > 0 {
-            shared.dropped.add(turn.droppedDelta, ordering: .relaxed)
-            logger.warning("spool full: moved the oldest messages to dead letters (on_full = drop_oldest)", metadata: ["count": "\(turn.droppedDelta)"])
+        if turn.dropped > 0 {
+            logger.warning("spool full: deleted the oldest queued messages to make room (on_full = drop_oldest)", metadata: ["count": "\(turn.dropped)"])
         }
         for c in turn.completions { c(.success(())) }
     }
 
-    private func applyOne(_ op: Spool.Op, turn: inout Turn) throws(SQLiteError) {
+    private var lastError: SQLiteError?
+
+    /// Runs `body` in one write transaction, refreshes the totals inside it
+    /// and commits; publishes the new stats. False (rolled back, logged) on error.
+    private func transaction(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> Bool {
+        do {
+            try db.execute("BEGIN IMMEDIATE")
+            try body(&turn)
+            try refreshTotals()
+            try db.execute("COMMIT")
+        } catch {
+            if db.inTransaction { try? db.execute("ROLLBACK") }
+            lastError = error
+            logger.error("spool commit failed; nothing of this transaction was stored", metadata: ["error": "\(error)"])
+            // What is on disk is what it was; read it again.
+            try? refreshTotals()
+            publish(shared, turn: Turn())
+            return false
+        }
+        dataVersion = (try? currentDataVersion()) ?? dataVersion
+        shared.commits.add(1, ordering: .releasing)
+        publish(shared, turn: turn)
+        return true
+    }
+
+    private func publish(_ shared: Spool.Shared, turn: Turn) {
+        stats.dropped += turn.dropped
+        stats.expired += turn.expired
+        stats.dedupeEvicted += turn.evicted
+        stats.commits = shared.commits.load(ordering: .relaxed)
+        let snapshot = stats
+        shared.counters.withLock { $0 = snapshot }
+    }
+
+    private func applyOne(_ op: Spool.Op, commit: Int64, shared: Spool.Shared, turn: inout Turn) throws(SQLiteError) {
         switch op {
         case .append(let messages, let completion):
             let size = messages.reduce(Int64(0)) { $0 + Int64($1.payload.count) }
-            if bytes + turn.bytesDelta + size > options.maxBytes {
-                if options.onFull == .reject || size > options.maxBytes {
+            if stats.totalBytes + turn.appendedBytes + size > options.maxBytes {
+                guard try makeRoom(for: size, commit: commit, shared: shared, turn: &turn) else {
                     turn.completions.append { _ in completion(.failure(.full(limitBytes: self.options.maxBytes))) }
                     return
                 }
-                try dropOldest(toFree: bytes + turn.bytesDelta + size - options.maxBytes,
-                               nowMillis: messages.map(\.receivedAtMillis).max() ?? 0, turn: &turn)
             }
             var outcomes: [AppendOutcome] = []
             outcomes.reserveCapacity(messages.count)
@@ -165,8 +223,7 @@ final class SpoolWriter {
                 try insert.run()
                 if db.changes == 1 {
                     outcomes.append(.stored)
-                    turn.depthDelta += 1
-                    turn.bytesDelta += Int64(m.payload.count)
+                    turn.appendedBytes += Int64(m.payload.count)
                 } else {
                     outcomes.append(.duplicate)
                 }
@@ -175,13 +232,13 @@ final class SpoolWriter {
 
         case .acknowledge(let messages, let at, let completion):
             for m in messages {
-                try removeFromOutbox(m.seq, turn: &turn)
+                try delete.bind(1, m.seq)
+                try delete.run()
                 try remember.bind(1, m.messageID)
                 try remember.bind(2, at)
                 try remember.run()
             }
             turn.completions.append { completion($0) }
-            try pruneSentIDs(now: at, turn: turn)
 
         case .retry(let messages, let error, let nextAt, let now, let completion):
             for m in messages {
@@ -195,34 +252,150 @@ final class SpoolWriter {
 
         case .deadLetter(let messages, let reason, let now, let completion):
             for m in messages {
-                try moveToDeadLetters(m.seq, reason: reason, now: now, countsAsAttempt: true, turn: &turn)
+                try moveToDeadLetters(m.seq, reason: reason, now: now, countsAsAttempt: true)
             }
             turn.completions.append { completion($0) }
-
-        case .expire(let before, let now, let completion):
-            let st = try db.prepare("SELECT seq FROM outbox WHERE received_at < ?1")
-            try st.bind(1, before)
-            var seqs: [Int64] = []
-            while try st.step() { seqs.append(st.int64(0)) }
-            for seq in seqs {
-                try moveToDeadLetters(seq, reason: DeadLetterReason(reason: "expired: waited longer than max_age"), now: now, countsAsAttempt: false, turn: &turn)
-            }
-            let n = seqs.count
-            turn.completions.append { r in completion(r.map { n }) }
 
         case .rejected(let errors, let sample, let at):
             try insertRejected.bind(1, at)
             try insertRejected.bind(2, errors)
             try insertRejected.bind(3, bytes: sample)
             try insertRejected.run()
-            turn.rejectedDelta += 1
-            if turn.rejectedDelta == 1 {
+            if !turn.rejected {
+                turn.rejected = true
                 try db.execute("DELETE FROM rejected WHERE id <= (SELECT max(id) FROM rejected) - \(options.rejectedSampleLimit)")
             }
 
-        case .shutdown:
+        case .barrier, .shutdown:
             break  // handled by run()
         }
+    }
+
+    // MARK: Room under max_bytes
+
+    /// Frees at least `size` bytes under `max_bytes` for this turn: first by
+    /// forgetting the oldest dedupe ids, then (drop_oldest) by deleting the
+    /// oldest queued messages that are not in flight. False when it cannot.
+    private func makeRoom(for size: Int64, commit: Int64, shared: Spool.Shared, turn: inout Turn) throws(SQLiteError) -> Bool {
+        if size > options.maxBytes { return false }
+        func excess() throws(SQLiteError) -> Int64 {
+            try refreshTotals()
+            return stats.totalBytes + size - options.maxBytes
+        }
+        // 1. The dedupe window is the cheapest thing to give up.
+        // (The refreshed totals include this turn's appends from here on.)
+        defer { turn.appendedBytes = 0 }
+        while case let over = try excess(), over > 0, stats.dedupeIDs > 0 {
+            let perID = max(1, stats.dedupeBytes / stats.dedupeIDs)
+            try evictOldestIDs.bind(1, min(10_000, max(64, over / perID + 1)))
+            try evictOldestIDs.run()
+            turn.evicted += Int64(db.changes)
+            if db.changes == 0 { break }
+        }
+        if try excess() <= 0 {
+            if turn.evicted > 0 { logger.notice("spool near max_bytes: forgot the oldest dedupe ids to make room (the 24 h dedupe window is shorter for now)", metadata: ["ids": "\(turn.evicted)"]) }
+            return true
+        }
+        warnIfDeadLettersFill()
+        guard options.onFull == .dropOldest else { return false }
+        // 2. drop_oldest: historical import first, then live; never a row in flight.
+        for priority in [SpoolPriority.bulk, .live] {
+            var after: Int64 = -1
+            while try excess() > 0 {
+                try oldestOfPriority.bind(1, priority.rawValue)
+                try oldestOfPriority.bind(2, after)
+                try oldestOfPriority.bind(3, 64)
+                var rows: [(seq: Int64, bytes: Int64)] = []
+                while try oldestOfPriority.step() { rows.append((oldestOfPriority.int64(0), oldestOfPriority.int64(1))) }
+                oldestOfPriority.reset()
+                // Just enough of them, oldest first, skipping rows in flight.
+                let needed = try excess()
+                let free = shared.leases.withLock { $0.claimForRemoval(rows, bytesNeeded: needed, byCommit: commit) }
+                for seq in free {
+                    try delete.bind(1, seq)
+                    try delete.run()
+                    turn.dropped += 1
+                }
+                guard let last = rows.last else { break }  // nothing more of this priority
+                after = last.seq
+            }
+        }
+        return try excess() <= 0
+    }
+
+    private func warnIfDeadLettersFill() {
+        let now = Spool.wallClockMillis()
+        guard stats.deadLetterBytes * 2 > options.maxBytes, now - lastFullWarningMillis > 60_000 else { return }
+        lastFullWarningMillis = now
+        logger.error("dead letters fill more than half of the spool (max_bytes): new calls are refused or dropped. Inspect them with `plainflow-relay dead-letters list`, then replay or purge them", metadata: [
+            "dead_letters": "\(stats.deadLetters)", "dead_letter_bytes": "\(stats.deadLetterBytes)", "max_bytes": "\(options.maxBytes)",
+        ])
+    }
+
+    // MARK: Maintenance: expiry and the dedupe prune, in bounded slices
+
+    private func maintain(_ shared: Spool.Shared) {
+        let now = shared.nowMillis()
+        guard maintenanceBacklog || now - lastMaintenanceMillis >= 1000 else { return }
+        lastMaintenanceMillis = now
+        let maxAge = shared.maxAgeMillis.load(ordering: .relaxed)
+        let expiryDue = stats.oldestReceivedAtMillis.map { $0 < now - maxAge } ?? false
+        let pruneDue: Bool = {
+            defer { oldestID.reset() }
+            guard (try? oldestID.step()) == true, !oldestID.isNull(0) else { return false }
+            return oldestID.int64(0) < now - options.dedupeWindowMillis
+        }()
+        guard expiryDue || pruneDue else { maintenanceBacklog = false; return }
+
+        let limit = options.maintenanceSliceRows
+        var touched = 0
+        var turn = Turn()
+        let commit = shared.commits.load(ordering: .acquiring) + 1
+        let ok = transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
+            if expiryDue {
+                try expiredRows.bind(1, now - maxAge)
+                try expiredRows.bind(2, Int64(limit))
+                var rows: [(seq: Int64, bytes: Int64)] = []
+                while try expiredRows.step() { rows.append((expiredRows.int64(0), 0)) }
+                expiredRows.reset()
+                let free = shared.leases.withLock { $0.claimForRemoval(rows, byCommit: commit) }
+                touched = free.count  // rows in flight wait for the next round
+                let reason = DeadLetterReason(reason: "expired: waited longer than max_age (\(maxAge / 3_600_000) h) in the spool")
+                for seq in free { try moveToDeadLetters(seq, reason: reason, now: now, countsAsAttempt: false) }
+                turn.expired = Int64(free.count)
+            }
+            if pruneDue {
+                try pruneIDs.bind(1, now - options.dedupeWindowMillis)
+                try pruneIDs.bind(2, Int64(limit))
+                try pruneIDs.run()
+                touched = max(touched, db.changes)
+            }
+        }
+        maintenanceBacklog = ok && touched >= limit
+        if ok && turn.expired > 0 {
+            logger.warning("moved messages older than max_age to dead letters", metadata: ["count": "\(turn.expired)"])
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Another connection committed (an operator replayed or purged): the
+    /// totals row is exact, so reading it brings memory back in line.
+    private func noticeOtherWriters(_ shared: Spool.Shared) {
+        guard let v = try? currentDataVersion(), v != dataVersion else { return }
+        dataVersion = v
+        if (try? refreshTotals()) != nil { publish(shared, turn: Turn()) }
+    }
+
+    private func currentDataVersion() throws(SQLiteError) -> Int64 {
+        defer { readDataVersion.reset() }
+        try readDataVersion.step()
+        return readDataVersion.int64(0)
+    }
+
+    private func refreshTotals() throws(SQLiteError) {
+        // (Inside a transaction this sees the transaction's own changes.)
+        try stats.load(from: readTotals)
     }
 
     private func wasSentRecently(_ id: String, since cutoff: Int64) throws(SQLiteError) -> Bool {
@@ -232,62 +405,22 @@ final class SpoolWriter {
         return try seenRecently.step()
     }
 
-    private func removeFromOutbox(_ seq: Int64, turn: inout Turn) throws(SQLiteError) {
-        defer { delete.reset() }
-        try delete.bind(1, seq)
-        if try delete.step() {
-            turn.depthDelta -= 1
-            turn.bytesDelta -= delete.int64(0)
-        }
-    }
-
-    private func moveToDeadLetters(_ seq: Int64, reason: DeadLetterReason, now: Int64, countsAsAttempt: Bool, turn: inout Turn) throws(SQLiteError) {
+    private func moveToDeadLetters(_ seq: Int64, reason: DeadLetterReason, now: Int64, countsAsAttempt: Bool) throws(SQLiteError) {
         try toDeadLetters.bind(1, seq)
         try toDeadLetters.bind(2, reason.reason)
         if let status = reason.status { try toDeadLetters.bind(3, Int64(status)) } else { try toDeadLetters.bind(3, nil as String?) }
         try toDeadLetters.bind(4, now)
         try toDeadLetters.bind(5, countsAsAttempt ? 1 : 0)
         try toDeadLetters.run()
-        if db.changes == 1 { turn.deadDelta += 1 }
-        try removeFromOutbox(seq, turn: &turn)
-    }
-
-    private func dropOldest(toFree needed: Int64, nowMillis: Int64, turn: inout Turn) throws(SQLiteError) {
-        var freed: Int64 = 0
-        while freed < needed {
-            defer { oldest.reset() }
-            try oldest.bind(1, 64)
-            var seqs: [Int64] = []
-            while try oldest.step() { seqs.append(oldest.int64(0)) }
-            oldest.reset()
-            if seqs.isEmpty { return }
-            for seq in seqs where freed < needed {
-                let before = turn.bytesDelta
-                try moveToDeadLetters(seq, reason: DeadLetterReason(reason: "dropped: spool full (on_full = drop_oldest)"), now: nowMillis, countsAsAttempt: false, turn: &turn)
-                freed += before - turn.bytesDelta
-                turn.droppedDelta += 1
-            }
-        }
-    }
-
-    private func pruneSentIDs(now: Int64, turn: Turn) throws(SQLiteError) {
-        guard now - lastPruneMillis > 60_000 else { return }
-        lastPruneMillis = now
-        try db.execute("DELETE FROM sent_ids WHERE sent_at < \(now - options.dedupeWindowMillis)")
-        // An operator may have replayed dead letters into the outbox meanwhile:
-        // re-read the totals the max_bytes check relies on.
-        let st = try db.prepare("SELECT count(*), COALESCE(sum(bytes), 0) FROM outbox")
-        try st.step()
-        depth = st.int64(0) - turn.depthDelta
-        bytes = st.int64(1) - turn.bytesDelta
+        try delete.bind(1, seq)
+        try delete.run()
     }
 
     private static func fail(_ op: Spool.Op, _ error: SpoolError) {
         switch op {
         case .append(_, let c): c(.failure(error))
         case .acknowledge(_, _, let c), .retry(_, _, _, _, let c), .deadLetter(_, _, _, let c): c(.failure(error))
-        case .expire(_, _, let c): c(.failure(error))
-        case .rejected, .shutdown: break
+        case .rejected, .barrier, .shutdown: break
         }
     }
 }

@@ -50,7 +50,7 @@ public final class Relay: Sendable {
         let services: [any Service] = [
             SpoolService(spool: spool, logger: logger),
             forwarder,
-            ReloadService(forwarder: forwarder, running: settings, reload: reload, logger: logger),
+            ReloadService(forwarder: forwarder, spool: spool, running: settings, reload: reload, logger: logger),
             ingest,
         ]
         var config = ServiceGroupConfiguration(
@@ -92,13 +92,14 @@ struct SpoolService: Service {
 /// A configuration that does not load is logged and the running one kept.
 struct ReloadService: Service {
     let forwarder: Forwarder
+    let spool: Spool
     let running: ResolvedSettings
     let reload: (@Sendable () throws -> ResolvedSettings)?
     let logger: Logger
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             for await _ in signals {
                 guard let reload else {
                     forwarder.resume()
@@ -107,6 +108,7 @@ struct ReloadService: Service {
                 do {
                     let new = try reload()
                     forwarder.reload(new.forward)
+                    spool.setMaxAge(millis: new.spool.maxAgeMillis)
                     logger.notice("SIGHUP: configuration reloaded; forwarding settings applied", metadata: [
                         "upstream": "\(new.forward.upstream)", "write_key": "\(new.forward.writeKey == nil ? "from apps" : "configured")",
                     ])

@@ -208,6 +208,7 @@ extension RelayConfig {
             default: problems.append("spool.synchronous: expected \"full\" or \"normal\", got \"\(v)\"")
             }
         }
+        spoolOptions.maxAgeMillis = forward.maxAgeMillis
         if let v = spool?.commit_window_us {
             if v < 0 { problems.append("spool.commit_window_us: must not be negative") } else { spoolOptions.commitLingerNanos = Int64(v) * 1000 }
         }

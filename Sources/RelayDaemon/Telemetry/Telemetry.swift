@@ -27,20 +27,25 @@ public enum Telemetry {
     /// The host name, for the `host` label a fleet's dashboards group by.
     public static let hostName: String = {
         var buf = [CChar](repeating: 0, count: 256)
-        return gethostname(&buf, buf.count) == 0 ? String(cString: buf) : "unknown"
+        guard gethostname(&buf, buf.count) == 0 else { return "unknown" }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
 }
 
-/// Builds `/metrics` and `/v1/status` from the live relay.
+/// Builds `/metrics` and `/v1/status` from the live relay: from counters in
+/// memory only (the spool's and the forwarder's), never a query, so both
+/// answer in microseconds whatever the spool holds.
 final class RelayObserver: Sendable {
     private let spool: Spool
     private let forwarder: Forwarder
-    private let reader: Mutex<SpoolReader?>
     private let listeners = Mutex<[String]>([])
     private let depth: Metrics.Gauge
     private let bytes: Metrics.Gauge
     private let oldestAge: Metrics.Gauge
     private let deadLetters: Metrics.Gauge
+    private let deadLetterBytes: Metrics.Gauge
+    private let dedupeIDs: Metrics.Gauge
+    private let expired: Metrics.Gauge
     private let upstreamDelivered: Metrics.Gauge
     private let upstreamRequests: Metrics.Gauge
     private let upstreamFailing: Metrics.Gauge
@@ -51,12 +56,14 @@ final class RelayObserver: Sendable {
     init(spool: Spool, forwarder: Forwarder) {
         self.spool = spool
         self.forwarder = forwarder
-        self.reader = Mutex(try? spool.makeReader())
         let host = [("host", Telemetry.hostName)]
         depth = Metrics.Gauge(label: "plainflow_spool_messages", dimensions: host)
         bytes = Metrics.Gauge(label: "plainflow_spool_bytes", dimensions: host)
         oldestAge = Metrics.Gauge(label: "plainflow_spool_oldest_age_seconds", dimensions: host)
         deadLetters = Metrics.Gauge(label: "plainflow_spool_dead_letters", dimensions: host)
+        deadLetterBytes = Metrics.Gauge(label: "plainflow_spool_dead_letter_bytes", dimensions: host)
+        dedupeIDs = Metrics.Gauge(label: "plainflow_spool_dedupe_ids", dimensions: host)
+        expired = Metrics.Gauge(label: "plainflow_spool_expired_total", dimensions: host)
         dropped = Metrics.Gauge(label: "plainflow_spool_dropped_total", dimensions: host)
         commits = Metrics.Gauge(label: "plainflow_spool_commits_total", dimensions: host)
         upstreamDelivered = Metrics.Gauge(label: "plainflow_upstream_delivered_messages_total", dimensions: host)
@@ -66,19 +73,18 @@ final class RelayObserver: Sendable {
 
     func setListeners(_ l: [String]) { listeners.withLock { $0 = l } }
 
-    private func spoolStats() -> SpoolStats {
-        reader.withLock { r in (try? r?.stats()) ?? spool.stats }
-    }
-
     func metrics() -> [UInt8] {
-        let s = spoolStats()
+        let s = spool.stats
         let u = forwarder.status
         depth.record(s.depth)
         bytes.record(s.bytes)
         oldestAge.record(Double(s.oldestReceivedAtMillis.map { max(0, Telemetry.nowMillis() - $0) } ?? 0) / 1000)
         deadLetters.record(s.deadLetters)
-        dropped.record(spool.droppedCount)
-        commits.record(spool.stats.commits)
+        deadLetterBytes.record(s.deadLetterBytes)
+        dedupeIDs.record(s.dedupeIDs)
+        expired.record(s.expired)
+        dropped.record(s.dropped)
+        commits.record(s.commits)
         upstreamDelivered.record(u.delivered)
         upstreamRequests.record(u.requests)
         upstreamFailing.record(u.consecutiveFailures)
@@ -86,7 +92,7 @@ final class RelayObserver: Sendable {
     }
 
     func status() -> [UInt8] {
-        let s = spoolStats()
+        let s = spool.stats
         let u = forwarder.status
         let now = Telemetry.nowMillis()
         func opt(_ v: Int64?) -> JSONValue { v.map { .int($0) } ?? .null }
@@ -100,12 +106,18 @@ final class RelayObserver: Sendable {
                 "path": .string(spool.options.path),
                 "depth": .int(s.depth),
                 "bytes": .int(s.bytes),
+                "total_bytes": .int(s.totalBytes),
                 "max_bytes": .int(spool.options.maxBytes),
                 "oldest_age_seconds": s.oldestReceivedAtMillis.map { .int(max(0, now - $0) / 1000) } ?? .null,
                 "dead_letters": .int(s.deadLetters),
+                "dead_letter_bytes": .int(s.deadLetterBytes),
+                "dedupe_ids": .int(s.dedupeIDs),
+                "dedupe_bytes": .int(s.dedupeBytes),
                 "rejected": .int(s.rejected),
-                "dropped": .int(spool.droppedCount),
-                "commits": .int(spool.stats.commits),
+                "dropped": .int(s.dropped),
+                "expired": .int(s.expired),
+                "dedupe_evicted": .int(s.dedupeEvicted),
+                "commits": .int(s.commits),
             ]),
             "upstream": .object([
                 "state": .string(u.state.rawValue),

@@ -48,19 +48,23 @@ final class BlockingQueue<Element>: @unchecked Sendable {
         return true
     }
 
-    /// Waits for at least one item, then lingers up to `lingerNanos` (or until
-    /// `enough(items)` holds) to let concurrent producers join, then takes all.
-    /// Returns nil once the queue is closed and empty.
-    func takeAll(lingerNanos: Int64, enough: ([Element]) -> Bool) -> [Element]? {
+    /// Waits up to `idleNanos` for at least one item, then lingers up to
+    /// `lingerNanos` (or until `enough(items)` holds) to let concurrent
+    /// producers join, then takes all. Returns [] when nothing came within
+    /// `idleNanos` (the consumer's chance to do periodic work), nil once the
+    /// queue is closed and empty.
+    func takeAll(lingerNanos: Int64, idleNanos: Int64, enough: ([Element]) -> Bool) -> [Element]? {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        while items.isEmpty && !closed { pthread_cond_wait(&cond, &mutex) }
-        if items.isEmpty { return nil }
+        if items.isEmpty && !closed {
+            var deadline = Self.deadline(after: idleNanos)
+            while items.isEmpty && !closed {
+                if pthread_cond_timedwait(&cond, &mutex, &deadline) == ETIMEDOUT { break }
+            }
+        }
+        if items.isEmpty { return closed ? nil : [] }
         if lingerNanos > 0 && !closed && !enough(items) {
-            var now = timespec()
-            clock_gettime(CLOCK_REALTIME, &now)
-            let total = Int64(now.tv_nsec) + lingerNanos
-            var deadline = timespec(tv_sec: now.tv_sec + Int(total / 1_000_000_000), tv_nsec: Int(total % 1_000_000_000))
+            var deadline = Self.deadline(after: lingerNanos)
             while !closed && !enough(items) {
                 if pthread_cond_timedwait(&cond, &mutex, &deadline) == ETIMEDOUT { break }
             }
@@ -68,6 +72,13 @@ final class BlockingQueue<Element>: @unchecked Sendable {
         let taken = items
         items.removeAll(keepingCapacity: true)
         return taken
+    }
+
+    private static func deadline(after nanos: Int64) -> timespec {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let total = Int64(now.tv_nsec) + nanos
+        return timespec(tv_sec: now.tv_sec + Int(total / 1_000_000_000), tv_nsec: Int(total % 1_000_000_000))
     }
 }
 

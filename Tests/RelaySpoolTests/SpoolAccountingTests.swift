@@ -1,0 +1,187 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import RelaySpool
+
+/// A clock the test moves by hand.
+final class ManualClock: Sendable {
+    private let millis: Atomic<Int64>
+    init(_ start: Int64) { millis = Atomic(start) }
+    func advance(_ ms: Int64) { millis.add(ms, ordering: .relaxed) }
+    var now: @Sendable () -> Int64 { { self.millis.load(ordering: .relaxed) } }
+}
+
+/// The counts as a full scan of the file gives them: what the in-memory
+/// counters must always equal.
+func recount(_ path: String) throws -> SpoolStats {
+    let db = try SQLiteConnection(path: path)
+    var s = SpoolStats()
+    let o = try db.prepare("SELECT count(*), COALESCE(sum(length(payload)), 0), min(received_at) FROM outbox")
+    try o.step()
+    s.depth = o.int64(0)
+    s.bytes = o.int64(1)
+    s.oldestReceivedAtMillis = o.isNull(2) ? nil : o.int64(2)
+    let d = try db.prepare("SELECT count(*), COALESCE(sum(length(payload)), 0) FROM dead_letters")
+    try d.step()
+    s.deadLetters = d.int64(0)
+    s.deadLetterBytes = d.int64(1)
+    let i = try db.prepare("SELECT count(*), COALESCE(sum(length(message_id) + 16), 0) FROM sent_ids")
+    try i.step()
+    s.dedupeIDs = i.int64(0)
+    s.dedupeBytes = i.int64(1)
+    s.rejected = try db.scalarInt("SELECT count(*) FROM rejected") ?? 0
+    return s
+}
+
+/// The on-disk part of the stats (not the counters since start).
+func onDisk(_ s: SpoolStats) -> [Int64?] {
+    [s.depth, s.bytes, s.oldestReceivedAtMillis, s.deadLetters, s.deadLetterBytes, s.dedupeIDs, s.dedupeBytes, s.rejected]
+}
+
+@Suite struct SpoolAccountingTests {
+    @Test func statsStayExactThroughAppendsAcksRetriesDeadLettersExpiryDropsAndReplay() async throws {
+        let dir = TempDir()
+        let clock = ManualClock(100_000)
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxBytes: 5_000, onFull: .dropOldest, maxAgeMillis: 50_000),
+                              nowMillis: clock.now)
+        func check(_ step: String) async throws {
+            await spool.settle()
+            #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)), "after \(step)")
+        }
+        _ = try await spool.append((1...10).map { record("m\($0)", at: 60_000 + Int64($0), size: 200) })
+        spool.recordRejected(errorsJSON: #"["user_id: required"]"#, sample: Array("{}".utf8), atMillis: 100_000)
+        try await check("appends")
+        let reader = try spool.makeReader()
+        let first = try reader.leaseBatch(nowMillis: 100_000, maxCount: 3, maxBytes: 1 << 20)
+        try await spool.acknowledge(first, atMillis: 100_000)
+        reader.release(first)
+        try await check("an acknowledgement")
+        let second = try reader.leaseBatch(nowMillis: 100_000, maxCount: 2, maxBytes: 1 << 20)
+        try await spool.scheduleRetry([second[0]], error: "HTTP 503", nextAttemptAtMillis: 100_500, nowMillis: 100_000)
+        try await spool.deadLetter([second[1]], reason: DeadLetterReason(reason: "HTTP 400", status: 400), nowMillis: 100_000)
+        reader.release(second)
+        try await check("a retry and a dead letter")
+        clock.advance(11_000)  // m1..m10 were received at ~60 s: older than max_age (50 s) at 111 s
+        try await check("expiry")
+        #expect(spool.stats.expired == 6, "m4 (retried) and m6...m10")
+        #expect(spool.stats.depth == 0)
+        _ = try await spool.append((11...20).map { record("m\($0)", at: 111_000, size: 200) })
+        _ = try await spool.append((21...30).map { record("m\($0)", at: 111_000, size: 200) })
+        try await check("appends past max_bytes under drop_oldest")
+        #expect(spool.stats.dropped > 0)
+        #expect(spool.stats.totalBytes <= 5_000)
+        let admin = try SpoolAdmin(path: dir.db)
+        _ = try admin.purgeDeadLetters(deadBeforeMillis: nil)
+        try await check("an operator's purge, from another connection")
+        #expect(spool.stats.deadLetters == 0)
+        await spool.close()
+    }
+
+    @Test func expiryRunsInBoundedSlicesAndAppendsAreAnsweredMeanwhile() async throws {
+        let dir = TempDir()
+        let clock = ManualClock(1_000)
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxAgeMillis: 10_000, maintenanceSliceRows: 100),
+                              nowMillis: clock.now)
+        _ = try await spool.append((0..<1_050).map { record("old\($0)", at: 1_000) })
+        let commitsBefore = spool.stats.commits
+        clock.advance(20_000)
+        // An append goes through while the sweep is under way.
+        #expect(try await spool.append([record("live", at: 21_000)]) == [.stored])
+        for _ in 0..<50 where spool.stats.expired < 1_050 { await spool.settle() }
+        #expect(spool.stats.expired == 1_050)
+        #expect(spool.stats.depth == 1)
+        #expect(spool.stats.commits - commitsBefore >= 11, "1,050 rows in slices of at most 100: at least 11 transactions")
+        await spool.close()
+    }
+
+    @Test func aRowInFlightIsNeverExpiredOrDropped() async throws {
+        let dir = TempDir()
+        let clock = ManualClock(1_000)
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxBytes: 600, onFull: .dropOldest, maxAgeMillis: 10_000),
+                              nowMillis: clock.now)
+        _ = try await spool.append((1...4).map { record("m\($0)", at: 1_000, size: 100) })
+        let reader = try spool.makeReader()
+        let inFlight = try reader.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 1 << 20)
+        #expect(inFlight.map(\.messageID) == ["m1", "m2"])
+        // drop_oldest must skip the leased m1, m2 and drop m3 to make room.
+        #expect(try await spool.append([record("m5", at: 1_000, size: 300)]) == [.stored])
+        #expect(spool.stats.dropped >= 1)
+        // expiry must skip them too.
+        clock.advance(20_000)
+        await spool.settle()
+        await spool.settle()
+        let remaining = try SQLiteConnection(path: dir.db).prepare("SELECT message_id FROM outbox ORDER BY seq")
+        var ids: [String] = []
+        while try remaining.step() { ids.append(remaining.string(0) ?? "") }
+        #expect(ids == ["m1", "m2"], "only the in-flight rows are still queued")
+        // The batch is delivered: acknowledged once, never also dead-lettered.
+        try await spool.acknowledge(inFlight, atMillis: clock.now())
+        reader.release(inFlight)
+        let dead = try SQLiteConnection(path: dir.db).scalarInt("SELECT count(*) FROM dead_letters WHERE message_id IN ('m1','m2')")
+        #expect(dead == 0)
+        await spool.close()
+    }
+
+    @Test func maxBytesCountsDeadLettersAndDedupeIdsAndGivesUpTheOldestIdsFirst() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxBytes: 1_000), nowMillis: { 2_000 })
+        _ = try await spool.append((1...6).map { record("id-\($0)", at: 1_000, size: 100) })
+        let reader = try spool.makeReader()
+        let sent = try reader.leaseBatch(nowMillis: 1_000, maxCount: 5, maxBytes: 1 << 20)
+        try await spool.acknowledge(sent, atMillis: 1_000)
+        reader.release(sent)
+        let dead = try reader.leaseBatch(nowMillis: 1_000, maxCount: 1, maxBytes: 1 << 20)
+        try await spool.deadLetter(dead, reason: DeadLetterReason(reason: "HTTP 400", status: 400), nowMillis: 1_000)
+        reader.release(dead)
+        #expect(spool.stats.dedupeIDs == 5)
+        #expect(spool.stats.deadLetterBytes == 100)
+        #expect(spool.stats.totalBytes == 100 + 5 * (4 + 16))
+        // 8 more of 100 bytes: 800 + 100 dead + 100 of ids is past 1,000, so the oldest ids go first.
+        let outcomes = try await spool.append((7...14).map { record("id-\($0)", at: 2_000, size: 100) })
+        #expect(outcomes == Array(repeating: .stored, count: 8))
+        #expect(spool.stats.dedupeEvicted > 0)
+        #expect(spool.stats.totalBytes <= 1_000)
+        // Dead letters are not given up: the next call is refused.
+        await #expect(throws: SpoolError.self) { try await spool.append([record("id-15", at: 3_000, size: 150)]) }
+        await spool.close()
+    }
+
+    @Test func aReplayedDeadLetterStartsAFreshAge() async throws {
+        let dir = TempDir()
+        let clock = ManualClock(1_000)
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxAgeMillis: 10_000), nowMillis: clock.now)
+        _ = try await spool.append([record("late", at: 1_000)])
+        clock.advance(20_000)
+        await spool.settle()
+        #expect(spool.stats.deadLetters == 1)
+        #expect(try SpoolAdmin(path: dir.db).replayDeadLetters(ids: nil, nowMillis: clock.now()) == 1)
+        clock.advance(2_000)  // the next sweep
+        await spool.settle()
+        await spool.settle()
+        #expect(spool.stats.depth == 1, "replayed at 21 s, so not older than max_age (10 s) at 23 s")
+        #expect(spool.stats.deadLetters == 0)
+        await spool.close()
+    }
+
+    @Test func aSpoolWrittenByTheFirstReleaseOpensMigratedWithExactCounts() async throws {
+        let dir = TempDir()
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/spool-v1.db").path
+        try FileManager.default.copyItem(atPath: fixture, toPath: dir.db)
+        #expect(try SQLiteConnection(path: dir.db).scalarInt("PRAGMA user_version") == 1)
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        #expect(try SQLiteConnection(path: dir.db).scalarInt("PRAGMA user_version") == Schema.currentVersion)
+        let s = spool.stats
+        #expect(s.depth == 3)
+        #expect(s.deadLetters == 1)
+        #expect(s.dedupeIDs == 1)
+        #expect(s.rejected == 1)
+        #expect(onDisk(s) == onDisk(try recount(dir.db)))
+        let reader = try spool.makeReader()
+        #expect(try reader.leaseBatch(nowMillis: Spool.wallClockMillis(), maxCount: 10, maxBytes: 1 << 20).map(\.messageID)
+                == ["v1-queued-1", "v1-queued-2", "v1-queued-3"])
+        // The id the v1 relay delivered is still in the dedupe window.
+        let sentAt = try SQLiteConnection(path: dir.db).scalarInt("SELECT sent_at FROM sent_ids WHERE message_id = 'v1-sent'") ?? 0
+        #expect(try await spool.append([record("v1-sent", at: sentAt + 1_000)]) == [.duplicate])
+        await spool.close()
+    }
+}
