@@ -76,7 +76,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "RelayMessageTests", dependencies: ["RelayMessage"]),
-        .testTarget(name: "RelaySpoolTests", dependencies: ["RelaySpool"]),
+        .testTarget(name: "RelaySpoolTests", dependencies: ["RelaySpool"], exclude: ["Fixtures"]),
         .testTarget(name: "RelayForwardTests", dependencies: ["RelayForward", "RelaySpool"]),
         .testTarget(name: "RelayIngestTests", dependencies: [
             "RelayIngest", "RelayMessage", "RelaySpool",

@@ -99,7 +99,7 @@ public final class Spool: Sendable {
     public typealias Completion<T> = @Sendable (Result<T, SpoolError>) -> Void
 
     enum Op {
-        case append([SpoolAppend], Completion<[AppendOutcome]>)
+        case append([SpoolAppend], (any CompletionExecutor)?, Completion<[AppendOutcome]>)
         case acknowledge([SpoolMessage], atMillis: Int64, Completion<Void>)
         case retry([SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64, Completion<Void>)
         case deadLetter([SpoolMessage], DeadLetterReason, nowMillis: Int64, Completion<Void>)
@@ -148,9 +148,11 @@ public final class Spool: Sendable {
 
     // MARK: Ingest side
 
-    /// Stores `messages` durably; completes after the commit.
-    public func append(_ messages: [SpoolAppend], completion: @escaping Completion<[AppendOutcome]>) {
-        if !queue.push(.append(messages, completion)) { completion(.failure(.closed)) }
+    /// Stores `messages` durably; completes after the commit, on `executor`
+    /// (grouped with the commit's other completions for it) when given.
+    public func append(_ messages: [SpoolAppend], on executor: (any CompletionExecutor)? = nil,
+                       completion: @escaping Completion<[AppendOutcome]>) {
+        if !queue.push(.append(messages, executor, completion)) { completion(.failure(.closed)) }
     }
 
     /// Stores `messages` durably; returns after the commit.

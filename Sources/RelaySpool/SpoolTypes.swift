@@ -113,3 +113,12 @@ public struct DeadLetterReason: Sendable, Hashable {
         self.status = status
     }
 }
+
+/// Where append completions run. After a commit the writer hands each
+/// executor all of that commit's completions in one call (one hop per event
+/// loop per commit, not one per call), and runs none of them on its own
+/// thread; without an executor a completion runs on the writer thread.
+public protocol CompletionExecutor: AnyObject, Sendable {
+    /// Runs `jobs` in order, on the executor's own thread.
+    func execute(_ jobs: [@Sendable () -> Void])
+}

@@ -105,7 +105,7 @@ final class SpoolWriter {
                                              idleNanos: maintenanceBacklog ? 0 : 1_000_000_000,
                                              enough: { ops in
             var n = 0
-            for case .append(let m, _) in ops { n += m.count }
+            for case .append(let m, _, _) in ops { n += m.count }
             return n >= maxPerCommit
         }) {
             var shutdown: [@Sendable () -> Void] = []
@@ -137,6 +137,13 @@ final class SpoolWriter {
 
     private struct Turn {
         var completions: [(Result<Void, SpoolError>) -> Void] = []
+        /// Append completions by executor, handed over in one call each after the commit.
+        var deferred: [ObjectIdentifier: (executor: any CompletionExecutor, jobs: [@Sendable () -> Void])] = [:]
+
+        mutating func complete(on executor: (any CompletionExecutor)?, _ job: @escaping @Sendable () -> Void) {
+            guard let executor else { completions.append { _ in job() }; return }
+            deferred[ObjectIdentifier(executor), default: (executor, [])].jobs.append(job)
+        }
         /// Payload bytes this turn appended (an upper bound of its growth).
         var appendedBytes: Int64 = 0
         var dropped: Int64 = 0
@@ -159,6 +166,7 @@ final class SpoolWriter {
         if turn.dropped > 0 {
             logger.warning("spool full: deleted the oldest queued messages to make room (on_full = drop_oldest)", metadata: ["count": "\(turn.dropped)"])
         }
+        for (executor, jobs) in turn.deferred.values { executor.execute(jobs) }
         for c in turn.completions { c(.success(())) }
     }
 
@@ -198,11 +206,12 @@ final class SpoolWriter {
 
     private func applyOne(_ op: Spool.Op, commit: Int64, shared: Spool.Shared, turn: inout Turn) throws(SQLiteError) {
         switch op {
-        case .append(let messages, let completion):
+        case .append(let messages, let executor, let completion):
             let size = messages.reduce(Int64(0)) { $0 + Int64($1.payload.count) }
             if stats.totalBytes + turn.appendedBytes + size > options.maxBytes {
                 guard try makeRoom(for: size, commit: commit, shared: shared, turn: &turn) else {
-                    turn.completions.append { _ in completion(.failure(.full(limitBytes: self.options.maxBytes))) }
+                    let limit = options.maxBytes
+                    turn.complete(on: executor) { completion(.failure(.full(limitBytes: limit))) }
                     return
                 }
             }
@@ -228,7 +237,8 @@ final class SpoolWriter {
                     outcomes.append(.duplicate)
                 }
             }
-            turn.completions.append { _ in completion(.success(outcomes)) }
+            let result = outcomes
+            turn.complete(on: executor) { completion(.success(result)) }
 
         case .acknowledge(let messages, let at, let completion):
             for m in messages {
@@ -418,7 +428,8 @@ final class SpoolWriter {
 
     private static func fail(_ op: Spool.Op, _ error: SpoolError) {
         switch op {
-        case .append(_, let c): c(.failure(error))
+        case .append(_, let executor, let c):
+            if let executor { executor.execute([{ c(.failure(error)) }]) } else { c(.failure(error)) }
         case .acknowledge(_, _, let c), .retry(_, _, _, _, let c), .deadLetter(_, _, _, let c): c(.failure(error))
         case .rejected, .barrier, .shutdown: break
         }

@@ -10,7 +10,8 @@
 //   refuses writes is `503` with Retry-After, a refused key is `401`.
 // - A batch stores every valid message and lists each invalid one by index;
 //   it is `400` only when none was valid.
-// - Never blocks: completion runs on the spool's writer thread or at once.
+// - Never blocks: completion runs at once (refusals) or after the commit, on
+//   the caller's executor (its event loop) when it gave one.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -56,8 +57,10 @@ public final class IngestPipeline: Sendable {
         self.makeMessageID = makeMessageID
     }
 
-    /// Handles one request body; `completion` gets the answer (possibly on another thread).
-    public func handle(_ route: IngestRoute, body: [UInt8], writeKey: String?, completion: @escaping @Sendable (IngestReply) -> Void) {
+    /// Handles one request body; `completion` gets the answer: at once for a
+    /// refusal, else after the commit on `executor` (or the spool's thread).
+    public func handle(_ route: IngestRoute, body: [UInt8], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
+                       completion: @escaping @Sendable (IngestReply) -> Void) {
         let storedKey: String
         switch resolveWriteKey(writeKey) {
         case .store(let k): storedKey = k
@@ -77,9 +80,9 @@ public final class IngestPipeline: Sendable {
         }
         switch route {
         case .single(let type):
-            single(value, type: type, raw: body, writeKey: storedKey, receivedAt: receivedAt, completion: completion)
+            single(value, type: type, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
         case .batch(let priority):
-            batch(value, priority: priority, raw: body, writeKey: storedKey, receivedAt: receivedAt, completion: completion)
+            batch(value, priority: priority, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
         }
     }
 
@@ -102,7 +105,8 @@ public final class IngestPipeline: Sendable {
 
     // MARK: - One call
 
-    private func single(_ value: JSONValue, type: CallType?, raw: [UInt8], writeKey: String, receivedAt: Date, completion: @escaping @Sendable (IngestReply) -> Void) {
+    private func single(_ value: JSONValue, type: CallType?, raw: [UInt8], writeKey: String, receivedAt: Date,
+                        executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
         let context = NormalizeContext(receivedAt: receivedAt, makeMessageID: makeMessageID)
         switch normalizer.normalize(value, endpointType: type, context: context) {
         case .failure(let rejection):
@@ -112,7 +116,7 @@ public final class IngestPipeline: Sendable {
         case .success(let message):
             let record = SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
                                      receivedAtMillis: Self.millis(receivedAt), payload: message.encoded)
-            store.append([record]) { [self] result in
+            store.append([record], on: executor) { [self] result in
                 switch result {
                 case .success(let outcomes):
                     let duplicate = outcomes.first == .duplicate
@@ -127,7 +131,8 @@ public final class IngestPipeline: Sendable {
 
     // MARK: - A batch
 
-    private func batch(_ value: JSONValue, priority: SpoolPriority, raw: [UInt8], writeKey: String, receivedAt: Date, completion: @escaping @Sendable (IngestReply) -> Void) {
+    private func batch(_ value: JSONValue, priority: SpoolPriority, raw: [UInt8], writeKey: String, receivedAt: Date,
+                       executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
         guard case .object(let envelope) = value, case .array(let calls)? = envelope["batch"] else {
             let error = "batch: required: an array of calls, as {\"batch\": [...]}"
             reject([error], sample: raw, at: receivedAt)
@@ -176,7 +181,7 @@ public final class IngestPipeline: Sendable {
             return
         }
         let count = records.count
-        store.append(records) { [self, ids, rejected] result in
+        store.append(records, on: executor) { [self, ids, rejected] result in
             switch result {
             case .success(let outcomes):
                 let dup = outcomes.filter { $0 == .duplicate }.count

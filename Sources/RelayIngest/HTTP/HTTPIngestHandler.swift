@@ -36,6 +36,7 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let pipeline: IngestPipeline
     private let endpoints: OperatorEndpoints
+    private let executors: EventLoopExecutors
     private let maxBody: Int
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
@@ -43,9 +44,10 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// An early 413 was sent; the rest of this request is ignored and the connection closes.
     private var answeredEarly = false
 
-    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints) {
+    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors) {
         self.pipeline = pipeline
         self.endpoints = endpoints
+        self.executors = executors
         self.maxBody = pipeline.options.maxRequestBytes
     }
 
@@ -133,11 +135,16 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 respond(context, reply, keepAlive: head.isKeepAlive && reply.status != 413)
                 return
             }
-            let promise = context.eventLoop.makePromise(of: IngestReply.self)
-            pipeline.handle(route, body: body, writeKey: Self.basicAuthUser(head.headers)) { promise.succeed($0) }
+            // The answer comes at once (a refusal) or after the commit, with the
+            // commit's other answers for this loop, in one hop.
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((self, context), eventLoop: loop)
             let keepAlive = head.isKeepAlive
-            promise.futureResult.assumeIsolated().whenSuccess { reply in
-                self.respond(context, reply, keepAlive: keepAlive)
+            pipeline.handle(route, body: body, writeKey: Self.basicAuthUser(head.headers), on: executors.executor(for: loop)) { reply in
+                loop.runOnLoop {
+                    let (handler, context) = bound.value
+                    handler.respond(context, reply, keepAlive: keepAlive)
+                }
             }
         default:
             let known = ["/healthz", "/v1/status", "/metrics"].contains(path) || Self.ingestRoute(path) != nil

@@ -50,17 +50,52 @@ struct BoundedLineDecoder: ByteToMessageDecoder {
     }
 }
 
-final class LineProtocolHandler: ChannelInboundHandler {
+/// Calls of one line-protocol connection, answered in order, with
+/// backpressure: past `maxPending` calls waiting for their commit, or while
+/// the client does not read its replies (the channel is not writable), the
+/// connection is not read (TCP flow control pushes back on the app), so
+/// memory does not grow with how fast a client pipelines.
+final class LineProtocolHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    /// Calls in flight (read, not yet answered) past which reading stops.
+    static let maxPending = 256
+
     private let pipeline: IngestPipeline
+    private let executors: EventLoopExecutors
     private var received = 0
     private var answered = 0
     private var ready: [Int: [UInt8]] = [:]
     private var closeWhenDone = false
+    /// A read the pipeline asked for and we held back.
+    private var readHeld = false
 
-    init(pipeline: IngestPipeline) { self.pipeline = pipeline }
+    init(pipeline: IngestPipeline, executors: EventLoopExecutors) {
+        self.pipeline = pipeline
+        self.executors = executors
+    }
+
+    private func mayRead(_ context: ChannelHandlerContext) -> Bool {
+        received - answered < Self.maxPending && context.channel.isWritable
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if mayRead(context) { context.read() } else { readHeld = true }
+    }
+
+    private func resumeReadingIfHeld(_ context: ChannelHandlerContext) {
+        if readHeld && mayRead(context) {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReadingIfHeld(context)
+        context.fireChannelWritabilityChanged()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
@@ -68,11 +103,14 @@ final class LineProtocolHandler: ChannelInboundHandler {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: not a call
         let index = received
         received += 1
-        let promise = context.eventLoop.makePromise(of: IngestReply.self)
-        pipeline.handle(.single(nil), body: bytes, writeKey: nil) { promise.succeed($0) }
-        promise.futureResult.assumeIsolated().whenSuccess { reply in
-            self.ready[index] = Self.line(for: reply)
-            self.flushInOrder(context)
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        pipeline.handle(.single(nil), body: bytes, writeKey: nil, on: executors.executor(for: loop)) { reply in
+            loop.runOnLoop {
+                let (handler, context) = bound.value
+                handler.ready[index] = Self.line(for: reply)
+                handler.flushInOrder(context)
+            }
         }
     }
 
@@ -91,7 +129,8 @@ final class LineProtocolHandler: ChannelInboundHandler {
             wrote = true
         }
         if wrote { context.flush() }
-        if closeWhenDone && answered == received { context.close(promise: nil) }
+        if closeWhenDone && answered == received { context.close(promise: nil); return }
+        resumeReadingIfHeld(context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -48,6 +48,7 @@ public final class IngestServer: Service, Sendable {
         let options = self.options
         let pipeline = self.pipeline
         let endpoints = self.endpoints
+        let executors = EventLoopExecutors(group)
         let server = self
 
         let bootstrap = ServerBootstrap(group: group)
@@ -69,7 +70,7 @@ public final class IngestServer: Service, Sendable {
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(IdleStateHandler(allTimeout: .seconds(options.idleTimeoutSeconds)))
                     try ops.addHandler(ConnectionGuard())
-                    try ops.addHandler(ProtocolSniffer(pipeline: pipeline, endpoints: endpoints,
+                    try ops.addHandler(ProtocolSniffer(pipeline: pipeline, endpoints: endpoints, executors: executors,
                                                        allowLineProtocol: isUnix || options.lineProtocolOnTCP))
                 }
             }

@@ -11,11 +11,13 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private let pipeline: IngestPipeline
     private let endpoints: OperatorEndpoints
+    private let executors: EventLoopExecutors
     private let allowLineProtocol: Bool
 
-    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, allowLineProtocol: Bool) {
+    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, allowLineProtocol: Bool) {
         self.pipeline = pipeline
         self.endpoints = endpoints
+        self.executors = executors
         self.allowLineProtocol = allowLineProtocol
     }
 
@@ -29,10 +31,10 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             let ops = context.pipeline.syncOperations
             if first == UInt8(ascii: "{") && allowLineProtocol {
                 try ops.addHandler(ByteToMessageHandler(BoundedLineDecoder(maxLength: pipeline.options.maxRequestBytes)), position: .after(self))
-                try ops.addHandler(LineProtocolHandler(pipeline: pipeline), position: .last)
+                try ops.addHandler(LineProtocolHandler(pipeline: pipeline, executors: executors), position: .last)
             } else {
                 try ops.configureHTTPServerPipeline(position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
-                try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints), position: .last)
+                try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints, executors: executors), position: .last)
             }
         } catch {
             context.close(promise: nil)
