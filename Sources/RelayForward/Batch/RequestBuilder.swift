@@ -21,7 +21,9 @@ enum RequestBuilder {
     static func request(for batch: [SpoolMessage], options: ForwarderOptions, nowMillis: Int64) -> UpstreamRequest {
         let attempt = batch.map(\.attempts).max() ?? 0
         let key = options.writeKey ?? (batch.first.map(\.writeKey).flatMap { $0.isEmpty ? nil : $0 })
-        var body = BatchEncoder.encode(batch, sentAt: Date(timeIntervalSince1970: Double(nowMillis) / 1000))
+        // Half a millisecond in: the formatter truncates, and n/1000 is often a hair below n ms.
+        let sentAt = Date(timeIntervalSince1970: (Double(nowMillis) + 0.5) / 1000)
+        var body = BatchEncoder.encode(batch, sentAt: sentAt)
         var headers = attempt > 0 ? ["X-Retry-Count: \(attempt)"] : []
         if options.gzip, let compressed = gzip(body) {
             body = compressed

@@ -1,5 +1,5 @@
 // A fake upstream behind the UpstreamTransport protocol: records every
-// request (virtual start time, message ids, write key, headers, body size,
+// request (virtual start time from its sent_at, message ids, write key, headers, body size,
 // how many requests were in flight), answers from a closure, and can hold
 // a request open until the test lets it finish.
 
@@ -38,7 +38,18 @@ final class FakeUpstream: UpstreamTransport {
         self.answer = answer
     }
 
-    var requests: [Request] { state.withLock { $0.requests } }
+    /// Every request so far, in the order the loop started them.
+    var requests: [Request] {
+        state.withLock { $0.requests }.sorted { ($0.atMillis, $0.index) < ($1.atMillis, $1.index) }
+    }
+
+    /// `sent_at` in virtual milliseconds: when the loop built the request
+    /// (the child task that calls `send` may run a little later).
+    static func millis(_ sentAt: String?) -> Int64? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return sentAt.flatMap { f.date(from: $0) }.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
+    }
 
     /// The next request stays in flight until `finishHeld()`.
     func holdNextRequest() { state.withLock { $0.holdNext = true } }
@@ -51,7 +62,7 @@ final class FakeUpstream: UpstreamTransport {
         let ids = (json?["batch"] as? [[String: Any]])?.compactMap { $0["message_id"] as? String } ?? []
         let (index, hold) = state.withLock { s -> (Int, Bool) in
             let i = s.requests.count
-            s.requests.append(Request(index: i, atMillis: clock.nowMillis(), ids: ids, writeKey: request.writeKey, headers: request.headers,
+            s.requests.append(Request(index: i, atMillis: Self.millis(json?["sent_at"] as? String) ?? clock.nowMillis(), ids: ids, writeKey: request.writeKey, headers: request.headers,
                                       bodyBytes: request.body.count, sentAt: json?["sent_at"] as? String, url: request.url, peakConcurrency: 0))
             s.inFlight.append(i)
             for j in s.inFlight { s.requests[j].peakConcurrency = max(s.requests[j].peakConcurrency, s.inFlight.count) }
@@ -62,7 +73,7 @@ final class FakeUpstream: UpstreamTransport {
         if hold {
             await withCheckedContinuation { c in state.withLock { $0.held = c } }
         }
-        for _ in 0..<20 { await Task.yield() }  // let a concurrent request overlap, if the loop sent one
+        for _ in 0..<1_000 { await Task.yield() }  // let a concurrent request overlap, if the loop sent one
         let recorded = state.withLock { s in
             s.inFlight.removeAll { $0 == index }
             return s.requests[index]
