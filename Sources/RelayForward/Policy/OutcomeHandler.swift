@@ -95,6 +95,7 @@ struct OutcomeHandler {
         } catch {
             logger.error("could not record a delivery outcome in the spool; the batch stays queued and will be sent again",
                          metadata: ["error": "\(error)"])
+            if case .retry = decision, let until = breaker.reopensAtMillis { return .backOff(untilMillis: until) }
             return .settled
         }
     }
