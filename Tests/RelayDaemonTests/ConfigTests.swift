@@ -77,7 +77,7 @@ import RelaySpool
     @Test func numbersMayBeWrittenAsIntegersOrDecimals() throws {
         let a = try RelayConfig.parse(toml: "[upstream]\nmax_requests_per_second = 50\nmax_age_hours = 1.5\n", path: "r.toml").resolve()
         #expect(a.forward.maxRequestsPerSecond == 50)
-        #expect(a.forward.maxAgeMillis == 5_400_000)
+        #expect(a.spool.maxAgeMillis == 5_400_000)
     }
 
     @Test func anEmptyWriteKeyMeansAppsSendTheirOwn() throws {

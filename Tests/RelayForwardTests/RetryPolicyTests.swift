@@ -26,9 +26,18 @@ import RelaySpool
         #expect(RetryClassifier.classify(Self.response(status)) == .pauseForCredentials)
     }
 
-    @Test(arguments: [501, 505, 511, 404, 405, 302])
-    func permanentFailuresDeadLetter(_ status: Int) {
-        #expect(RetryClassifier.classify(Self.response(status)) == .deadLetter)
+    /// "This can never work as configured": pause like 401/403, drop nothing.
+    @Test(arguments: [301, 302, 307, 308, 404, 405, 406, 409, 411, 415, 418, 451, 501, 505, 511, 100, 600])
+    func configurationErrorsPause(_ status: Int) {
+        #expect(RetryClassifier.classify(Self.response(status)) == .pauseForConfiguration)
+    }
+
+    @Test func onlyContentRefusalsSplit() {
+        // Only 400/413/422 (after splitting to one message) make dead letters.
+        for status in 100...699 {
+            let decision = RetryClassifier.classify(Self.response(status))
+            if [400, 413, 422].contains(status) { #expect(decision == .split) } else { #expect(decision != .split, "\(status)") }
+        }
     }
 
     @Test func transportFailuresRetryAndCarryRetryAfter() {

@@ -186,8 +186,9 @@ extension RelayConfig {
         if let v = positive(upstream?.max_in_flight, "upstream.max_in_flight") { forward.maxInFlight = v }
         forward.transport.caFile = upstream?.ca_file.flatMap { $0.isEmpty ? nil : $0 }
         forward.transport.proxy = upstream?.proxy.flatMap { $0.isEmpty ? nil : $0 }
+        var maxAgeMillis: Int64?
         if let h = upstream?.max_age_hours?.value {
-            if h <= 0 { problems.append("upstream.max_age_hours: must be positive, got \(h)") } else { forward.maxAgeMillis = Int64(h * 3_600_000) }
+            if h <= 0 { problems.append("upstream.max_age_hours: must be positive, got \(h)") } else { maxAgeMillis = Int64(h * 3_600_000) }
         }
 
         if let v = positive(upstream?.retry_base_ms, "upstream.retry_base_ms") { forward.backoff.baseMillis = Int64(v) }
@@ -208,7 +209,7 @@ extension RelayConfig {
             default: problems.append("spool.synchronous: expected \"full\" or \"normal\", got \"\(v)\"")
             }
         }
-        spoolOptions.maxAgeMillis = forward.maxAgeMillis
+        if let maxAgeMillis { spoolOptions.maxAgeMillis = maxAgeMillis }
         if let v = spool?.commit_window_us {
             if v < 0 { problems.append("spool.commit_window_us: must not be negative") } else { spoolOptions.commitLingerNanos = Int64(v) * 1000 }
         }

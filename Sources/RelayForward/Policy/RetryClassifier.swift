@@ -1,6 +1,18 @@
 // RetryClassifier: what an upstream answer means for the batch (DESIGN §5).
-// A pure function of the outcome, tested on its own; the forwarder acts on
-// the decision and the backoff policy decides when.
+// A pure function of the outcome, tested on its own; the OutcomeHandler
+// acts on the decision and the backoff policy decides when.
+//
+//   2xx                                  delivered
+//   408 410 429 460, 5xx (not 501/505/511),
+//   timeouts, connection errors          retry (backoff, Retry-After)
+//   400 413 422                          split; a lone refused message is a dead letter
+//   401 403                              pause: credentials
+//   anything else (1xx, 3xx, 404, 405, other 4xx, 501, 505, 511, odd codes)
+//                                        pause: configuration
+//
+// Only 400/413/422 after splitting (and max_age, in the spool) make dead
+// letters: an answer that says "this can never work as configured" is the
+// operator's to fix, so forwarding pauses and nothing is dropped.
 
 /// How one delivery attempt ended, as the transport saw it.
 public enum DeliveryOutcome: Sendable, Hashable {
@@ -22,12 +34,14 @@ public enum RetryDecision: Sendable, Hashable {
     case split
     /// The credentials are wrong: pause forwarding, keep everything.
     case pauseForCredentials
-    /// The upstream will never take this batch as it is.
-    case deadLetter
+    /// No request can work as configured (wrong URL, method, protocol):
+    /// pause forwarding, keep everything.
+    case pauseForConfiguration
 }
 
 /// Maps an outcome to a decision.
 public enum RetryClassifier {
+    /// The decision for one attempt's outcome.
     public static func classify(_ outcome: DeliveryOutcome) -> RetryDecision {
         switch outcome {
         case .transportFailure:
@@ -36,11 +50,11 @@ public enum RetryClassifier {
             switch status {
             case 200..<300: return .delivered
             case 408, 410, 429, 460: return .retry(retryAfter: retryAfter)
-            case 501, 505, 511: return .deadLetter
+            case 501, 505, 511: return .pauseForConfiguration
             case 500..<600: return .retry(retryAfter: retryAfter)
             case 400, 413, 422: return .split
             case 401, 403: return .pauseForCredentials
-            default: return .deadLetter
+            default: return .pauseForConfiguration
             }
         }
     }

@@ -1,0 +1,139 @@
+// OutcomeHandler: one answer → one queue action and one status update
+// (Fluent Bit's engine, the part after an output says OK / RETRY / ERROR).
+//
+//   delivered            acknowledge; breaker closes; status ok
+//   retry                scheduleRetry at the breaker's reopen time; status retrying
+//   split (n > 1)        nothing yet: the halves go back to the batcher, still leased
+//   split (n = 1)        deadLetter (the upstream refuses this message)
+//   pause (credentials / configuration)
+//                        nothing: the rows stay due; status paused_*; logged loudly
+//
+// Every case but split ends the batch's lease here, also when the queue
+// call throws (the rows are then simply sent again later: the upstream
+// dedupes on message_id). Any answer but a retry shows the upstream
+// reachable, so the breaker closes before any queue call can fail: a
+// half-open probe is always resolved.
+
+import Logging
+import RelaySpool
+
+/// Applies RetryClassifier's decision for one batch.
+struct OutcomeHandler {
+    /// What the loop must do next.
+    enum FollowUp: Sendable, Hashable {
+        /// Nothing more: the batch is settled and released.
+        case settled
+        /// Send these halves next (still leased).
+        case split([SpoolMessage], [SpoolMessage])
+        /// The upstream is failing; the breaker is open until then.
+        case backOff(untilMillis: Int64)
+        /// Forwarding must pause.
+        case pause(PauseReason)
+    }
+
+    let status: StatusBoard
+    let logger: Logger
+    /// Picks the backoff delay from [0, ceiling] (full jitter).
+    let jitter: @Sendable (Int64) -> Int64
+
+    /// Acts on `outcome` for `batch`.
+    func handle(_ batch: [SpoolMessage], outcome: DeliveryOutcome, bodyBytes: Int, queue: any ForwardQueue,
+                options: ForwarderOptions, breaker: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
+        status.update { $0.requests += 1 }
+        let decision = RetryClassifier.classify(outcome)
+        if case .retry = decision {} else { breaker.recordSuccess() }
+        var releases = true
+        defer { if releases { queue.release(batch) } }
+        do {
+            switch decision {
+            case .delivered:
+                try await queue.acknowledge(batch, nowMillis: t)
+                status.update {
+                    $0.state = .ok; $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
+                    $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
+                }
+                logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(bodyBytes)"])
+                return .settled
+
+            case .retry(let retryAfter):
+                let next = breaker.recordFailure(nowMillis: t, retryAfter: retryAfter, draw: jitter)
+                let error = Self.describe(outcome)
+                let failures = breaker.consecutiveFailures
+                status.update {
+                    $0.state = .retrying; $0.consecutiveFailures = failures; $0.lastError = error; $0.nextAttemptAtMillis = next
+                }
+                logger.warning("upstream delivery failed; will retry", metadata: [
+                    "error": "\(error)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)", "consecutive_failures": "\(failures)",
+                ])
+                try await queue.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
+                return .backOff(untilMillis: next)
+
+            case .split where batch.count > 1:
+                releases = false
+                let half = batch.count / 2
+                logger.info("upstream refused a batch's content; splitting it to isolate the refused messages",
+                            metadata: ["messages": "\(batch.count)", "status": "\(Self.status(outcome) ?? 0)"])
+                return .split(Array(batch[..<half]), Array(batch[half...]))
+
+            case .split:
+                let reason = DeadLetterReason(reason: Self.describe(outcome), status: Self.status(outcome))
+                try await queue.deadLetter(batch, reason: reason, nowMillis: t)
+                status.update { $0.deadLettered += Int64(batch.count); $0.lastError = reason.reason }
+                logger.error("upstream refused a message; moved to dead letters", metadata: [
+                    "reason": "\(reason.reason)", "message_id": "\(batch[0].messageID)",
+                ])
+                return .settled
+
+            case .pauseForCredentials:
+                pause(.credentials, outcome: outcome, options: options, nowMillis: t)
+                return .pause(.credentials)
+
+            case .pauseForConfiguration:
+                pause(.configuration, outcome: outcome, options: options, nowMillis: t)
+                return .pause(.configuration)
+            }
+        } catch {
+            logger.error("could not record a delivery outcome in the spool; the batch stays queued and will be sent again",
+                         metadata: ["error": "\(error)"])
+            if case .retry = decision, let until = breaker.reopensAtMillis { return .backOff(untilMillis: until) }
+            return .settled
+        }
+    }
+
+    private func pause(_ reason: PauseReason, outcome: DeliveryOutcome, options: ForwarderOptions, nowMillis t: Int64) {
+        let error = Self.describe(outcome)
+        let retry = options.credentialRetryMillis
+        status.update {
+            $0.state = reason == .credentials ? .pausedCredentials : .pausedConfiguration
+            $0.lastError = error; $0.nextAttemptAtMillis = t + retry
+        }
+        switch reason {
+        case .credentials:
+            logger.error("the upstream refused the write key; forwarding is paused and nothing is dropped. Fix write_key and reload (SIGHUP)", metadata: [
+                "error": "\(error)", "retry_in_ms": "\(retry)",
+            ])
+        case .configuration:
+            let status = Self.status(outcome).map(String.init) ?? "none"
+            logger.critical("the upstream answered HTTP \(status) to POST \(options.batchURL): no request can work as configured; forwarding is paused and nothing is dropped. Fix upstream.url (or the proxy) and reload (SIGHUP)", metadata: [
+                "url": "\(options.batchURL)", "status": "\(status)", "error": "\(error)", "retry_in_ms": "\(retry)",
+            ])
+        }
+    }
+
+    /// The HTTP status, when the upstream answered.
+    static func status(_ outcome: DeliveryOutcome) -> Int? {
+        if case .response(let status, _, _) = outcome { return status }
+        return nil
+    }
+
+    /// One line for logs, status and dead letters: the status and the start of the body.
+    static func describe(_ outcome: DeliveryOutcome) -> String {
+        switch outcome {
+        case .response(let status, _, let body):
+            let excerpt = String(body.prefix(300).map { $0.isNewline ? " " : $0 })
+            return excerpt.isEmpty ? "HTTP \(status)" : "HTTP \(status): \(excerpt)"
+        case .transportFailure(let f):
+            return f.description
+        }
+    }
+}

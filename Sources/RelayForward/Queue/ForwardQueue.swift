@@ -1,0 +1,35 @@
+// ForwardQueue: the forwarder's whole view of the outbox (DESIGN §1: forward
+// reaches the spool only through a narrow reader interface).
+//
+// Five verbs, as Vector's sink sees its buffer: lease what is due, give a
+// lease back, and settle a leased batch one of three ways. The forwarder
+// never expires, counts or queries; the queue owns ordering (oldest first,
+// live before bulk, one write key per lease) and the durable outcome.
+//
+// Contract for implementations:
+// - `leaseBatch` returns only due, unleased messages that share the first
+//   one's write key, oldest first, at most `maxCount` and (except a single
+//   message larger than it) at most `maxBytes` of payload; it marks them
+//   leased. Empty when nothing is due.
+// - `acknowledge`, `scheduleRetry` and `deadLetter` settle leased messages
+//   durably; they do not end the lease. `release` ends it (after the
+//   outcome was recorded, or to give the messages back unsent).
+// - One owner: the forwarder's loop calls it from one task at a time.
+
+import RelaySpool
+
+/// The outbox as the forwarder uses it: lease, release, and settle batches.
+public protocol ForwardQueue {
+    /// Leases the oldest due messages that share the first one's write key:
+    /// at most `maxCount` of them and at most `maxBytes` of payload (a single
+    /// larger message comes alone). Empty when nothing is due.
+    func leaseBatch(nowMillis: Int64, maxCount: Int, maxBytes: Int) throws -> [SpoolMessage]
+    /// Ends the lease on these messages; unsettled ones are leased again later.
+    func release(_ messages: [SpoolMessage])
+    /// The upstream took these: remove them for good.
+    func acknowledge(_ messages: [SpoolMessage], nowMillis: Int64) async throws
+    /// Sending failed in a way worth retrying: keep them, due again at `nextAttemptAtMillis`.
+    func scheduleRetry(_ messages: [SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64) async throws
+    /// The upstream will never take these: move them to dead letters.
+    func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws
+}

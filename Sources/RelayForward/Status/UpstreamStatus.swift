@@ -1,0 +1,42 @@
+// UpstreamStatus: what the forwarder is doing, for `/v1/status`, metrics and
+// the logs. The loop is its only writer (through StatusBoard); readers take
+// a snapshot under a lock, never touching the loop's own state.
+
+import Synchronization
+
+/// What the forwarder is doing, for `/v1/status` and the logs.
+public struct UpstreamStatus: Sendable, Hashable, Codable {
+    public enum State: String, Sendable, Codable {
+        /// Sending normally (or nothing to send).
+        case ok
+        /// The last attempt failed; backing off.
+        case retrying
+        /// The upstream refused the credentials (401/403); paused.
+        case pausedCredentials = "paused_credentials"
+        /// The upstream said the request can never work as configured
+        /// (3xx, 404, 405, another 4xx, 501, 505, 511); paused.
+        case pausedConfiguration = "paused_configuration"
+    }
+
+    public var state: State = .ok
+    public var consecutiveFailures = 0
+    public var lastError: String?
+    public var lastSuccessAtMillis: Int64?
+    public var nextAttemptAtMillis: Int64?
+    public var requests: Int64 = 0
+    public var delivered: Int64 = 0
+    public var deadLettered: Int64 = 0
+}
+
+/// The one place the status lives: written by the loop, read by anyone.
+final class StatusBoard: Sendable {
+    private let box = Mutex(UpstreamStatus())
+
+    /// A consistent copy.
+    var snapshot: UpstreamStatus { box.withLock { $0 } }
+
+    /// Changes it under the lock.
+    func update(_ change: (inout UpstreamStatus) -> Void) {
+        box.withLock { change(&$0) }
+    }
+}

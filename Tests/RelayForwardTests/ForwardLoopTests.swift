@@ -1,0 +1,351 @@
+// The whole forwarding loop on a manual clock, an in-memory queue and a fake
+// upstream: what goes, when, and what happens after each answer. No
+// wall-clock waits; every time below is virtual milliseconds.
+
+import Foundation
+import Synchronization
+import Testing
+@testable import RelayForward
+import RelaySpool
+
+/// One forwarder on fakes, and the checks every run must pass.
+struct Harness {
+    let clock: ManualClock
+    let queue = InMemoryQueue()
+    let upstream: FakeUpstream
+    let forwarder: Forwarder
+
+    static func options(_ change: (inout ForwarderOptions) -> Void = { _ in }) -> ForwarderOptions {
+        var o = ForwarderOptions(upstream: "http://127.0.0.1:9", credentialRetryMillis: 60_000)
+        change(&o)
+        return o
+    }
+
+    init(_ options: ForwarderOptions = Harness.options(), inFlight: Int = 2, stopAtMillis: Int64 = 100_000,
+         answer: @escaping @Sendable (FakeUpstream.Request) -> DeliveryOutcome = { _ in .response(status: 200, retryAfter: nil, body: "") }) {
+        let clock = ManualClock(stopAtMillis: stopAtMillis)
+        let upstream = FakeUpstream(clock: clock, answer: answer)
+        let queue = queue
+        self.clock = clock
+        self.upstream = upstream
+        self.forwarder = Forwarder(queue: { queue }, transports: Array(repeating: upstream, count: inFlight), options: options,
+                                   clock: clock, jitter: { $0 })  // the top of each jitter window
+    }
+
+    /// Runs the loop to the clock's horizon; then no lease may be left and
+    /// nothing may have been settled without a lease.
+    func run() async throws {
+        try await forwarder.run()
+        let s = queue.snapshot
+        #expect(s.leased.isEmpty, "leases left: \(s.leased.count)")
+        #expect(s.violations.isEmpty, "\(s.violations)")
+    }
+
+    static func status(_ code: Int, retryAfter: String? = nil) -> DeliveryOutcome {
+        .response(status: code, retryAfter: retryAfter, body: "")
+    }
+}
+
+/// A value captured at a virtual time.
+final class Captured<T: Sendable>: Sendable {
+    private let box = Mutex<T?>(nil)
+    func set(_ v: T) { box.withLock { $0 = v } }
+    var value: T? { box.withLock { $0 } }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct FlushTests {
+    @Test func aBatchThatIsNotFullGoesAfterTheFlushIntervalWithWhatArrivedMeanwhile() async throws {
+        let h = Harness(stopAtMillis: 2_000)
+        for i in 0..<10 { h.queue.add("a\(i)", key: "key-a", receivedAtMillis: 0) }
+        h.queue.add("b0", key: "key-b", receivedAtMillis: 50)
+        h.queue.add("a-late", key: "key-a", receivedAtMillis: 100)
+        try await h.run()
+
+        let requests = h.upstream.requests
+        try #require(requests.count == 2)
+        let flush = h.forwarder.options.flushIntervalMillis
+        #expect(requests[0].ids == (0..<10).map { "a\($0)" } + ["a-late"], "topped up with the later message of the same key")
+        #expect(requests[0].atMillis == 0 + flush, "went when its oldest message had waited flush_interval")
+        #expect(requests[0].writeKey == "key-a")
+        #expect(requests[1].ids == ["b0"], "another key: its own batch")
+        #expect(requests[1].atMillis == 50 + flush)
+        #expect(h.queue.snapshot.nonEmptyLeases == 3, "each message leased once: the lease is kept while the batch waits")
+        #expect(h.queue.snapshot.acknowledged.count == 12)
+    }
+
+    @Test func aBatchFullByBytesGoesAtOnce() async throws {
+        let maxBytes = 2_000
+        let h = Harness(Harness.options { $0.maxBatchBytes = maxBytes })
+        for i in 0..<30 { h.queue.add("m\(i)", bytes: 200) }
+        try await h.run()
+
+        let requests = h.upstream.requests
+        let flush = h.forwarder.options.flushIntervalMillis
+        #expect(requests.flatMap(\.ids) == (0..<30).map { "m\($0)" }, "all, oldest first, once")
+        #expect(requests.allSatisfy { $0.bodyBytes <= maxBytes })
+        let early = requests.filter { $0.atMillis < flush }
+        #expect(early.count >= 2, "full batches did not wait for the flush deadline: \(requests.map(\.atMillis))")
+        #expect(early.allSatisfy { $0.bodyBytes * 10 >= maxBytes * 8 }, "and they were full: \(early.map(\.bodyBytes))")
+        #expect(requests.filter { $0.atMillis >= flush }.count == 1, "only the remainder waited")
+    }
+
+    @Test func theMessageCountIsAnUpperBound() async throws {
+        let h = Harness(Harness.options { $0.maxBatchCount = 4 })
+        for i in 0..<10 { h.queue.add("m\(i)") }
+        try await h.run()
+
+        let requests = h.upstream.requests
+        #expect(requests.map(\.ids.count) == [4, 4, 2])
+        #expect(requests[0].atMillis < 200 && requests[1].atMillis < 200, "full by count: at once")
+        #expect(requests[2].atMillis == 200)
+    }
+
+    @Test func aBacklogOf600ByteCallsDrainsAtAbout80000PerSecondAtTheDefaultPace() async throws {
+        let options = Harness.options()
+        #expect(options.maxBatchCount == 2_500 && options.maxBatchBytes == 500 * 1024 && options.maxRequestsPerSecond == 100)
+        let h = Harness(options)
+        let total = 20_000
+        for i in 0..<total { h.queue.add("m\(i)", bytes: 600) }
+        try await h.run()
+
+        let requests = h.upstream.requests
+        #expect(requests.reduce(0) { $0 + $1.ids.count } == total)
+        #expect(Set(h.queue.snapshot.acknowledged).count == total)
+        #expect(requests.allSatisfy { $0.bodyBytes <= options.maxBatchBytes && $0.ids.count <= options.maxBatchCount })
+        #expect(requests.dropLast().allSatisfy { $0.bodyBytes * 10 >= options.maxBatchBytes * 9 }, "batches fill by bytes: \(requests.map { ($0.atMillis, $0.ids.count) })")
+        let interval = Int64(1000 / options.maxRequestsPerSecond)
+        let seconds = Double(requests.last!.atMillis - requests.first!.atMillis + interval) / 1000
+        #expect(Double(total) / seconds >= 80_000, "\(Double(total) / seconds) calls/s over \(requests.count) requests")
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct PacingTests {
+    @Test(arguments: [20.0, 7.0])
+    func requestsStartAtMostMaxRequestsPerSecond(_ rate: Double) async throws {
+        let h = Harness(Harness.options { $0.maxBatchCount = 1; $0.maxRequestsPerSecond = rate })
+        for i in 0..<12 { h.queue.add("m\(i)") }
+        try await h.run()
+
+        let starts = h.upstream.requests.map(\.atMillis)
+        #expect(starts.count == 12)
+        let gaps = zip(starts.dropFirst(), starts).map { $0 - $1 }
+        let interval = 1000.0 / rate
+        #expect(gaps.allSatisfy { Double($0) >= interval }, "\(starts)")
+        #expect(gaps.allSatisfy { Double($0) < interval + 2 }, "and no slower than the pace: \(gaps)")
+        #expect(h.upstream.requests.contains { $0.peakConcurrency == 2 }, "two in flight, still spaced")
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct FailureTests {
+    @Test func aFailingUpstreamIsProbedOneRequestAtATimeWithBackoff() async throws {
+        let h = Harness(Harness.options { $0.maxBatchCount = 5 }) { $0.index < 3 ? Harness.status(503) : Harness.status(200) }
+        for i in 0..<40 { h.queue.add("m\(i)") }
+        try await h.run()
+
+        let requests = h.upstream.requests
+        let retries = h.queue.snapshot.retries
+        let firstFailureAt = try #require(retries.first?.atMillis)
+        let firstSuccess = try #require(requests.firstIndex { $0.index >= 3 })
+        let probes = requests[..<(firstSuccess + 1)].filter { $0.atMillis >= firstFailureAt + 1 }
+        #expect(probes.count >= 2)
+        #expect(probes.allSatisfy { $0.peakConcurrency == 1 }, "one probe at a time: \(probes.map(\.peakConcurrency))")
+        #expect(requests[(firstSuccess + 1)...].contains { $0.peakConcurrency == 2 }, "healthy again: concurrency returns")
+        // each probe waits for the breaker: the top of the window of its failure count
+        let policy = BackoffPolicy()
+        for (earlier, later) in zip(probes, probes.dropFirst()) {
+            let failures = retries.filter { $0.atMillis <= earlier.atMillis }.count  // its own included
+            #expect(later.atMillis - earlier.atMillis == policy.ceilingMillis(afterFailures: failures))
+        }
+        #expect(probes.first?.header("X-Retry-Count") == "1")
+        #expect(Set(h.queue.snapshot.acknowledged) == Set((0..<40).map { "m\($0)" }))
+        #expect(h.queue.snapshot.acknowledged.count == 40)
+        #expect(h.forwarder.status.state == .ok && h.forwarder.status.consecutiveFailures == 0)
+    }
+
+    @Test func retryAfterIsHonoured() async throws {
+        let h = Harness { $0.index == 0 ? Harness.status(429, retryAfter: "3") : Harness.status(200) }
+        for i in 0..<3 { h.queue.add("m\(i)") }
+        let during = Captured<UpstreamStatus>()
+        h.clock.at(1_000) { during.set(h.forwarder.status) }
+        try await h.run()
+
+        let r = h.upstream.requests
+        try #require(r.count == 2)
+        #expect(r[1].atMillis - r[0].atMillis >= 3_000, "waited \(r[1].atMillis - r[0].atMillis) ms, not the 500 ms backoff")
+        #expect(r[1].atMillis - r[0].atMillis < 3_000 + h.forwarder.options.flushIntervalMillis)
+        #expect(r[1].ids == r[0].ids && r[1].header("X-Retry-Count") == "1" && r[0].header("X-Retry-Count") == nil)
+        #expect(r[1].sentAt != r[0].sentAt, "sent_at restamped per attempt")
+        #expect(during.value?.state == .retrying && during.value?.nextAttemptAtMillis == r[0].atMillis + 3_000)
+    }
+
+    @Test(arguments: [400, 413, 422])
+    func splittingIsolatesTheOneRefusedMessageToDeadLetters(_ code: Int) async throws {
+        let h = Harness { $0.ids.contains("m7") ? Harness.status(code) : Harness.status(200) }
+        for i in 0..<16 { h.queue.add("m\(i)") }
+        try await h.run()
+
+        let s = h.queue.snapshot
+        #expect(s.deadLetters.map(\.id) == ["m7"])
+        #expect(s.deadLetters.first?.status == code)
+        #expect(Set(s.acknowledged) == Set((0..<16).filter { $0 != 7 }.map { "m\($0)" }) && s.acknowledged.count == 15)
+        let requests = h.upstream.requests
+        #expect(requests.count <= 1 + 2 * 4, "halving: at most two requests per level")
+        #expect(requests.contains { $0.ids == ["m7"] })
+        #expect(h.forwarder.status.deadLettered == 1)
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct PauseTests {
+    @Test(arguments: [401, 403])
+    func refusedCredentialsPauseUntilResume(_ code: Int) async throws {
+        let h = Harness { $0.index == 0 ? Harness.status(code) : Harness.status(200) }
+        for i in 0..<5 { h.queue.add("m\(i)") }
+        let during = Captured<(UpstreamStatus, Int, [String])>()
+        h.clock.at(5_000) { during.set((h.forwarder.status, h.upstream.requests.count, h.queue.queuedIDs)) }
+        h.clock.at(10_000) { h.forwarder.resume() }
+        try await h.run()
+
+        #expect(during.value?.0.state == .pausedCredentials)
+        #expect(during.value?.1 == 1, "paused: no further requests")
+        #expect(during.value?.2.count == 5, "nothing dropped")
+        let r = h.upstream.requests
+        try #require(r.count == 2)
+        #expect(r[1].atMillis >= 10_000 && r[1].atMillis <= 11_000, "resume() ends the pause at once: \(r[1].atMillis)")
+        #expect(r[1].ids == r[0].ids)
+        #expect(h.queue.snapshot.deadLetters.isEmpty && h.queue.snapshot.acknowledged.count == 5)
+        #expect(h.forwarder.status.state == .ok)
+    }
+
+    @Test(arguments: [301, 404, 405, 418, 501])
+    func aConfigurationErrorPausesAndTheSlowProbeResumes(_ code: Int) async throws {
+        let retry: Int64 = 30_000
+        let h = Harness(Harness.options { $0.credentialRetryMillis = retry }) { $0.index < 2 ? Harness.status(code) : Harness.status(200) }
+        for i in 0..<5 { h.queue.add("m\(i)") }
+        let during = Captured<(UpstreamStatus, Int, [String])>()
+        h.clock.at(5_000) { during.set((h.forwarder.status, h.upstream.requests.count, h.queue.queuedIDs)) }
+        try await h.run()
+
+        #expect(during.value?.0.state == .pausedConfiguration)
+        #expect(during.value?.0.lastError == "HTTP \(code)")
+        #expect(during.value?.1 == 1, "paused: no further requests")
+        #expect(during.value?.2.count == 5, "nothing dropped")
+        let r = h.upstream.requests
+        try #require(r.count == 3)
+        for (earlier, later) in zip(r, r.dropFirst()) {
+            #expect(later.atMillis - earlier.atMillis >= retry && later.atMillis - earlier.atMillis <= retry + 1_000)
+        }
+        #expect(h.queue.snapshot.deadLetters.isEmpty, "a configuration error dead-letters nothing")
+        #expect(h.queue.snapshot.acknowledged.count == 5)
+        #expect(UpstreamStatus.State.pausedConfiguration.rawValue == "paused_configuration")
+    }
+
+    @Test func aReloadWithTheRightURLEndsAConfigurationPauseAtOnce() async throws {
+        let wrong = Harness.options { $0.upstream = "http://127.0.0.1:9/wrong" }
+        let right = Harness.options()
+        let h = Harness(wrong) { $0.url == right.batchURL ? Harness.status(200) : Harness.status(404) }
+        for i in 0..<3 { h.queue.add("m\(i)") }
+        h.clock.at(5_000) { h.forwarder.reload(right) }
+        try await h.run()
+
+        let r = h.upstream.requests
+        try #require(r.count == 2)
+        #expect(r[0].url == wrong.batchURL && r[1].url == right.batchURL)
+        #expect(r[1].atMillis >= 5_000 && r[1].atMillis <= 6_000)
+        #expect(h.queue.snapshot.acknowledged.count == 3 && h.queue.snapshot.deadLetters.isEmpty)
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct OrderTests {
+    @Test func oldestFirstAndOneWriteKeyPerBatch() async throws {
+        let keys = ["key-a", "key-b", "key-c"]
+        let h = Harness(Harness.options { $0.maxBatchCount = 4 })
+        for i in 0..<30 { h.queue.add("m\(i)", key: keys[(i * 7 / 5) % 3], receivedAtMillis: Int64(i * 10)) }
+        let keyOf = Dictionary(uniqueKeysWithValues: (0..<30).map { ("m\($0)", h.queue.writeKey(of: "m\($0)")!) })
+        try await h.run()
+
+        let requests = h.upstream.requests
+        let withOldest = try #require(requests.first { $0.ids.contains("m0") })
+        #expect(withOldest.atMillis <= h.forwarder.options.flushIntervalMillis, "the oldest message waited no longer than flush_interval")
+        #expect(withOldest.ids.first == "m0")
+        for r in requests {
+            #expect(Set(r.ids.map { keyOf[$0]! }) == [r.writeKey!], "one write key per batch, sent as the auth")
+        }
+        for key in keys {
+            let sent = requests.flatMap(\.ids).filter { keyOf[$0] == key }.map { Int($0.dropFirst())! }
+            #expect(sent == sent.sorted(), "oldest first within \(key): \(sent)")
+        }
+        #expect(h.queue.snapshot.acknowledged.count == 30)
+    }
+
+    @Test func theRelaysWriteKeyWinsOverTheMessages() async throws {
+        let h = Harness(Harness.options { $0.writeKey = "relay-key" })
+        h.queue.add("m0", key: "app-key")
+        try await h.run()
+        #expect(h.upstream.requests.map(\.writeKey) == ["relay-key"])
+    }
+
+    @Test func gzipWhenConfigured() async throws {
+        let h = Harness(Harness.options { $0.gzip = true })
+        for i in 0..<20 { h.queue.add("m\(i)", bytes: 300) }
+        try await h.run()
+        let r = try #require(h.upstream.requests.first)
+        #expect(r.header("Content-Encoding") == "gzip")
+        #expect(r.bodyBytes < 20 * 300 / 4, "compressed: \(r.bodyBytes) bytes")
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct ShutdownTests {
+    @Test func gracefulShutdownLetsTheInFlightRequestEndAndRecordsIt() async throws {
+        let h = Harness(inFlight: 1, stopAtMillis: .max)
+        for i in 0..<3 { h.queue.add("a\(i)", key: "key-a") }
+        for i in 0..<3 { h.queue.add("b\(i)", key: "key-b") }
+        h.upstream.holdNextRequest()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await h.run() }
+            for _ in 0..<1_000_000 where !h.upstream.isHolding { await Task.yield() }
+            try #require(h.upstream.isHolding)
+            group.cancelAll()
+            for _ in 0..<100 { await Task.yield() }
+            h.upstream.finishHeld()
+            try await group.waitForAll()
+        }
+        let s = h.queue.snapshot
+        #expect(h.upstream.requests.count == 1, "no new request after the shutdown began")
+        #expect(s.acknowledged == ["a0", "a1", "a2"], "the in-flight request's outcome was recorded")
+        #expect(h.queue.queuedIDs == ["b0", "b1", "b2"])
+    }
+}
+
+@Suite struct PartsTests {
+    @Test func thePacerRoundsTheIntervalUpSoTheRateIsNeverExceeded() {
+        var p = Pacer(requestsPerSecond: 3)
+        #expect(p.delayMillis(nowMillis: 0) == 0)
+        p.recordStart(nowMillis: 1_000)
+        #expect(p.intervalMillis == 334)
+        #expect(p.delayMillis(nowMillis: 1_100) == 234)
+        #expect(p.delayMillis(nowMillis: 1_334) == 0)
+        p.requestsPerSecond = 0
+        #expect(p.delayMillis(nowMillis: 1_001) == 0, "0: no limit")
+    }
+
+    @Test func aPauseEndsOnResumeOrWhenItsTimeIsUp() {
+        var p = PauseState()
+        #expect(p.check(nowMillis: 0, resumeRequested: false) == .running)
+        p.begin(.configuration, nowMillis: 1_000, retryMillis: 5_000)
+        #expect(p.check(nowMillis: 2_000, resumeRequested: false) == .paused(waitMillis: 4_000))
+        #expect(p.check(nowMillis: 2_000, resumeRequested: true) == .resumed(.configuration))
+        #expect(p.check(nowMillis: 2_001, resumeRequested: false) == .running)
+        p.begin(.credentials, nowMillis: 0, retryMillis: 100)
+        #expect(p.check(nowMillis: 100, resumeRequested: false) == .resumed(.credentials))
+    }
+
+    @Test func theBatcherSealsABatchWhenTheNextMessageDoesNotFit() {
+        var b = Batcher(limits: .init(maxCount: 100, maxBytes: 64 + 100 + 1 + 100, flushIntervalMillis: 200), maxPending: 2)
+        let m = (0..<5).map { SpoolMessage(seq: Int64($0), messageID: "m\($0)", writeKey: "k", receivedAtMillis: 0, attempts: 0,
+                                           payload: Array(repeating: 0x20, count: 100)) }
+        let leftover = b.add(m)
+        #expect(b.pending.map { $0.messages.map(\.messageID) } == [["m0", "m1"], ["m2", "m3"]])
+        #expect(leftover.map(\.messageID) == ["m4"], "beyond maxPending: given back")
+        #expect(b.pending.allSatisfy { b.isReady($0, nowMillis: 0) }, "both full")
+    }
+}

@@ -1,0 +1,61 @@
+// The production ForwardQueue on a real spool file: leases, retries and dead
+// letters go through the spool's public API, and the whole forwarder runs on
+// it with a fake upstream.
+
+import Foundation
+import Testing
+@testable import RelayForward
+import RelaySpool
+
+@Suite(.timeLimit(.minutes(1))) struct SpoolForwardQueueTests {
+    static func freshSpool() throws -> (Spool, String) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwdq-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return (try Spool(options: SpoolOptions(path: dir + "/spool.db")), dir)
+    }
+
+    static func append(_ spool: Spool, _ ids: [String], key: String = "k", at: Int64 = 0) async throws {
+        _ = try await spool.append(ids.map { SpoolAppend(messageID: $0, writeKey: key, receivedAtMillis: at,
+                                                          payload: Array(#"{"message_id":"\#($0)"}"#.utf8)) })
+    }
+
+    @Test func leasesSettlesAndReleasesThroughTheSpool() async throws {
+        let (spool, dir) = try Self.freshSpool()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.append(spool, ["m0", "m1", "m2"])
+        try await Self.append(spool, ["other"], key: "k2")
+        let q = try SpoolForwardQueue(spool: spool)
+
+        let first = try q.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000)
+        #expect(first.map(\.messageID) == ["m0", "m1"])
+        let second = try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000)
+        #expect(second.map(\.messageID) == ["m2"], "leased rows skipped, one key per lease")
+        try await q.scheduleRetry(first, error: "HTTP 503", nextAttemptAtMillis: 5_000, nowMillis: 1_000)
+        q.release(first)
+        try await q.deadLetter(second, reason: DeadLetterReason(reason: "HTTP 400", status: 400), nowMillis: 1_000)
+        q.release(second)
+        #expect(try q.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["other"], "retries not due yet")
+        let retried = try q.leaseBatch(nowMillis: 5_000, maxCount: 10, maxBytes: 10_000)
+        #expect(retried.map(\.messageID) == ["m0", "m1"] && retried.allSatisfy { $0.attempts == 1 })
+        try await q.acknowledge(retried, nowMillis: 5_000)
+        q.release(retried)
+        #expect(spool.stats.deadLetters == 1)
+        #expect(spool.stats.depth == 1, "only 'other' (still leased here) remains")
+        await spool.close()
+    }
+
+    @Test func theForwarderDrainsARealSpool() async throws {
+        let (spool, dir) = try Self.freshSpool()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.append(spool, (0..<50).map { "m\($0)" })
+        let clock = ManualClock(stopAtMillis: 10_000)
+        let upstream = FakeUpstream(clock: clock)
+        let forwarder = Forwarder(queue: { try SpoolForwardQueue(spool: spool) }, transports: [upstream, upstream],
+                                  options: ForwarderOptions(upstream: "http://127.0.0.1:9", maxBatchCount: 20), clock: clock)
+        try await forwarder.run()
+        #expect(upstream.requests.flatMap(\.ids) == (0..<50).map { "m\($0)" })
+        #expect(spool.stats.depth == 0)
+        #expect(forwarder.status.delivered == 50)
+        await spool.close()
+    }
+}
