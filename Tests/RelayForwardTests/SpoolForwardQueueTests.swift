@@ -11,7 +11,8 @@ import RelaySpool
     static func freshSpool() throws -> (Spool, String) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwdq-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return (try Spool(options: SpoolOptions(path: dir + "/spool.db")), dir)
+        // The spool runs maintenance (max_age) by this clock: the tests use small times.
+        return (try Spool(options: SpoolOptions(path: dir + "/spool.db"), nowMillis: { 1_000 }), dir)
     }
 
     static func append(_ spool: Spool, _ ids: [String], key: String = "k", at: Int64 = 0) async throws {

@@ -1,0 +1,78 @@
+// A client that pipelines calls on the line protocol and never reads its
+// replies must be pushed back (the relay stops reading it), not buffered:
+// the relay's memory stays flat, and once the client reads, every reply
+// arrives, in order.
+
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct BackpressureEndToEndTests {
+    /// Resident memory of a process, in KiB.
+    static func rssKiB(_ pid: Int32) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    @Test func aClientThatNeverReadsIsPushedBackAndThenGetsEveryReplyInOrder() throws {
+        // The upstream is down: calls are acknowledged after their commit and stay queued.
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
+        try relay.start()
+        let pid = try #require(relay.process?.processIdentifier)
+        let conn = try SocketConnection(relay.unix)
+        // Sends give up after 2 s without progress: that is the push-back we look for.
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(conn.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+
+        let pad = String(repeating: "x", count: 120)
+        let limit = 100_000  // ~19 MB of calls: far more than socket buffers hold
+        let rssBefore = Self.rssKiB(pid)
+        var sent = 0
+        let deadline = Date().addingTimeInterval(60)
+        sending: while sent < limit && Date() < deadline {
+            var chunk: [UInt8] = []
+            for i in sent..<min(sent + 100, limit) {
+                chunk += Array(#"{"type":"identify","user_id":"u","message_id":"bp-\#(i)","traits":{"pad":"\#(pad)"}}"#.utf8) + [10]
+            }
+            var off = 0
+            while off < chunk.count {
+                let n = chunk[off...].withUnsafeBytes { send(conn.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 {
+                    // Timed out mid-chunk: count the whole lines the kernel took.
+                    sent += chunk[..<off].filter { $0 == 10 }.count
+                    break sending
+                }
+                off += n
+            }
+            sent += 100
+        }
+        let rssBlocked = Self.rssKiB(pid)
+        #expect(sent < limit, "the relay kept reading a client that never reads its replies (\(sent) calls taken)")
+        #expect(rssBlocked - rssBefore < 40 * 1024, "RSS grew by \(rssBlocked - rssBefore) KiB while the client did not read")
+
+        // Now read: every call taken is answered, in order (a partial last line is not a call).
+        var replies = 0
+        var inOrder = true
+        var pending = Data()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var tr = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &tr, socklen_t(MemoryLayout<timeval>.size))
+        while replies < sent {
+            let n = recv(conn.fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            pending.append(contentsOf: buf[0..<n])
+            while let nl = pending.firstIndex(of: 10) {
+                let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
+                pending.removeSubrange(pending.startIndex...nl)
+                if !line.contains(#""message_id":"bp-\#(replies)""#) || !line.contains(#""ok":true"#) { inOrder = false }
+                replies += 1
+            }
+        }
+        #expect(replies == sent)
+        #expect(inOrder, "replies come one per call, in call order, each after its commit")
+        relay.stop()
+    }
+}
