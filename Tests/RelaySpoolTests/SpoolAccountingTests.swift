@@ -71,6 +71,10 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         #expect(spool.stats.dropped > 0)
         #expect(spool.stats.totalBytes <= 5_000)
         let admin = try SpoolAdmin(path: dir.db)
+        let deadBefore = spool.stats.deadLetters
+        #expect(try admin.replayDeadLetters(ids: [try #require(admin.deadLetters(limit: 1).first).id], nowMillis: clock.now()) == 1)
+        try await check("an operator's replay, from another connection")
+        #expect(spool.stats.deadLetters == deadBefore - 1)
         _ = try admin.purgeDeadLetters(deadBeforeMillis: nil)
         try await check("an operator's purge, from another connection")
         #expect(spool.stats.deadLetters == 0)
