@@ -127,7 +127,11 @@ public final class Spool: Sendable {
     }
 
     public let options: SpoolOptions
+    /// `PRAGMA synchronous` as the writer's connection reports it (2 = FULL, 1 = NORMAL).
+    public let synchronousLevel: Int64
     private let shared: Shared
+    /// Held while the spool is open: one daemon owns a spool file.
+    private let lock: Mutex<SpoolLock?>
     private var queue: BlockingQueue<Op> { shared.queue }
     private let logger: Logger
 
@@ -137,7 +141,11 @@ public final class Spool: Sendable {
                 nowMillis: @escaping @Sendable () -> Int64 = Spool.wallClockMillis) throws(SpoolError) {
         self.options = options
         self.logger = logger
+        let lock = try SpoolLock(spoolPath: options.path)
         let writer = try SpoolWriter(options: options, logger: logger)
+        self.synchronousLevel = writer.synchronousLevel
+        nonisolated(unsafe) let held = lock
+        self.lock = Mutex(held)
         let shared = Shared(writer.initialStats, maxAgeMillis: options.maxAgeMillis, nowMillis: nowMillis)
         self.shared = shared
         nonisolated(unsafe) let confined = writer  // owned by the writer thread from here on
@@ -217,6 +225,7 @@ public final class Spool: Sendable {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             if !queue.pushAndClose(.shutdown({ c.resume() })) { c.resume() }
         }
+        _ = lock.withLock { $0.take() }  // the file is closed: another relay may own it now
     }
 
     private func submit<T>(_ op: Op, _ completion: Completion<T>) {

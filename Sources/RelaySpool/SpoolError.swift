@@ -9,6 +9,12 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
     case migrationFailed(path: String, toVersion: Int64, underlying: SQLiteError)
     /// The spool is shutting down and takes no more writes.
     case closed
+    /// Another running relay owns this spool.
+    case locked(path: String, ownerPID: Int32?)
+    /// A file of the spool could not be created or opened.
+    case cannotOpen(path: String, reason: String)
+    /// SQLite did not apply the durability setting asked for.
+    case durabilityNotApplied(path: String, asked: String, got: String)
 
     public var description: String {
         switch self {
@@ -22,6 +28,13 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
             return "could not migrate \(path) to schema version \(v): \(e)"
         case .closed:
             return "the spool is shutting down"
+        case .locked(let path, let pid):
+            let owner = pid.map { "process \($0)" } ?? "another process"
+            return "\(path) is in use by another plainflow-relay (\(owner)); one relay owns a spool: stop that one, or give this one its own spool (--spool or spool.path). Operator commands work beside it"
+        case .cannotOpen(let path, let reason):
+            return "cannot open \(path): \(reason); check that the directory exists and is writable by this user"
+        case .durabilityNotApplied(let path, let asked, let got):
+            return "\(path): asked SQLite for synchronous=\(asked) but it runs with \(got); refusing to acknowledge calls with weaker durability"
         }
     }
 
@@ -30,7 +43,7 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .full, .closed: return true
         case .storage(let e): return e.isStorageRefusal
-        case .newerSchema, .migrationFailed: return false
+        case .newerSchema, .migrationFailed, .locked, .cannotOpen, .durabilityNotApplied: return false
         }
     }
 }

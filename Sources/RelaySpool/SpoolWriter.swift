@@ -15,6 +15,8 @@ final class SpoolWriter {
     private let options: SpoolOptions
     private let logger: Logger
     private(set) var initialStats: SpoolStats
+    /// `PRAGMA synchronous` as the writer's connection reports it (2 = FULL).
+    private(set) var synchronousLevel: Int64 = 0
     /// The exact totals as of the last commit (mirrors `shared.counters`).
     private var stats: SpoolStats
     /// SQLite's data_version at our last look: it changes when another
@@ -43,13 +45,19 @@ final class SpoolWriter {
     init(options: SpoolOptions, logger: Logger) throws(SpoolError) {
         self.options = options
         self.logger = logger
+        try SpoolLock.createPrivately(options.path)
         do {
             db = try SQLiteConnection(path: options.path)
             try db.execute("PRAGMA busy_timeout = 5000")
             _ = try db.scalarInt("PRAGMA journal_mode = WAL")
             try db.execute("PRAGMA synchronous = \(options.synchronousFull ? "FULL" : "NORMAL")")
+            // Read back what SQLite applies (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA): never weaker than asked.
+            synchronousLevel = try db.scalarInt("PRAGMA synchronous") ?? 0
         } catch {
             throw SpoolError.storage(error)
+        }
+        if synchronousLevel < (options.synchronousFull ? 2 : 1) {
+            throw SpoolError.durabilityNotApplied(path: options.path, asked: options.synchronousFull ? "FULL" : "NORMAL", got: "level \(synchronousLevel)")
         }
         try Schema.migrate(db)
         do {

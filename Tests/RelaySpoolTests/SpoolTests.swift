@@ -225,4 +225,44 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         #expect(try await spool.append([record("x")]) == [.stored])
         await spool.close()
     }
+
+    @Test func oneRelayOwnsASpoolAndASecondIsRefusedNamingTheOwner() async throws {
+        let dir = TempDir()
+        let first = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        #expect {
+            _ = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        } throws: { error in
+            guard case SpoolError.locked(let path, let pid) = error else { return false }
+            return path == dir.db && pid == getpid() && "\(error)".contains(dir.db)
+        }
+        // Operator commands work beside the owner.
+        #expect(try SpoolAdmin(path: dir.db).stats().depth == 0)
+        await first.close()
+        let second = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        await second.close()
+    }
+
+    @Test func theSpoolFilesArePrivateToTheRelaysUser() async throws {
+        let dir = TempDir()
+        let old = umask(0o022)
+        defer { umask(old) }
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        _ = try await spool.append([record("secret")])
+        for file in [dir.db, dir.db + "-wal", dir.db + "-shm", dir.db + ".lock"] {
+            var st = stat()
+            #expect(stat(file, &st) == 0, "\(file) exists")
+            #expect(st.st_mode & 0o077 == 0, "\(file) is mode \(String(st.st_mode & 0o777, radix: 8)), readable by others")
+        }
+        await spool.close()
+    }
+
+    @Test func theSpoolRunsWithTheDurabilityAskedFor() async throws {
+        let dir = TempDir()
+        let full = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        #expect(full.synchronousLevel == 2, "synchronous=FULL by default: every acknowledged commit is fsynced")
+        await full.close()
+        let normal = try Spool(options: SpoolOptions(path: dir.db, synchronousFull: false), nowMillis: { 2_000 })
+        #expect(normal.synchronousLevel == 1)
+        await normal.close()
+    }
 }

@@ -1,0 +1,61 @@
+// SpoolLock: one daemon owns a spool.
+//
+// The daemon holds an exclusive `flock` on `<spool>.lock` for as long as it
+// runs; the file holds the owner's PID so that a second daemon can say who
+// owns it. The kernel drops the lock when the process dies (kill -9
+// included), so a stale lock file never blocks a restart. Operator commands
+// (SpoolAdmin) do not take it: they work beside the running daemon through
+// SQLite's own locking.
+//
+// The spool's files are private: they hold write keys and personal data.
+// The database is created 0600 before SQLite opens it (SQLite gives its
+// -wal and -shm files the database's mode).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An exclusive hold on a spool file.
+final class SpoolLock {
+    private let fd: Int32
+    let path: String
+
+    /// Takes the lock, or throws `SpoolError.locked` naming the owner.
+    init(spoolPath: String) throws(SpoolError) {
+        path = spoolPath + ".lock"
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw SpoolError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let owner = Self.readPID(fd)
+            close(fd)
+            throw SpoolError.locked(path: spoolPath, ownerPID: owner)
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    deinit {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+
+    private static func readPID(_ fd: Int32) -> Int32? {
+        var buf = [UInt8](repeating: 0, count: 32)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        return Int32(String(decoding: buf[..<n].filter { (0x30...0x39).contains($0) }, as: UTF8.self))
+    }
+
+    /// Creates the database file with mode 0600 if it does not exist yet.
+    static func createPrivately(_ path: String) throws(SpoolError) {
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 { close(fd); return }
+        if errno == EEXIST { return }
+        throw SpoolError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+    }
+}
