@@ -41,8 +41,12 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var overLimit = false
-    /// An early 413 was sent; the rest of this request is ignored and the connection closes.
+    /// An early 413 was sent; the rest of this request is read, discarded and the connection closes.
     private var answeredEarly = false
+    private var discarded = 0
+    /// After an early answer, at most this much more of the request is read (and this long) before closing.
+    static let maxDiscardBytes = 8 << 20
+    static let maxDiscardTime = TimeAmount.seconds(5)
 
     init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors) {
         self.pipeline = pipeline
@@ -58,16 +62,29 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             overLimit = false
             let declared = h.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             if declared > maxBody {
-                // Answer now rather than wait for a body we will not read.
+                // Answer now rather than wait for a body we will not read;
+                // then read and discard what is on its way (bounded), so the
+                // client sees the 413 instead of a reset.
                 overLimit = true
                 body = nil
                 answeredEarly = true
-                respond(context, IngestReply.failure(413, ["request body is \(declared) bytes; the limit is \(maxBody)"]), keepAlive: false)
+                respond(context, IngestReply.failure(413, ["request body is \(declared) bytes; the limit is \(maxBody)"]),
+                        keepAlive: false, drainRequest: true)
             } else {
                 body = nil  // the first chunk is kept as it comes; only a second one is appended
+                if h.version.major == 1 && h.version.minor >= 1,
+                   h.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                    // Many clients wait (curl: one second) for this before they send the body.
+                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .continue))), promise: nil)
+                }
             }
         case .body(var chunk):
-            guard !overLimit, !answeredEarly else { return }
+            if answeredEarly {
+                discarded += chunk.readableBytes
+                if discarded > Self.maxDiscardBytes { context.close(promise: nil) }
+                return
+            }
+            guard !overLimit else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBody {
                 overLimit = true
                 body = nil
@@ -77,7 +94,10 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 body!.writeBuffer(&chunk)
             }
         case .end:
-            if answeredEarly { return }
+            if answeredEarly {
+                context.close(promise: nil)  // all of it read: the client has had its answer
+                return
+            }
             guard let head else { return }
             self.head = nil
             let buffer = body
@@ -173,7 +193,12 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         return user.isEmpty ? nil : user
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ reply: IngestReply, keepAlive: Bool, contentType: String = "application/json") {
+    /// Writes the answer. Without keep-alive the connection then closes; with
+    /// `drainRequest` (an answer before the request's end) only our side
+    /// closes, and the rest of the request is read and discarded, bounded in
+    /// bytes and time, so the client reads the answer rather than a reset.
+    private func respond(_ context: ChannelHandlerContext, _ reply: IngestReply, keepAlive: Bool, drainRequest: Bool = false,
+                         contentType: String = "application/json") {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: contentType)
         headers.add(name: "content-length", value: String(reply.body.count))
@@ -186,7 +211,12 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
-        if !keepAlive {
+        if drainRequest {
+            done.futureResult.assumeIsolated().whenComplete { _ in
+                context.close(mode: .output, promise: nil)
+                context.eventLoop.assumeIsolated().scheduleTask(in: Self.maxDiscardTime) { context.close(promise: nil) }
+            }
+        } else if !keepAlive {
             done.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
