@@ -43,7 +43,8 @@ final class RelayProcess {
 
     /// Starts the daemon and waits until it answers /healthz.
     func start(timeoutSeconds: Double = 20) throws {
-        var args = ["run", "--tcp", "127.0.0.1:0", "--unix", socketPath, "--spool", spoolPath, "--upstream", upstream]
+        var args = ["run", "--tcp", "127.0.0.1:0", "--unix", socketPath, "--spool", spoolPath]
+        if !upstream.isEmpty { args += ["--upstream", upstream] }  // "": the config's upstream.url
         if let config {
             let path = dir + "/relay.toml"
             try config.write(toFile: path, atomically: true, encoding: .utf8)
