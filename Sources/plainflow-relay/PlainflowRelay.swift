@@ -44,7 +44,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Listen on this Unix socket path (\"off\" to disable).") var unix: String?
     @Option(help: "The SQLite spool file.") var spool: String?
     @Option(help: "Upstream base URL; batches go to {URL}/v1/batch.") var upstream: String?
-    @Option(name: .customLong("write-key"), help: "The upstream write key (apps then need none).") var writeKey: String?
+    @Option(name: .customLong("write-key"), help: "The upstream write key, for development: other local users can read a process's arguments. In production use upstream.write_key_file or PLAINFLOW_RELAY_WRITE_KEY.") var writeKey: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
 
     /// The file, the environment, then these flags.
@@ -73,6 +73,9 @@ struct Run: AsyncParsableCommand {
             "version": "\(RelayVersion.current)", "spool": "\(settings.spool.path)", "upstream": "\(settings.forward.upstream)",
             "write_key": "\(settings.forward.writeKey == nil ? "from apps" : "configured")",
         ])
+        if writeKey != nil {
+            logger.warning("--write-key puts the upstream write key in the process list, readable by every local user; use upstream.write_key_file or PLAINFLOW_RELAY_WRITE_KEY outside development")
+        }
         let command = self
         let relay = try Relay(settings: settings, logger: logger, reload: { try command.settings() })
         try await relay.run()

@@ -85,4 +85,23 @@ import RelaySpool
         #expect(s.forward.writeKey == nil)
         #expect(!s.ingest.relayHasWriteKey)
     }
+
+    @Test func theWriteKeyComesFromAFileOrASystemdCredentialNotFromTheConfig() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "  secret-key\n".write(toFile: dir + "/write_key", atomically: true, encoding: .utf8)
+        let fromFile = try RelayConfig.parse(toml: "[upstream]\nwrite_key_file = \"\(dir)/write_key\"\n", path: "r.toml").resolve()
+        #expect(fromFile.forward.writeKey == "secret-key")
+        #expect(fromFile.ingest.relayHasWriteKey)
+        var fromCredential = RelayConfig()
+        fromCredential.applyEnvironment(["CREDENTIALS_DIRECTORY": dir])
+        #expect(try fromCredential.resolve().forward.writeKey == "secret-key")
+        #expect {
+            try RelayConfig.parse(toml: "[upstream]\nwrite_key_file = \"\(dir)/missing\"\n", path: "r.toml").resolve()
+        } throws: { "\($0)".contains("\(dir)/missing") && "\($0)".contains("write_key_file") }
+        #expect(throws: ConfigError.self) {
+            try RelayConfig.parse(toml: "[upstream]\nwrite_key = \"a\"\nwrite_key_file = \"\(dir)/write_key\"\n", path: "r.toml").resolve()
+        }
+    }
 }

@@ -4,6 +4,11 @@
 // Every field is optional in the file; what is absent keeps its default.
 // Errors name the key and, where the file has it, its line.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import RelayForward
 import RelayIngest
 import RelayMessage
@@ -30,6 +35,9 @@ public struct RelayConfig: Sendable, Codable, Equatable {
         public init() {}
         public var url: String?
         public var write_key: String?
+        /// A file holding the write key (mode 0640, root:plainflow-relay):
+        /// the production way, since the config and the command line are readable.
+        public var write_key_file: String?
         public var batch_max_messages: Int?
         public var batch_max_bytes: Int?
         public var flush_interval_ms: Int?
@@ -126,6 +134,22 @@ extension RelayConfig {
         if let v = env["PLAINFLOW_RELAY_TCP"] { listen = listen ?? .init(); listen!.tcp = v }
         if let v = env["PLAINFLOW_RELAY_UNIX"] { listen = listen ?? .init(); listen!.unix = v }
         if let v = env["PLAINFLOW_RELAY_LOG_LEVEL"] { log = log ?? .init(); log!.level = v }
+        // Under systemd, `LoadCredential=write_key:...` puts the key in $CREDENTIALS_DIRECTORY.
+        if let dir = env["CREDENTIALS_DIRECTORY"], upstream?.write_key?.isEmpty ?? true, upstream?.write_key_file == nil,
+           FileManager.default.fileExists(atPath: dir + "/write_key") {
+            upstream = upstream ?? .init()
+            upstream!.write_key_file = dir + "/write_key"
+        }
+    }
+
+    /// The key in `file`, without surrounding white space.
+    static func readWriteKey(_ file: String) throws(ConfigError) -> String {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigError("upstream.write_key_file: cannot read \(file); check that it exists and that the relay's user may read it (mode 0640, group plainflow-relay)")
+        }
+        let key = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if key.isEmpty { throw ConfigError("upstream.write_key_file: \(file) is empty; put the upstream write key in it") }
+        return key
     }
 
     /// Checks every value and turns the file's view into the modules' options.
@@ -173,6 +197,13 @@ extension RelayConfig {
             if url.hasPrefix("https://") || url.hasPrefix("http://") { forward.upstream = url } else { problems.append("upstream.url: expected an http:// or https:// URL, got \"\(url)\"") }
         }
         forward.writeKey = upstream?.write_key.flatMap { $0.isEmpty ? nil : $0 }
+        if let file = upstream?.write_key_file, !file.isEmpty {
+            if forward.writeKey != nil {
+                problems.append("upstream: both write_key and write_key_file are set; keep one (write_key_file in production)")
+            } else {
+                do { forward.writeKey = try Self.readWriteKey(file) } catch { problems.append(error.description) }
+            }
+        }
         ingest.relayHasWriteKey = forward.writeKey != nil
         if let v = positive(upstream?.batch_max_messages, "upstream.batch_max_messages") { forward.maxBatchCount = v }
         if let v = positive(upstream?.batch_max_bytes, "upstream.batch_max_bytes") { forward.maxBatchBytes = v }
