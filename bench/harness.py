@@ -609,6 +609,19 @@ def m4_end_to_end(cfg):
     return res
 
 
+def scrape_trio(relay, seconds):
+    """/metrics and /v1/status scraped in a tight closed loop, identify at 200/s meanwhile (all bounded)."""
+    argv = lambda *a: [LOADGEN] + list(a) + ["--payload", PAYLOAD, "--tcp", str(relay.port), "--seconds", str(seconds)]
+    ps = {"metrics": subprocess.Popen(argv("get", "--path", "/metrics", "--n", "1000000"), stdout=subprocess.PIPE, text=True),
+          "status": subprocess.Popen(argv("get", "--path", "/v1/status", "--n", "1000000"), stdout=subprocess.PIPE, text=True),
+          "identify": subprocess.Popen(argv("rate", "--rate", "200", "--conns", "4", "--prefix", uniq("m6")), stdout=subprocess.PIPE, text=True)}
+    outs = {}
+    for k, p in ps.items():
+        o, _ = p.communicate(timeout=seconds + 60)
+        outs[k] = json.loads(o.strip().splitlines()[-1])
+    return outs
+
+
 def m5_backlog(cfg):
     """Fill a backlog with the upstream down (503), scrape under it (6), then drain it (5). RSS at 10k and at N (8)."""
     res = {"runs": [], "backlog": cfg.backlog}
@@ -619,6 +632,14 @@ def m5_backlog(cfg):
         try:
             time.sleep(1)
             run["idle_mem"] = relay.mem()
+            # The same three clients with an empty spool: the baseline for 6.
+            try:
+                run["no_backlog"] = scrape_trio(relay, cfg.baseline_seconds)
+                b = run["no_backlog"]
+                log("  run %d empty spool: identify p99 %.2f ms; /metrics p99 %.2f ms; /v1/status p99 %.2f ms" %
+                    (r + 1, b["identify"]["p99_ms"], b["metrics"]["p99_ms"], b["status"]["p99_ms"]))
+            except Exception as e:
+                run["no_backlog_error"] = str(e)
             t0 = time.time()
             f1 = loadgen("batch", "--tcp", relay.port, "--n", 10000, "--size", 100, "--conns", 4, "--seconds", 120,
                          "--prefix", uniq("m5a"))
@@ -633,21 +654,11 @@ def m5_backlog(cfg):
             log("  run %d backlog: %d queued in %.1f s (%.0f/s); RSS %.0f MiB idle, %.0f MiB at %d, %.0f MiB at %d" %
                 (r + 1, run["queued_full"], run["fill"]["seconds"], run["fill"]["rate"], run["idle_mem"]["rss_mib"],
                  run["mem_10k"]["rss_mib"], run["queued_10k"], run["mem_full"]["rss_mib"], run["queued_full"]))
-            # 6: two scrapers in a tight bounded loop, identify calls at a moderate rate.
+            # 6: two scrapers in a tight bounded loop, identify calls at a moderate rate,
+            # a few seconds after the fill ended (the backlog is there, the burst is over).
+            time.sleep(cfg.settle_seconds)
             try:
-                outs = {}
-                ps = {
-                    "metrics": subprocess.Popen([LOADGEN, "get", "--payload", PAYLOAD, "--tcp", str(relay.port), "--path", "/metrics",
-                                                 "--seconds", str(cfg.scrape_seconds), "--n", "1000000"], stdout=subprocess.PIPE, text=True),
-                    "status": subprocess.Popen([LOADGEN, "get", "--payload", PAYLOAD, "--tcp", str(relay.port), "--path", "/v1/status",
-                                                "--seconds", str(cfg.scrape_seconds), "--n", "1000000"], stdout=subprocess.PIPE, text=True),
-                    "identify": subprocess.Popen([LOADGEN, "rate", "--payload", PAYLOAD, "--tcp", str(relay.port), "--rate", "200",
-                                                  "--seconds", str(cfg.scrape_seconds), "--conns", "4", "--prefix", uniq("m6")],
-                                                 stdout=subprocess.PIPE, text=True),
-                }
-                for k, p in ps.items():
-                    o, _ = p.communicate(timeout=cfg.scrape_seconds + 60)
-                    outs[k] = json.loads(o.strip().splitlines()[-1])
+                outs = scrape_trio(relay, cfg.scrape_seconds)
                 run["under_backlog"] = outs
                 log("  run %d under backlog: identify p99 %.2f ms (%d ok); /metrics p50 %.2f p99 %.2f ms (%d); /v1/status p50 %.2f p99 %.2f ms (%d)" %
                     (r + 1, outs["identify"]["p99_ms"], outs["identify"]["ok"], outs["metrics"]["p50_ms"], outs["metrics"]["p99_ms"],
@@ -721,11 +732,11 @@ def machine():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    disk = subprocess.run(["df", "--output=source,fstype,size", "/var/tmp"], capture_output=True, text=True).stdout.splitlines()[-1].split()
+    disk = subprocess.run(["df", "-h", "--output=source,fstype,size", "/var/tmp"], capture_output=True, text=True).stdout.splitlines()[-1].split()
     rot = "?"
     try:
         dev = os.path.basename(disk[0])
-        rot = {"0": "non-rotational", "1": "rotational"}.get(open("/sys/block/%s/queue/rotational" % dev).read().strip(), "?")
+        rot = {"0": "sysfs: non-rotational", "1": "sysfs: rotational"}.get(open("/sys/block/%s/queue/rotational" % dev).read().strip(), "?")
     except Exception:
         pass
     mem = int(open("/proc/meminfo").readline().split()[1]) // 1024
@@ -783,7 +794,9 @@ def main():
     cfg.e2e_calls = 200000
     cfg.e2e_timeout = 90 if q else 120
     cfg.backlog = 200000 if q else 1000000
-    cfg.fill_timeout = 300
+    cfg.fill_timeout = 100 if q else 150
+    cfg.settle_seconds = 3
+    cfg.baseline_seconds = 3
     cfg.scrape_seconds = 5 if q else 8
     cfg.drain_timeout = 40 if q else 60
     cfg.segment_calls = 20000 if q else 50000
