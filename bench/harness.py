@@ -153,7 +153,7 @@ def wait_port(port, timeout=30):
     raise RuntimeError("nothing listening on 127.0.0.1:%d after %ds" % (port, timeout))
 
 
-def http_get(port, path, timeout=10):
+def http_get(port, path, timeout=30):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     c.request("GET", path)
     r = c.getresponse()
