@@ -1,6 +1,7 @@
 # make run   install what is needed, build, and run the relay with a local upstream
 # make test  the whole test suite (what CI runs)
-.PHONY: setup build run test release clean
+# make bench  the benchmarks against PostgreSQL, SQLite, nginx, syslog-ng (not CI; ~15 min; writes BENCHMARKS.md)
+.PHONY: setup build run test release clean bench bench-quick
 
 setup:
 	./scripts/setup.sh
@@ -18,3 +19,9 @@ release:
 
 clean:
 	rm -rf .build .build-release run
+
+bench:
+	bench/harness.sh
+
+bench-quick:
+	bench/harness.sh --quick
