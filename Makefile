@@ -15,7 +15,7 @@ test:
 	./scripts/test.sh
 
 release:
-	swift build -c release --scratch-path .build-release --static-swift-stdlib
+	swift build -c release --scratch-path .build-static --static-swift-stdlib
 
 clean:
 	rm -rf .build .build-release run
