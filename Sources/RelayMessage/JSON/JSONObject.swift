@@ -14,12 +14,6 @@
 // switches to a byte-keyed hash set for its duplicate check on large objects,
 // so a hostile object with many keys is not quadratic.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// A JSON object: its members in order, keys compared byte for byte.
 public struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDictionaryLiteral {
     public typealias Element = (key: String, value: JSONValue)
@@ -57,10 +51,23 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     /// The position of `key` (compared byte for byte), or nil.
     public func index(forKey key: String) -> Int? {
         let n = key.utf8.count
-        for i in members.indices where members[i].key.utf8.count == n && Self.sameBytes(members[i].key, key) {
-            return i
+        let found: Int?? = key.utf8.withContiguousStorageIfAvailable { k in
+            for i in members.indices where members[i].key.utf8.count == n && Self.equals(members[i].key, k) {
+                return i
+            }
+            return nil
         }
-        return nil
+        if case .some(let i) = found { return i }
+        return members.firstIndex { Self.sameBytes($0.key, key) }
+    }
+
+    /// Whether `s` is exactly `bytes` (whose count the caller checked).
+    private static func equals(_ s: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        // A plain loop: keys are short, and a call to memcmp costs more than the comparison.
+        s.utf8.withContiguousStorageIfAvailable { p in
+            for j in 0..<p.count where p[j] != bytes[j] { return false }
+            return true
+        } ?? s.utf8.elementsEqual(bytes)
     }
 
     /// The value of `key`, or nil. Setting a value replaces it in place or
@@ -147,13 +154,7 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     public static func sameBytes(_ a: String, _ b: String) -> Bool {
         let n = a.utf8.count
         guard n == b.utf8.count else { return false }
-        let fast: Bool?? = a.utf8.withContiguousStorageIfAvailable { pa in
-            b.utf8.withContiguousStorageIfAvailable { pb in
-                n == 0 || memcmp(pa.baseAddress!, pb.baseAddress!, n) == 0
-            }
-        }
-        if case .some(.some(let equal)) = fast { return equal }
-        return a.utf8.elementsEqual(b.utf8)
+        return b.utf8.withContiguousStorageIfAvailable { equals(a, $0) } ?? a.utf8.elementsEqual(b.utf8)
     }
 
     static func hashBytes(_ s: String, into hasher: inout Hasher) {

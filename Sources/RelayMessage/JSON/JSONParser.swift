@@ -34,6 +34,8 @@ struct JSONParser {
     private init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        memberStack.reserveCapacity(32)
+        elementStack.reserveCapacity(16)
     }
 
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, duplicateKeys: inout [DuplicateKey]) throws(JSONParseError) -> JSONValue {
@@ -109,7 +111,7 @@ struct JSONParser {
             if bytes[i] == UInt8(ascii: "}") {
                 i += 1
                 let object = JSONObject(members: Array(memberStack[base...]))
-                memberStack.removeSubrange(base...)
+                memberStack.removeLast(memberStack.count - base)
                 return .object(object)
             }
             throw error("expected ',' or '}' in an object")
@@ -154,7 +156,7 @@ struct JSONParser {
             if bytes[i] == UInt8(ascii: "]") {
                 i += 1
                 let elements = Array(elementStack[base...])
-                elementStack.removeSubrange(base...)
+                elementStack.removeLast(elementStack.count - base)
                 return .array(elements)
             }
             throw error("expected ',' or ']' in an array")
@@ -164,17 +166,18 @@ struct JSONParser {
     private mutating func string() throws(JSONParseError) -> String {
         i += 1  // opening quote
         let start = i
+        var high: UInt8 = 0  // any byte >= 0x80 sets the top bit
         // Fast path: no escapes.
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<i])
                 i += 1
-                guard let s = String(validating: slice, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
-                return s
+                return try makeString(slice, ascii: high < 0x80)
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("a raw control character in a string") }
+            high |= b
             i += 1
         }
         // Slow path: unescape into a buffer.
@@ -184,8 +187,7 @@ struct JSONParser {
             switch b {
             case UInt8(ascii: "\""):
                 i += 1
-                guard let s = String(validating: out, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
-                return s
+                return try out.withUnsafeBufferPointer { buffer throws(JSONParseError) in try makeString(buffer, ascii: false) }
             case UInt8(ascii: "\\"):
                 i += 1
                 guard i < bytes.count else { break }
@@ -242,6 +244,18 @@ struct JSONParser {
             out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
             out.append(UInt8(0x80 | scalar & 0x3F))
         }
+    }
+
+    /// `bytes` as a String, refused unless they are valid UTF-8.
+    /// (`String(validating:)` is generic and, unspecialized, spent more time
+    /// in metadata lookups than in validating.)
+    private func makeString(_ bytes: UnsafeBufferPointer<UInt8>, ascii: Bool) throws(JSONParseError) -> String {
+        let s = String(decoding: bytes, as: UTF8.self)
+        if ascii { return s }
+        // Decoding replaces each invalid sequence with U+FFFD (a valid
+        // sequence), so the bytes come back unchanged exactly when they were valid.
+        guard s.utf8.elementsEqual(bytes) else { throw error("a string is not valid UTF-8") }
+        return s
     }
 
     private mutating func hex4() throws(JSONParseError) -> UInt32 {

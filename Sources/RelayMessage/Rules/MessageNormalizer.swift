@@ -202,7 +202,8 @@ public struct MessageNormalizer: Sendable {
             fields["message_id"] = .string(messageID)
         case .present(let id):
             messageID = id
-            if id.count >= limits.maxMessageIDLength {
+            // (`utf8.count` bounds `count`, and is O(1): most ids need no character count.)
+            if id.utf8.count >= limits.maxMessageIDLength, id.count >= limits.maxMessageIDLength {
                 errors.append(FieldError(path: "message_id", message: "must be shorter than \(limits.maxMessageIDLength) characters (has \(id.count))"))
             }
         case .invalid:
@@ -234,7 +235,7 @@ public struct MessageNormalizer: Sendable {
         guard errors.isEmpty, let type else {
             return .failure(MessageRejection(errors: errors))
         }
-        let body = JSONValue.object(Self.envelope(fields))
+        let body = JSONValue.object(Self.envelope(&fields))
         let encoded = body.encoded()
         if encoded.count > limits.maxMessageBytes {
             return .failure(MessageRejection(kind: .tooLarge, errors: [
@@ -257,14 +258,14 @@ public struct MessageNormalizer: Sendable {
     ]
 
     /// `fields` in envelope order: the known fields, then the others as sent.
-    static func envelope(_ fields: JSONObject) -> JSONObject {
-        var rest = fields
+    /// (Members are moved out of `fields`, which is left with the others.)
+    static func envelope(_ fields: inout JSONObject) -> JSONObject {
         var out = JSONObject()
         out.reserveCapacity(fields.count)
         for key in envelopeOrder {
-            if let i = rest.index(forKey: key) { out.appendUnchecked(key, rest.removeMember(at: i)) }
+            if let i = fields.index(forKey: key) { out.appendUnchecked(key, fields.removeMember(at: i)) }
         }
-        for m in rest.members { out.appendUnchecked(m.key, m.value) }
+        for m in fields.members { out.appendUnchecked(m.key, m.value) }
         return out
     }
 
@@ -279,7 +280,7 @@ public struct MessageNormalizer: Sendable {
             fields.removeMember(at: at)
             return .absent
         case .string(let s):
-            if s.allSatisfy(\.isWhitespace) {
+            if isBlank(s) {
                 errors.append(FieldError(path: key, message: "must not be empty"))
                 return .invalid
             }
@@ -298,9 +299,18 @@ public struct MessageNormalizer: Sendable {
         }
     }
 
+    /// Empty or only white space. (An ASCII letter or digit first settles it
+    /// without walking the string's characters.)
+    static func isBlank(_ s: String) -> Bool {
+        if let b = s.utf8.first, (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || ((b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z")) {
+            return false
+        }
+        return s.allSatisfy(\.isWhitespace)
+    }
+
     static func requireNonEmptyString(_ fields: JSONObject, _ key: String, errors: inout [FieldError]) {
         switch fields[key] {
-        case .string(let s)? where !s.allSatisfy(\.isWhitespace): return
+        case .string(let s)? where !isBlank(s): return
         case .string?: errors.append(FieldError(path: key, message: "must not be empty"))
         case nil: errors.append(FieldError(path: key, message: "required"))
         case let v?: errors.append(FieldError(path: key, message: "expected a string, got \(v.kindDescription)"))
@@ -371,44 +381,45 @@ public struct MessageNormalizer: Sendable {
         }
     }
 
-    static func check(_ value: JSONValue, as type: TraitType, path: String, errors: inout [FieldError]) {
+    /// `path` is built only when there is an error to report.
+    static func check(_ value: JSONValue, as type: TraitType, path: @autoclosure () -> String, errors: inout [FieldError]) {
         if value == .null { return }  // an explicit null clears a trait
         switch type {
         case .string:
-            if value.stringValue == nil { errors.append(FieldError(path: path, message: "expected a string, got \(value.kindDescription)")) }
+            if value.stringValue == nil { errors.append(FieldError(path: path(), message: "expected a string, got \(value.kindDescription)")) }
         case .number:
             switch value {
             case .int, .double: break
-            default: errors.append(FieldError(path: path, message: "expected a number, got \(value.kindDescription)"))
+            default: errors.append(FieldError(path: path(), message: "expected a number, got \(value.kindDescription)"))
             }
         case .stringOrNumber:
             switch value {
             case .int, .double, .string: break
-            default: errors.append(FieldError(path: path, message: "expected a string or a number, got \(value.kindDescription)"))
+            default: errors.append(FieldError(path: path(), message: "expected a string or a number, got \(value.kindDescription)"))
             }
         case .date:
             guard let s = value.stringValue else {
-                errors.append(FieldError(path: path, message: "expected an ISO-8601 date string, got \(value.kindDescription)"))
+                errors.append(FieldError(path: path(), message: "expected an ISO-8601 date string, got \(value.kindDescription)"))
                 return
             }
             if ISO8601.parseDateOrDateTime(s) == nil {
-                errors.append(FieldError(path: path, message: "expected an ISO-8601 date such as 2017-02-09 or 2017-02-09T12:08:32Z, got \"\(clip(s))\""))
+                errors.append(FieldError(path: path(), message: "expected an ISO-8601 date such as 2017-02-09 or 2017-02-09T12:08:32Z, got \"\(clip(s))\""))
             }
         case .oneOf(let allowed):
             guard let s = value.stringValue else {
-                errors.append(FieldError(path: path, message: "expected a string, got \(value.kindDescription)"))
+                errors.append(FieldError(path: path(), message: "expected a string, got \(value.kindDescription)"))
                 return
             }
             if !allowed.contains(s) {
-                errors.append(FieldError(path: path, message: "\"\(clip(s))\" is not one of: \(allowed.joined(separator: ", "))"))
+                errors.append(FieldError(path: path(), message: "\"\(clip(s))\" is not one of: \(allowed.joined(separator: ", "))"))
             }
         case .currency:
             guard let s = value.stringValue else {
-                errors.append(FieldError(path: path, message: "expected a string, got \(value.kindDescription)"))
+                errors.append(FieldError(path: path(), message: "expected a string, got \(value.kindDescription)"))
                 return
             }
             if !(s.utf8.count == 3 && s.utf8.allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) {
-                errors.append(FieldError(path: path, message: "expected a three-letter lowercase currency code such as \"usd\", got \"\(clip(s))\""))
+                errors.append(FieldError(path: path(), message: "expected a three-letter lowercase currency code such as \"usd\", got \"\(clip(s))\""))
             }
         case .object:
             // objects are walked by normalizeReserved
