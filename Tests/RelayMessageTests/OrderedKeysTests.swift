@@ -137,6 +137,21 @@ import Testing
         #expect(containsBytes(String(decoding: m.encoded, as: UTF8.self), #""context":{"library":"sdk","ip":"2.2.2.2","locale":"fr"}"#))
     }
 
+    @Test func mergingLargeObjectsGivesWhatSettingEachMemberGives() {
+        var rng = NormalizationPropertyTests.SplitMix(state: 99)
+        for (a, b) in [(3, 4), (40, 40), (200, 3), (5, 300)] {
+            var base = JSONObject(), other = JSONObject()
+            for i in 0..<a { base["k\(i * 3)"] = .int(Int64(i)) }
+            for i in 0..<b { other["k\(Int.random(in: 0..<(a * 4 + b), using: &rng))"] = .string("o\(i)") }
+            other["\u{E9}"] = .int(1)
+            base["e\u{301}"] = .int(2)
+            var expected = base
+            for (k, v) in other { expected[k] = v }
+            #expect(base.merging(other) == expected, "\(a) x \(b)")
+            #expect(base.merging(other).count == expected.count)
+        }
+    }
+
     @Test func objectEqualityIsOrderSensitive() {
         #expect(JSONValue.object(["a": .int(1), "b": .int(2)]) != .object(["b": .int(2), "a": .int(1)]))
         #expect(JSONValue.object(["a": .int(1), "b": .int(2)]) == .object(["a": .int(1), "b": .int(2)]))

@@ -10,9 +10,11 @@
 //   equivalent keys are distinct).
 //
 // Lookup is a linear scan: a call's objects have a dozen members, where a
-// scan (a length check rejects most keys at once) beats hashing. The parser
-// switches to a byte-keyed hash set for its duplicate check on large objects,
-// so a hostile object with many keys is not quadratic.
+// scan (a length check rejects most keys at once) beats hashing. The
+// normalizer makes a fixed number of lookups per object, so its cost stays
+// linear in the input. What would be quadratic on a hostile object with many
+// keys uses a byte-keyed hash instead: the parser's duplicate check past 16
+// members, and `merging` two large objects.
 
 /// A JSON object: its members in order, keys compared byte for byte.
 public struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDictionaryLiteral {
@@ -23,8 +25,8 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
 
     public init() { members = [] }
 
-    /// An object with these members, which must not repeat a key.
-    public init(members: [Element]) {
+    /// An object with these members, which must not repeat a key (the parser checks).
+    init(members: [Element]) {
         self.members = members
     }
 
@@ -108,6 +110,7 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     /// Renames the member at `i` to `key`, keeping its position and value.
     /// `key` must not be another member's.
     public mutating func renameMember(at i: Int, to key: String) {
+        assert(index(forKey: key).map { $0 == i } ?? true, "renaming a member onto another member's key")
         members[i].key = key
     }
 
@@ -131,6 +134,34 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     }
 
     mutating func reserveCapacity(_ n: Int) { members.reserveCapacity(n) }
+
+    /// This object's members in order, each value replaced by `other`'s for
+    /// the same key, then `other`'s other members in its order. (As setting
+    /// each of `other`'s members in turn, without a scan per member when both
+    /// objects are large.)
+    public func merging(_ other: JSONObject) -> JSONObject {
+        if other.members.isEmpty { return self }
+        if members.count * other.members.count <= 1024 {
+            var merged = self
+            for (k, v) in other.members { merged[k] = v }
+            return merged
+        }
+        var position = [ByteKey: Int](minimumCapacity: other.members.count)
+        for (i, m) in other.members.enumerated() { position[ByteKey(string: m.key)] = i }
+        var used = [Bool](repeating: false, count: other.members.count)
+        var merged = JSONObject()
+        merged.reserveCapacity(members.count + other.members.count)
+        for m in members {
+            if let i = position[ByteKey(string: m.key)] {
+                merged.appendUnchecked(m.key, other.members[i].value)
+                used[i] = true
+            } else {
+                merged.appendUnchecked(m.key, m.value)
+            }
+        }
+        for (i, m) in other.members.enumerated() where !used[i] { merged.appendUnchecked(m.key, m.value) }
+        return merged
+    }
 
     // MARK: Equality and hashing, by bytes and order
 

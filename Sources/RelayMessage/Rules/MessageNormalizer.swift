@@ -436,9 +436,7 @@ public struct MessageNormalizer: Sendable {
             return
         }
         guard let batch, !batch.isEmpty else { return }
-        var merged = batch
-        for (k, v) in own?.objectValue?.members ?? [] { merged[k] = v }
-        fields[key] = .object(merged)
+        fields[key] = .object(batch.merging(own?.objectValue ?? [:]))
     }
 
     static func clip(_ s: String) -> String {
