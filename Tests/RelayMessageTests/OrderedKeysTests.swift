@@ -198,6 +198,47 @@ import Testing
         #expect(text(.string(long)) == bytes("\"" + String(repeating: "abcdefgh", count: 100) + "\\n" + String(repeating: "é", count: 50) + "\""))
     }
 
+    /// Every ASCII byte at every offset around the 8-byte steps of the scan,
+    /// against a byte-at-a-time reference; and through `encodeString(_:into:)`.
+    @Test func everyByteIsEscapedOrCopiedAtEveryOffset() throws {
+        func reference(_ s: String) -> [UInt8] {
+            var out: [UInt8] = [UInt8(ascii: "\"")]
+            for b in s.utf8 {
+                switch b {
+                case UInt8(ascii: "\""): out += Array(#"\""#.utf8)
+                case UInt8(ascii: "\\"): out += Array(#"\\"#.utf8)
+                case 0x0A: out += Array(#"\n"#.utf8)
+                case 0x0D: out += Array(#"\r"#.utf8)
+                case 0x09: out += Array(#"\t"#.utf8)
+                case 0..<0x20: out += Array(String(format: "\\u%04x", b).utf8)
+                default: out.append(b)
+                }
+            }
+            return out + [UInt8(ascii: "\"")]
+        }
+        for b in UInt8(0)...0x7F {
+            for offset in 0..<18 {
+                for tail in [0, 1, 7, 9] {
+                    let s = String(repeating: "a", count: offset) + String(UnicodeScalar(b)) + String(repeating: "é", count: tail)
+                    let expected = reference(s)
+                    #expect(JSONValue.string(s).encoded() == expected, "byte \(b) at \(offset)")
+                    var appended: [UInt8] = [1, 2]
+                    JSONValue.encodeString(s, into: &appended)
+                    #expect(appended == [1, 2] + expected)
+                    #expect(try JSONValue.parse(expected, maxDepth: 1) == .string(s))
+                }
+            }
+        }
+    }
+
+    @Test func encodeIntoAppends() throws {
+        var out = Array("x".utf8)
+        JSONValue.object(["a": .array([.int(1), .null, .bool(true)])]).encode(into: &out)
+        #expect(out == Array(#"x{"a":[1,null,true]}"#.utf8))
+        let big = JSONValue.array((0..<2000).map { .string("item \($0)") })
+        #expect(try JSONValue.parse(big.encoded(), maxDepth: 2) == big, "a buffer that grows many times")
+    }
+
     @Test func numbers() {
         #expect(text(.array([.int(0), .int(7), .int(-7), .int(10), .int(.max), .int(.min)])) == bytes("[0,7,-7,10,9223372036854775807,-9223372036854775808]"))
         #expect(text(.array([.double(3), .double(-2.5), .double(1e300)])) == bytes("[3,-2.5,1e+300]"))

@@ -5,104 +5,59 @@
 // tree always encodes to the same bytes, and parsing those bytes gives back an
 // equal tree.
 //
-// Speed: strings are copied in runs (the bytes between two characters that
-// need escaping go in with one `append(contentsOf:)`), integers are written
-// digit by digit, and nothing allocates but the output array.
+// Speed: the tree is written into one growing buffer through a pointer
+// (`JSONWriter`): a capacity check per string or number, not per byte;
+// strings are scanned eight bytes at a time for anything to escape and
+// copied in runs; integers are written digit by digit.
 
 extension JSONValue {
     /// The encoding of this value.
     public func encoded() -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(1024)  // a typical call encodes to under 1 KiB: one allocation
-        encode(into: &out)
-        return out
+        var w = JSONWriter(capacity: 1024)  // a typical call encodes to under 1 KiB
+        write(to: &w)
+        return w.finish()
     }
 
     /// Appends the encoding of this value to `out`.
     public func encode(into out: inout [UInt8]) {
-        switch self {
-        case .null: Self.appendLiteral("null", to: &out)
-        case .bool(let b): Self.appendLiteral(b ? "true" : "false", to: &out)
-        case .int(let i): Self.appendInteger(i, to: &out)
-        case .double(let d):
-            if d.isFinite, d == d.rounded(), abs(d) < 1e15 {
-                Self.appendInteger(Int64(d), to: &out)
-            } else if d.isFinite {
-                out.append(contentsOf: "\(d)".utf8)
-            } else {
-                Self.appendLiteral("null", to: &out)
-            }
-        case .string(let s): Self.encodeString(s, into: &out)
-        case .array(let a):
-            out.append(UInt8(ascii: "["))
-            var first = true
-            for v in a {
-                if !first { out.append(UInt8(ascii: ",")) }
-                first = false
-                v.encode(into: &out)
-            }
-            out.append(UInt8(ascii: "]"))
-        case .object(let o):
-            o.encode(into: &out)
-        }
+        var w = JSONWriter(capacity: 256)
+        write(to: &w)
+        w.finish(appendingTo: &out)
     }
 
     /// Appends `s` as a JSON string literal.
     public static func encodeString(_ s: String, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        if s.utf8.withContiguousStorageIfAvailable({ appendEscaped($0, to: &out) }) == nil {
-            let copy = Array(s.utf8)
-            copy.withUnsafeBufferPointer { appendEscaped($0, to: &out) }
-        }
-        out.append(UInt8(ascii: "\""))
+        var w = JSONWriter(capacity: s.utf8.count + 8)
+        w.writeString(s)
+        w.finish(appendingTo: &out)
     }
 
-    private static let hexDigits: StaticString = "0123456789abcdef"
-
-    /// Appends `bytes` escaped, copying each run that needs no escaping at once.
-    static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        var run = 0
-        for k in 0..<bytes.count {
-            let b = bytes[k]
-            if b >= 0x20, b != UInt8(ascii: "\""), b != UInt8(ascii: "\\") { continue }
-            if run < k { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<k])) }
-            run = k + 1
-            out.append(UInt8(ascii: "\\"))
-            switch b {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(b)
-            case 0x0A: out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "t"))
-            default:
-                let hex = hexDigits.utf8Start
-                out.append(UInt8(ascii: "u"))
-                out.append(UInt8(ascii: "0"))
-                out.append(UInt8(ascii: "0"))
-                out.append(hex[Int(b >> 4)])
-                out.append(hex[Int(b & 0xF)])
+    func write(to w: inout JSONWriter) {
+        switch self {
+        case .null: w.writeLiteral("null")
+        case .bool(let b): w.writeLiteral(b ? "true" : "false")
+        case .int(let i): w.writeInteger(i)
+        case .double(let d):
+            if d.isFinite, d == d.rounded(), abs(d) < 1e15 {
+                w.writeInteger(Int64(d))
+            } else if d.isFinite {
+                var s = "\(d)"
+                s.withUTF8 { w.writeBytes($0) }
+            } else {
+                w.writeLiteral("null")
             }
-        }
-        if run < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<bytes.count])) }
-    }
-
-    static func appendLiteral(_ s: StaticString, to out: inout [UInt8]) {
-        out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
-    }
-
-    /// Appends the decimal digits of `i`, without going through a String.
-    static func appendInteger(_ i: Int64, to out: inout [UInt8]) {
-        if i < 0 { out.append(UInt8(ascii: "-")) }
-        var m = i.magnitude
-        if m < 10 { out.append(UInt8(ascii: "0") + UInt8(m)); return }
-        // 20 digits hold UInt64.max.
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buf in
-            var k = 20
-            while m > 0 {
-                k -= 1
-                buf[k] = UInt8(ascii: "0") + UInt8(m % 10)
-                m /= 10
+        case .string(let s): w.writeString(s)
+        case .array(let a):
+            w.writeByte(UInt8(ascii: "["))
+            var first = true
+            for v in a {
+                if !first { w.writeByte(UInt8(ascii: ",")) }
+                first = false
+                v.write(to: &w)
             }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[k..<20]))
+            w.writeByte(UInt8(ascii: "]"))
+        case .object(let o):
+            o.write(to: &w)
         }
     }
 }
@@ -110,15 +65,156 @@ extension JSONValue {
 extension JSONObject {
     /// Appends the encoding of this object, members in order.
     public func encode(into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "{"))
+        var w = JSONWriter(capacity: 256)
+        write(to: &w)
+        w.finish(appendingTo: &out)
+    }
+
+    func write(to w: inout JSONWriter) {
+        w.writeByte(UInt8(ascii: "{"))
         var first = true
         for m in members {
-            if !first { out.append(UInt8(ascii: ",")) }
+            if !first { w.writeByte(UInt8(ascii: ",")) }
             first = false
-            JSONValue.encodeString(m.key, into: &out)
-            out.append(UInt8(ascii: ":"))
-            m.value.encode(into: &out)
+            w.writeString(m.key)
+            w.writeByte(UInt8(ascii: ":"))
+            m.value.write(to: &w)
         }
-        out.append(UInt8(ascii: "}"))
+        w.writeByte(UInt8(ascii: "}"))
+    }
+}
+
+/// A growing byte buffer written through a pointer; owned by one encoding,
+/// freed by `finish`.
+struct JSONWriter: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var count = 0
+    private var capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 16)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    /// The bytes written, as an array; the writer is gone.
+    consuming func finish() -> [UInt8] {
+        Array(UnsafeBufferPointer(start: base, count: count))
+    }
+
+    consuming func finish(appendingTo out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: base, count: count))
+    }
+
+    /// Makes room for `n` more bytes.
+    @inline(__always)
+    private mutating func reserve(_ n: Int) {
+        if count + n > capacity { grow(count + n) }
+    }
+
+    private mutating func grow(_ needed: Int) {
+        var c = capacity * 2
+        while c < needed { c *= 2 }
+        let new = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+        new.update(from: base, count: count)
+        base.deallocate()
+        base = new
+        capacity = c
+    }
+
+    mutating func writeByte(_ b: UInt8) {
+        reserve(1)
+        base[count] = b
+        count += 1
+    }
+
+    mutating func writeBytes(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard !bytes.isEmpty else { return }
+        reserve(bytes.count)
+        (base + count).update(from: bytes.baseAddress!, count: bytes.count)
+        count += bytes.count
+    }
+
+    mutating func writeLiteral(_ s: StaticString) {
+        writeBytes(UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    /// The decimal digits of `i`, without going through a String.
+    mutating func writeInteger(_ i: Int64) {
+        reserve(20)  // "-9223372036854775808"
+        if i < 0 { base[count] = UInt8(ascii: "-"); count += 1 }
+        var m = i.magnitude
+        var digits = 1
+        var t = m
+        while t >= 10 { t /= 10; digits += 1 }
+        var k = count + digits
+        count = k
+        repeat {
+            k -= 1
+            base[k] = UInt8(ascii: "0") + UInt8(m % 10)
+            m /= 10
+        } while m > 0
+    }
+
+    /// `s` as a JSON string literal.
+    mutating func writeString(_ s: String) {
+        if s.utf8.withContiguousStorageIfAvailable({ writeEscaped($0) }) == nil {
+            let copy = Array(s.utf8)
+            copy.withUnsafeBufferPointer { writeEscaped($0) }
+        }
+    }
+
+    private static let hexDigits: StaticString = "0123456789abcdef"
+
+    /// Whether any of the eight bytes in `w` is below 0x20, `"` or `\`.
+    @inline(__always)
+    private static func needsEscape(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        let control = (w &- ones &* 0x20) & ~w & highs
+        let q = w ^ (ones &* 0x22), quote = (q &- ones) & ~q & highs
+        let b = w ^ (ones &* 0x5C), backslash = (b &- ones) & ~b & highs
+        return control | quote | backslash != 0
+    }
+
+    private mutating func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>) {
+        let n = bytes.count
+        reserve(n + 2)
+        base[count] = UInt8(ascii: "\"")
+        count += 1
+        var run = 0  // start of the bytes not yet copied
+        var k = 0
+        if n > 0 {
+            let raw = UnsafeRawPointer(bytes.baseAddress!)
+            while true {
+                // Skip eight clean bytes at a time.
+                while k + 8 <= n, !Self.needsEscape(raw.loadUnaligned(fromByteOffset: k, as: UInt64.self)) { k += 8 }
+                if k >= n { break }
+                let b = bytes[k]
+                if b >= 0x20, b != UInt8(ascii: "\""), b != UInt8(ascii: "\\") { k += 1; continue }
+                writeBytes(UnsafeBufferPointer(rebasing: bytes[run..<k]))
+                reserve(6 + (n - k))
+                base[count] = UInt8(ascii: "\\")
+                count += 1
+                switch b {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): base[count] = b; count += 1
+                case 0x0A: base[count] = UInt8(ascii: "n"); count += 1
+                case 0x0D: base[count] = UInt8(ascii: "r"); count += 1
+                case 0x09: base[count] = UInt8(ascii: "t"); count += 1
+                default:
+                    let hex = Self.hexDigits.utf8Start
+                    base[count] = UInt8(ascii: "u")
+                    base[count + 1] = UInt8(ascii: "0")
+                    base[count + 2] = UInt8(ascii: "0")
+                    base[count + 3] = hex[Int(b >> 4)]
+                    base[count + 4] = hex[Int(b & 0xF)]
+                    count += 5
+                }
+                k += 1
+                run = k
+            }
+        }
+        writeBytes(UnsafeBufferPointer(rebasing: bytes[run..<n]))
+        writeByte(UInt8(ascii: "\""))
     }
 }
