@@ -87,6 +87,41 @@ import RelaySpool
         await f.spool.close()
     }
 
+    @Test func aRepeatedKeyRefusesTheCallWithItsPathAndInABatchOnlyThatCall() async throws {
+        let f = try Fixture()
+        let p = f.pipeline()
+        let (reply, json) = await send(p, .single(.identify), #"{"userId":"u1","traits":{"plan":"a","plan":"b"}}"#)
+        #expect(reply.status == 400)
+        #expect(json["errors"] as? [String] == ["traits.plan: duplicate key"])
+
+        let (batchReply, batchJSON) = await send(p, .batch(priority: .live),
+            #"{"batch":[{"type":"identify","userId":"kept"},{"type":"identify","userId":"u","traits":{"plan":"a","plan":"a"}}]}"#)
+        #expect(batchReply.status == 200)
+        #expect((batchJSON["message_ids"] as? [String])?.count == 1)
+        let rejected = batchJSON["rejected"] as? [[String: Any]]
+        #expect(rejected?.first?["index"] as? Int == 1)
+        #expect(rejected?.first?["errors"] as? [String] == ["traits.plan: duplicate key"])
+
+        let (envelopeReply, envelopeJSON) = await send(p, .batch(priority: .live),
+            #"{"batch":[{"type":"identify","userId":"x"}],"context":{"ip":"1"},"context":{"ip":"2"}}"#)
+        #expect(envelopeReply.status == 400)
+        #expect(envelopeJSON["errors"] as? [String] == ["context: duplicate key"])
+
+        let batch = try f.spool.makeReader().leaseBatch(nowMillis: .max / 2, maxCount: 10, maxBytes: 1 << 20)
+        #expect(batch.count == 1)
+        #expect(String(decoding: batch[0].payload, as: UTF8.self).contains(#""user_id":"kept""#))
+        await f.spool.close()
+    }
+
+    @Test func canonicallyEquivalentTraitKeysAreBothStored() async throws {
+        let f = try Fixture()
+        #expect(await send(f.pipeline(), .single(.identify), #"{"userId":"u","traits":{"\u00e9":1,"e\u0301":2}}"#).0.status == 200)
+        let batch = try f.spool.makeReader().leaseBatch(nowMillis: .max / 2, maxCount: 10, maxBytes: 1 << 20)
+        let stored = try JSONValue.parse(batch[0].payload, maxDepth: 64)
+        #expect(stored.objectValue?["traits"]?.objectValue?.members.map { Array($0.key.utf8) } == [[0xC3, 0xA9], [0x65, 0xCC, 0x81]])
+        await f.spool.close()
+    }
+
     @Test func importIsQueuedBehindLiveCalls() async throws {
         let f = try Fixture()
         let p = f.pipeline()

@@ -25,20 +25,20 @@ import Testing
         case 3: return .null
         case 4: return .array((0..<Int.random(in: 0..<3, using: &rng)).map { _ in randomValue(&rng, depth: depth + 1) })
         default:
-            var o: [String: JSONValue] = [:]
+            var o: JSONObject = [:]
             for i in 0..<Int.random(in: 0..<3, using: &rng) { o["k\(i)_\(depth)"] = randomValue(&rng, depth: depth + 1) }
             return .object(o)
         }
     }
 
     static func randomCall(_ rng: inout SplitMix) -> JSONValue {
-        var traits: [String: JSONValue] = [:]
+        var traits: JSONObject = [:]
         for i in 0..<Int.random(in: 0..<6, using: &rng) { traits["custom\(i)"] = randomValue(&rng, depth: 0) }
         if Bool.random(using: &rng) { traits["firstName"] = .string("Ada") }
         if Bool.random(using: &rng) { traits["last_name"] = .string("Lovelace") }
         if Bool.random(using: &rng) { traits["createdAt"] = .string("2020-01-02T03:04:05Z") }
         if Bool.random(using: &rng) { traits["company"] = .object(["employeeCount": .int(3), "extra": .string("kept")]) }
-        var call: [String: JSONValue] = ["traits": .object(traits)]
+        var call: JSONObject = ["traits": .object(traits)]
         call[Bool.random(using: &rng) ? "userId" : "anonymous_id"] = .string("id-\(rng.next() % 1000)")
         if Bool.random(using: &rng) { call["timestamp"] = .string("2019-06-01T00:00:00.5Z") }
         if Bool.random(using: &rng) { call["context"] = .object(["ip": .string("127.0.0.1")]) }

@@ -55,7 +55,7 @@ import Testing
         normalizer.normalize(try JSONValue.parse(Array(json.utf8), maxDepth: 64), endpointType: type, context: context)
     }
 
-    func body(_ json: String, type: CallType? = .identify) throws -> [String: JSONValue] {
+    func body(_ json: String, type: CallType? = .identify) throws -> JSONObject {
         let result = try normalize(json, type: type)
         guard case .success(let m) = result else { Issue.record("rejected: \(result)"); return [:] }
         return m.body.objectValue ?? [:]

@@ -71,8 +71,9 @@ public final class IngestPipeline: Sendable {
         }
         let receivedAt = now()
         let value: JSONValue
+        var duplicateKeys: [DuplicateKey] = []  // a call repeating a key is refused (as a batch member, alone)
         do {
-            value = try JSONValue.parse(body, maxDepth: options.limits.maxDepth)
+            value = try JSONValue.parse(body, maxDepth: options.limits.maxDepth, duplicateKeys: &duplicateKeys)
         } catch {
             reject([error.description], sample: body, at: receivedAt)
             completion(.failure(400, [error.description]))
@@ -80,9 +81,9 @@ public final class IngestPipeline: Sendable {
         }
         switch route {
         case .single(let type):
-            single(value, type: type, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
+            single(value, type: type, duplicateKeys: duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
         case .batch(let priority):
-            batch(value, priority: priority, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
+            batch(value, priority: priority, duplicateKeys: duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
         }
     }
 
@@ -105,10 +106,10 @@ public final class IngestPipeline: Sendable {
 
     // MARK: - One call
 
-    private func single(_ value: JSONValue, type: CallType?, raw: [UInt8], writeKey: String, receivedAt: Date,
+    private func single(_ value: JSONValue, type: CallType?, duplicateKeys: [DuplicateKey], raw: [UInt8], writeKey: String, receivedAt: Date,
                         executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
         let context = NormalizeContext(receivedAt: receivedAt, makeMessageID: makeMessageID)
-        switch normalizer.normalize(value, endpointType: type, context: context) {
+        switch normalizer.normalize(value, endpointType: type, context: context, duplicateKeys: duplicateKeys) {
         case .failure(let rejection):
             let errors = rejection.errors.map(\.description)
             reject(errors, sample: raw, at: receivedAt)
@@ -131,8 +132,8 @@ public final class IngestPipeline: Sendable {
 
     // MARK: - A batch
 
-    private func batch(_ value: JSONValue, priority: SpoolPriority, raw: [UInt8], writeKey: String, receivedAt: Date,
-                       executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
+    private func batch(_ value: JSONValue, priority: SpoolPriority, duplicateKeys: [DuplicateKey], raw: [UInt8], writeKey: String,
+                       receivedAt: Date, executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
         guard case .object(let envelope) = value, case .array(let calls)? = envelope["batch"] else {
             let error = "batch: required: an array of calls, as {\"batch\": [...]}"
             reject([error], sample: raw, at: receivedAt)
@@ -143,8 +144,9 @@ public final class IngestPipeline: Sendable {
             completion(.failure(413, ["batch: has \(calls.count) calls; the limit is \(options.maxBatchMessages) a request"]))
             return
         }
-        var envelopeErrors: [String] = []
-        func object(_ key: String) -> [String: JSONValue]? {
+        // A key repeated inside calls[i] refuses that call only; anywhere else, the request.
+        var envelopeErrors = duplicateKeys.filter { $0.callIndex(inArray: "batch") == nil }.map { $0.fieldError().description }
+        func object(_ key: String) -> JSONObject? {
             guard let v = envelope[key], v != .null else { return nil }
             if let o = v.objectValue { return o }
             envelopeErrors.append("\(key): expected an object, got \(v.kindDescription)")
@@ -164,14 +166,15 @@ public final class IngestPipeline: Sendable {
         var allErrors: [String] = []
         records.reserveCapacity(calls.count)
         for (index, call) in calls.enumerated() {
-            switch normalizer.normalize(call, endpointType: nil, context: context) {
+            let ownDuplicates = duplicateKeys.isEmpty ? [] : duplicateKeys.compactMap { $0.relative(toCall: index, inArray: "batch") }
+            switch normalizer.normalize(call, endpointType: nil, context: context, duplicateKeys: ownDuplicates) {
             case .success(let m):
                 records.append(SpoolAppend(messageID: m.messageID, writeKey: writeKey, priority: priority,
                                            receivedAtMillis: Self.millis(receivedAt), payload: m.encoded))
                 ids.append(m.messageID)
             case .failure(let rejection):
                 let errors = rejection.errors.map(\.description)
-                rejected.append(.object(["index": .int(Int64(index)), "errors": .array(errors.map { .string($0) })]))
+                rejected.append(.object(["errors": .array(errors.map { .string($0) }), "index": .int(Int64(index))]))
                 allErrors += errors.map { "batch[\(index)]" + ($0.hasPrefix(":") ? $0 : ".\($0)") }
                 reject(errors, sample: call.encoded(), at: receivedAt)
             }
@@ -188,11 +191,11 @@ public final class IngestPipeline: Sendable {
                 stored.increment(by: Int64(outcomes.count - dup))
                 duplicates.increment(by: Int64(dup))
                 completion(IngestReply(status: 200, body: JSONValue.object([
-                    "ok": .bool(true),
-                    "stored": .int(Int64(outcomes.count - dup)),
                     "duplicates": .int(Int64(dup)),
                     "message_ids": .array(ids.map { .string($0) }),
+                    "ok": .bool(true),
                     "rejected": .array(rejected),
+                    "stored": .int(Int64(outcomes.count - dup)),
                 ]).encoded()))
             case .failure(let error):
                 completion(spoolFailure(error, count: count))

@@ -29,9 +29,9 @@ public struct IngestReply: Sendable, Hashable {
     /// `{"errors":[...],"ok":false,"status":N}`. The status is in the body
     /// too, so a line-protocol client can tell "retry later" (503) from
     /// "fix the call" (400) without an HTTP status line.
-    static func failure(_ status: Int, _ errors: [String], retryAfter: Int? = nil, extra: [String: JSONValue] = [:]) -> IngestReply {
-        var body: [String: JSONValue] = ["ok": .bool(false), "status": .int(Int64(status)), "errors": .array(errors.map { .string($0) })]
-        body.merge(extra) { $1 }
+    static func failure(_ status: Int, _ errors: [String], retryAfter: Int? = nil, extra: JSONObject = [:]) -> IngestReply {
+        var body: JSONObject = ["errors": .array(errors.map { .string($0) }), "ok": .bool(false), "status": .int(Int64(status))]
+        for (key, value) in extra { body[key] = value }
         return IngestReply(status: status, body: JSONValue.object(body).encoded(), retryAfterSeconds: retryAfter)
     }
 }

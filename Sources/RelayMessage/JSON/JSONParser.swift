@@ -8,24 +8,43 @@
 // Strictness: one value with optional white space around it; no trailing
 // commas, comments, NaN or leading zeros; strings must be valid UTF-8 with
 // no raw control characters; `\u` escapes must pair surrogates. Integers
-// that fit Int64 stay integers. A repeated object key keeps the last value.
+// that fit Int64 stay integers.
+//
+// Objects are built in order, as sent, straight into JSONObject: members and
+// array elements collect on one scratch stack each, shared by every nesting
+// level, and each container is copied out once, at its exact size. A key
+// repeated in one object (the same bytes) is recorded with its path and its
+// second value dropped; `JSONValue.parse` decides what a duplicate means.
 
 struct JSONParser {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var i = 0
     private let maxDepth: Int
+    /// Members of the objects being parsed, innermost last.
+    private var memberStack: [JSONObject.Element] = []
+    /// Elements of the arrays being parsed, innermost last.
+    private var elementStack: [JSONValue] = []
+    /// Duplicate keys found, each path innermost first (reversed at the end).
+    private var duplicates: [[DuplicateKey.Component]] = []
+
+    /// Objects up to this size check for a repeated key by scanning; larger
+    /// ones by a hash set, so that many keys do not make parsing quadratic.
+    static let scanLimit = 16
 
     private init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        memberStack.reserveCapacity(32)
+        elementStack.reserveCapacity(16)
     }
 
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) throws(JSONParseError) -> JSONValue {
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, duplicateKeys: inout [DuplicateKey]) throws(JSONParseError) -> JSONValue {
         var p = JSONParser(bytes, maxDepth: maxDepth)
         p.skipWhitespace()
         let v = try p.value(depth: 0)
         p.skipWhitespace()
         if p.i != bytes.count { throw p.error("unexpected data after the JSON value") }
+        for d in p.duplicates { duplicateKeys.append(DuplicateKey(path: d.reversed())) }
         return v
     }
 
@@ -66,9 +85,10 @@ struct JSONParser {
     private mutating func object(depth: Int) throws(JSONParseError) -> JSONValue {
         if depth > maxDepth { throw JSONParseError("JSON is nested more than \(maxDepth) levels deep") }
         i += 1
-        var members: [String: JSONValue] = [:]
         skipWhitespace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(JSONObject()) }
+        let base = memberStack.count
+        var seen: Set<ByteKey>? = nil
         while true {
             skipWhitespace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -77,28 +97,68 @@ struct JSONParser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw error("expected ':' after an object key") }
             i += 1
             skipWhitespace()
-            members[key] = try value(depth: depth)
+            let duplicate = isDuplicate(key, base: base, seen: &seen)
+            if duplicate { duplicates.append([.key(key)]) }
+            let found = duplicates.count
+            let v = try value(depth: depth)
+            if duplicates.count > found {
+                for d in found..<duplicates.count { duplicates[d].append(.key(key)) }
+            }
+            if !duplicate { memberStack.append((key: key, value: v)) }
             skipWhitespace()
             guard i < bytes.count else { throw error("unexpected end of input in an object") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            if bytes[i] == UInt8(ascii: "}") {
+                i += 1
+                let object = JSONObject(members: Array(memberStack[base...]))
+                memberStack.removeLast(memberStack.count - base)
+                return .object(object)
+            }
             throw error("expected ',' or '}' in an object")
         }
+    }
+
+    /// Whether `key` is already among the members from `base` on, by bytes.
+    private func isDuplicate(_ key: String, base: Int, seen: inout Set<ByteKey>?) -> Bool {
+        let count = memberStack.count - base
+        if seen == nil, count < Self.scanLimit {
+            let n = key.utf8.count
+            for m in base..<memberStack.count where memberStack[m].key.utf8.count == n {
+                if JSONObject.sameBytes(memberStack[m].key, key) { return true }
+            }
+            return false
+        }
+        if seen == nil {
+            var s = Set<ByteKey>(minimumCapacity: count * 2)
+            for m in base..<memberStack.count { s.insert(ByteKey(string: memberStack[m].key)) }
+            seen = s
+        }
+        return !seen!.insert(ByteKey(string: key)).inserted
     }
 
     private mutating func array(depth: Int) throws(JSONParseError) -> JSONValue {
         if depth > maxDepth { throw JSONParseError("JSON is nested more than \(maxDepth) levels deep") }
         i += 1
-        var elements: [JSONValue] = []
         skipWhitespace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(elements) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array([]) }
+        let base = elementStack.count
         while true {
             skipWhitespace()
-            elements.append(try value(depth: depth))
+            let found = duplicates.count
+            let v = try value(depth: depth)
+            if duplicates.count > found {
+                for d in found..<duplicates.count { duplicates[d].append(.index(elementStack.count - base)) }
+            }
+            elementStack.append(v)
             skipWhitespace()
             guard i < bytes.count else { throw error("unexpected end of input in an array") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(elements) }
+            if bytes[i] == UInt8(ascii: "]") {
+                i += 1
+                let elements = Array(elementStack[base...])
+                elementStack.removeLast(elementStack.count - base)
+                return .array(elements)
+            }
             throw error("expected ',' or ']' in an array")
         }
     }
@@ -106,17 +166,18 @@ struct JSONParser {
     private mutating func string() throws(JSONParseError) -> String {
         i += 1  // opening quote
         let start = i
+        var high: UInt8 = 0  // any byte >= 0x80 sets the top bit
         // Fast path: no escapes.
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<i])
                 i += 1
-                guard let s = String(validating: slice, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
-                return s
+                return try makeString(slice, ascii: high < 0x80)
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("a raw control character in a string") }
+            high |= b
             i += 1
         }
         // Slow path: unescape into a buffer.
@@ -126,8 +187,7 @@ struct JSONParser {
             switch b {
             case UInt8(ascii: "\""):
                 i += 1
-                guard let s = String(validating: out, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
-                return s
+                return try out.withUnsafeBufferPointer { buffer throws(JSONParseError) in try makeString(buffer, ascii: false) }
             case UInt8(ascii: "\\"):
                 i += 1
                 guard i < bytes.count else { break }
@@ -153,7 +213,7 @@ struct JSONParser {
                     } else if (0xDC00...0xDFFF).contains(scalar) {
                         throw error("an unpaired surrogate in a \\u escape")
                     }
-                    out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+                    Self.appendUTF8(scalar, to: &out)
                 default:
                     throw error("an invalid escape in a string")
                 }
@@ -164,6 +224,38 @@ struct JSONParser {
             }
         }
         throw error("unterminated string")
+    }
+
+    /// Appends the UTF-8 encoding of `scalar` (a valid scalar value: surrogates are paired above).
+    private static func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
+        switch scalar {
+        case 0..<0x80:
+            out.append(UInt8(scalar))
+        case 0x80..<0x800:
+            out.append(UInt8(0xC0 | scalar >> 6))
+            out.append(UInt8(0x80 | scalar & 0x3F))
+        case 0x800..<0x10000:
+            out.append(UInt8(0xE0 | scalar >> 12))
+            out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
+            out.append(UInt8(0x80 | scalar & 0x3F))
+        default:
+            out.append(UInt8(0xF0 | scalar >> 18))
+            out.append(UInt8(0x80 | scalar >> 12 & 0x3F))
+            out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
+            out.append(UInt8(0x80 | scalar & 0x3F))
+        }
+    }
+
+    /// `bytes` as a String, refused unless they are valid UTF-8.
+    /// (`String(validating:)` is generic and, unspecialized, spent more time
+    /// in metadata lookups than in validating.)
+    private func makeString(_ bytes: UnsafeBufferPointer<UInt8>, ascii: Bool) throws(JSONParseError) -> String {
+        let s = String(decoding: bytes, as: UTF8.self)
+        if ascii { return s }
+        // Decoding replaces each invalid sequence with U+FFFD (a valid
+        // sequence), so the bytes come back unchanged exactly when they were valid.
+        guard s.utf8.elementsEqual(bytes) else { throw error("a string is not valid UTF-8") }
+        return s
     }
 
     private mutating func hex4() throws(JSONParseError) -> UInt32 {
@@ -187,7 +279,10 @@ struct JSONParser {
     private mutating func number() throws(JSONParseError) -> JSONValue {
         let start = i
         var isInteger = true
-        if bytes[i] == UInt8(ascii: "-") { i += 1 }
+        // Integers of up to 18 digits are read here; anything else goes through the standard library.
+        let negative = bytes[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        let digitsStart = i
         guard i < bytes.count, isDigit(bytes[i]) else { throw error("a number needs digits") }
         if bytes[i] == UInt8(ascii: "0") {
             i += 1
@@ -207,6 +302,11 @@ struct JSONParser {
             if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
             guard i < bytes.count, isDigit(bytes[i]) else { throw error("a number needs digits in its exponent") }
             while i < bytes.count, isDigit(bytes[i]) { i += 1 }
+        }
+        if isInteger, i - digitsStart <= 18 {
+            var v: Int64 = 0
+            for k in digitsStart..<i { v = v * 10 + Int64(bytes[k] &- UInt8(ascii: "0")) }
+            return .int(negative ? -v : v)
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
         if isInteger, let v = Int64(text) { return .int(v) }

@@ -42,11 +42,10 @@ enum FieldPath {
             (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z"))
                 || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || b == UInt8(ascii: "_") || b == UInt8(ascii: "-") || b == UInt8(ascii: "$")
         }
+        if plain { return parent.isEmpty ? key : "\(parent).\(key)" }
         var escaped: [UInt8] = []
         JSONValue.encodeString(key, into: &escaped)
-        let segment = plain ? key : "[\(String(decoding: escaped, as: UTF8.self))]"
-        if parent.isEmpty { return segment }
-        return plain ? "\(parent).\(segment)" : "\(parent)\(segment)"
+        return "\(parent)[\(String(decoding: escaped, as: UTF8.self))]"
     }
 
     static func index(_ parent: String, _ i: Int) -> String { "\(parent)[\(i)]" }

@@ -8,6 +8,24 @@
 // - Every error found is reported, each with its field path.
 // - Output is canonical: top-level fields and reserved traits in snake_case,
 //   `type`, `message_id`, `received_at` and `timestamp` always present.
+// - Key order (DESIGN §3, "kept in the order sent"):
+//   - The top level is the relay's envelope, in one fixed order: first the
+//     fields the relay knows (`envelopeOrder`: anonymous_id, context, event,
+//     group_id, integrations, message_id, name, previous_id, properties,
+//     received_at, timestamp, traits, type, user_id; alphabetical, as in the
+//     seed's complete example), then every other top-level field in the
+//     order sent. Fields the relay adds (type, message_id, received_at,
+//     timestamp) thus have a fixed place.
+//   - Every object inside (traits, properties, context, integrations, unknown
+//     fields) keeps the order sent. A camelCase reserved trait renamed to
+//     snake_case keeps its position; `name` filled from first and last name
+//     is appended at the end of traits; batch-level context/integrations
+//     come first, in the batch's order, a message's own value replacing the
+//     batch's in place and its other members following in its order.
+// - Keys are compared byte for byte (JSONObject): canonically equivalent keys
+//   (`"\u00e9"`, `"e\u0301"`) are two traits, both kept. A key sent twice
+//   (the same bytes) in one object refuses the call, each reported as
+//   `traits.plan: duplicate key` (the parser finds them; see `duplicateKeys`).
 // - Normalizing an already-normalized message yields the same bytes
 //   (idempotent), and no non-reserved trait is ever dropped or renamed.
 
@@ -40,15 +58,15 @@ public struct NormalizeContext: Sendable {
     /// Makes a new message id (a UUID in production).
     public var makeMessageID: @Sendable () -> String
     /// Batch-level `context`, merged under each message's own.
-    public var batchContext: [String: JSONValue]?
+    public var batchContext: JSONObject?
     /// Batch-level `integrations`, merged under each message's own.
-    public var batchIntegrations: [String: JSONValue]?
+    public var batchIntegrations: JSONObject?
 
     public init(
         receivedAt: Date,
         makeMessageID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() },
-        batchContext: [String: JSONValue]? = nil,
-        batchIntegrations: [String: JSONValue]? = nil
+        batchContext: JSONObject? = nil,
+        batchIntegrations: JSONObject? = nil
     ) {
         self.receivedAt = receivedAt
         self.makeMessageID = makeMessageID
@@ -88,11 +106,14 @@ public struct MessageNormalizer: Sendable {
     ///   - value: the decoded call.
     ///   - endpointType: the type the endpoint implies (`/v1/identify`), or nil
     ///     where each message names its own `type` (batch, line protocol).
-    public func normalize(_ value: JSONValue, endpointType: CallType?, context: NormalizeContext) -> Result<NormalizedMessage, MessageRejection> {
+    ///   - duplicateKeys: the keys the parser found repeated in this call
+    ///     (paths relative to the call); each refuses it.
+    public func normalize(_ value: JSONValue, endpointType: CallType?, context: NormalizeContext,
+                          duplicateKeys: [DuplicateKey] = []) -> Result<NormalizedMessage, MessageRejection> {
         guard case .object(var fields) = value else {
             return .failure(MessageRejection(errors: [FieldError(path: "", message: "expected a JSON object, got \(value.kindDescription)")]))
         }
-        var errors: [FieldError] = []
+        var errors: [FieldError] = duplicateKeys.map { $0.fieldError() }
 
         // Top-level spellings.
         for (camel, snake) in Self.topLevelAliases {
@@ -150,21 +171,23 @@ public struct MessageNormalizer: Sendable {
 
         // traits / properties
         for member in ["traits", "properties"] {
-            guard let v = fields[member] else { continue }
-            guard case .object(var obj) = v else {
-                errors.append(FieldError(path: member, message: "expected an object, got \(v.kindDescription)"))
+            guard let at = fields.index(forKey: member) else { continue }
+            // Taken out (null left in its place) so that `obj` is uniquely referenced while it changes.
+            var obj: JSONObject
+            switch fields.takeValue(at: at) {
+            case .object(let o): obj = o
+            case let other:
+                errors.append(FieldError(path: member, message: "expected an object, got \(other.kindDescription)"))
                 continue
             }
-            var keyErrors: [FieldError] = []
-            Self.checkKeys(.object(obj), path: member, errors: &keyErrors)
-            errors += keyErrors.sorted { $0.path < $1.path }
+            Self.checkKeys(obj, path: member, errors: &errors)
             if member == "traits" {
                 Self.normalizeReserved(&obj, schema: ReservedTraits.compiled, path: "traits", errors: &errors)
-                if obj["name"] == nil, case .string(let first)? = obj["first_name"], case .string(let last)? = obj["last_name"] {
-                    obj["name"] = .string("\(first) \(last)")
+                if obj.index(forKey: "name") == nil, case .string(let first)? = obj["first_name"], case .string(let last)? = obj["last_name"] {
+                    obj.appendUnchecked("name", .string("\(first) \(last)"))
                 }
             }
-            fields[member] = .object(obj)
+            fields.setValue(.object(obj), at: at)
         }
 
         // context / integrations: objects, batch-level values merged under the message's own.
@@ -179,7 +202,8 @@ public struct MessageNormalizer: Sendable {
             fields["message_id"] = .string(messageID)
         case .present(let id):
             messageID = id
-            if id.count >= limits.maxMessageIDLength {
+            // (`utf8.count` bounds `count`, and is O(1): most ids need no character count.)
+            if id.utf8.count >= limits.maxMessageIDLength, id.count >= limits.maxMessageIDLength {
                 errors.append(FieldError(path: "message_id", message: "must be shorter than \(limits.maxMessageIDLength) characters (has \(id.count))"))
             }
         case .invalid:
@@ -211,7 +235,7 @@ public struct MessageNormalizer: Sendable {
         guard errors.isEmpty, let type else {
             return .failure(MessageRejection(errors: errors))
         }
-        let body = JSONValue.object(fields)
+        let body = JSONValue.object(Self.envelope(&fields))
         let encoded = body.encoded()
         if encoded.count > limits.maxMessageBytes {
             return .failure(MessageRejection(kind: .tooLarge, errors: [
@@ -225,28 +249,49 @@ public struct MessageNormalizer: Sendable {
 
     static let typeList = CallType.allCases.map(\.rawValue).joined(separator: ", ")
 
+    /// The top-level fields the relay knows, in the order it emits them
+    /// (alphabetical, as the seed's complete example); other top-level
+    /// fields follow in the order sent.
+    static let envelopeOrder = [
+        "anonymous_id", "context", "event", "group_id", "integrations", "message_id", "name", "previous_id",
+        "properties", "received_at", "timestamp", "traits", "type", "user_id",
+    ]
+
+    /// `fields` in envelope order: the known fields, then the others as sent.
+    /// (Members are moved out of `fields`, which is left with the others.)
+    static func envelope(_ fields: inout JSONObject) -> JSONObject {
+        var out = JSONObject()
+        out.reserveCapacity(fields.count)
+        for key in envelopeOrder {
+            if let i = fields.index(forKey: key) { out.appendUnchecked(key, fields.removeMember(at: i)) }
+        }
+        for m in fields.members { out.appendUnchecked(m.key, m.value) }
+        return out
+    }
+
     enum Identifier: Equatable { case absent, invalid, present(String) }
 
     /// Reads an id field: a non-empty string, or a number turned into its string.
-    static func identifier(_ fields: inout [String: JSONValue], _ key: String, errors: inout [FieldError]) -> Identifier {
-        guard let v = fields[key] else { return .absent }
+    static func identifier(_ fields: inout JSONObject, _ key: String, errors: inout [FieldError]) -> Identifier {
+        guard let at = fields.index(forKey: key) else { return .absent }
+        let v = fields[at].value
         switch v {
         case .null:
-            fields[key] = nil
+            fields.removeMember(at: at)
             return .absent
         case .string(let s):
-            if s.allSatisfy(\.isWhitespace) {
+            if isBlank(s) {
                 errors.append(FieldError(path: key, message: "must not be empty"))
                 return .invalid
             }
             return .present(s)
         case .int(let i):
             let s = String(i)
-            fields[key] = .string(s)
+            fields.setValue(.string(s), at: at)
             return .present(s)
         case .double(let d) where d.isFinite:
             let s = d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : "\(d)"
-            fields[key] = .string(s)
+            fields.setValue(.string(s), at: at)
             return .present(s)
         default:
             errors.append(FieldError(path: key, message: "expected a string or a number, got \(v.kindDescription)"))
@@ -254,9 +299,18 @@ public struct MessageNormalizer: Sendable {
         }
     }
 
-    static func requireNonEmptyString(_ fields: [String: JSONValue], _ key: String, errors: inout [FieldError]) {
+    /// Empty or only white space. (An ASCII letter or digit first settles it
+    /// without walking the string's characters.)
+    static func isBlank(_ s: String) -> Bool {
+        if let b = s.utf8.first, (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || ((b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z")) {
+            return false
+        }
+        return s.allSatisfy(\.isWhitespace)
+    }
+
+    static func requireNonEmptyString(_ fields: JSONObject, _ key: String, errors: inout [FieldError]) {
         switch fields[key] {
-        case .string(let s)? where !s.allSatisfy(\.isWhitespace): return
+        case .string(let s)? where !isBlank(s): return
         case .string?: errors.append(FieldError(path: key, message: "must not be empty"))
         case nil: errors.append(FieldError(path: key, message: "required"))
         case let v?: errors.append(FieldError(path: key, message: "expected a string, got \(v.kindDescription)"))
@@ -264,95 +318,108 @@ public struct MessageNormalizer: Sendable {
     }
 
     /// Folds `alias` into `canonical`; both with different values is an error.
-    static func unify(_ obj: inout [String: JSONValue], canonical: String, alias: String, path: String, errors: inout [FieldError]) {
-        guard let aliased = obj.removeValue(forKey: alias) else { return }
-        if let existing = obj[canonical], existing != aliased {
-            errors.append(FieldError(path: FieldPath.join(path, canonical), message: "sent as both \(canonical) and \(alias) with different values"))
+    /// Sent alone, the alias is renamed where it stands; sent with the
+    /// canonical spelling, the canonical member keeps its place.
+    static func unify(_ obj: inout JSONObject, canonical: String, alias: String, path: String, errors: inout [FieldError]) {
+        guard let a = obj.index(forKey: alias) else { return }
+        guard let c = obj.index(forKey: canonical) else {
+            obj.renameMember(at: a, to: canonical)
             return
         }
-        obj[canonical] = aliased
+        if obj[c].value != obj[a].value {
+            errors.append(FieldError(path: FieldPath.join(path, canonical), message: "sent as both \(canonical) and \(alias) with different values"))
+        }
+        obj.removeMember(at: a)
     }
 
     /// No key in traits or properties, at any depth, may hold a space or a full stop.
-    static func checkKeys(_ value: JSONValue, path: String, errors: inout [FieldError]) {
-        switch value {
-        case .object(let o):
-            for (key, value) in o {
-                let bad = key.utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: ".") })
-                // Paths are built only where there is something to report below.
-                if bad { errors.append(FieldError(path: FieldPath.join(path, key), message: "keys must not contain a space or a full stop")) }
-                switch value {
-                case .object, .array: checkKeys(value, path: FieldPath.join(path, key), errors: &errors)
-                default: break
-                }
+    /// Errors come in document order.
+    static func checkKeys(_ object: JSONObject, path: String, errors: inout [FieldError]) {
+        for (key, value) in object.members {
+            let bad = key.utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: ".") })
+            // Paths are built only where there is something to report below.
+            if bad { errors.append(FieldError(path: FieldPath.join(path, key), message: "keys must not contain a space or a full stop")) }
+            switch value {
+            case .object(let o): checkKeys(o, path: FieldPath.join(path, key), errors: &errors)
+            case .array(let a): checkKeys(a, path: FieldPath.join(path, key), errors: &errors)
+            default: break
             }
-        case .array(let a):
-            for (i, v) in a.enumerated() { checkKeys(v, path: FieldPath.index(path, i), errors: &errors) }
-        default:
-            break
+        }
+    }
+
+    static func checkKeys(_ array: [JSONValue], path: String, errors: inout [FieldError]) {
+        for (i, v) in array.enumerated() {
+            switch v {
+            case .object(let o): checkKeys(o, path: FieldPath.index(path, i), errors: &errors)
+            case .array(let a): checkKeys(a, path: FieldPath.index(path, i), errors: &errors)
+            default: break
+            }
         }
     }
 
     /// Renames camelCase reserved traits to snake_case and checks their types.
-    static func normalizeReserved(_ obj: inout [String: JSONValue], schema: [ReservedTraits.Entry], path: String, errors: inout [FieldError]) {
+    static func normalizeReserved(_ obj: inout JSONObject, schema: [ReservedTraits.Entry], path: String, errors: inout [FieldError]) {
         for entry in schema {
             if let camel = entry.camel { unify(&obj, canonical: entry.name, alias: camel, path: path, errors: &errors) }
-            guard var value = obj[entry.name] else { continue }
+            guard let at = obj.index(forKey: entry.name) else { continue }
             switch entry.type {
             case .leaf(let type):
-                check(value, as: type, path: FieldPath.join(path, entry.name), errors: &errors)
+                check(obj[at].value, as: type, path: FieldPath.join(path, entry.name), errors: &errors)
             case .object(let members):
-                if value == .null { continue }
-                guard case .object(var o) = value else {
+                switch obj[at].value {
+                case .null: continue
+                case .object: break
+                case let value:
                     errors.append(FieldError(path: FieldPath.join(path, entry.name), message: "expected an object, got \(value.kindDescription)"))
                     continue
                 }
-                obj[entry.name] = nil  // keep `o` uniquely referenced while it changes
+                // Taken out so that `o` is uniquely referenced while it changes.
+                guard case .object(var o) = obj.takeValue(at: at) else { continue }
                 normalizeReserved(&o, schema: members, path: FieldPath.join(path, entry.name), errors: &errors)
-                value = .object(o)
-                obj[entry.name] = value
+                obj.setValue(.object(o), at: at)
             }
         }
     }
 
-    static func check(_ value: JSONValue, as type: TraitType, path: String, errors: inout [FieldError]) {
+    /// `path` is built only when there is an error to report.
+    static func check(_ value: JSONValue, as type: TraitType, path: @autoclosure () -> String, errors: inout [FieldError]) {
         if value == .null { return }  // an explicit null clears a trait
         switch type {
         case .string:
-            if value.stringValue == nil { errors.append(FieldError(path: path, message: "expected a string, got \(value.kindDescription)")) }
+            if value.stringValue == nil { errors.append(FieldError(path: path(), message: "expected a string, got \(value.kindDescription)")) }
         case .number:
             switch value {
             case .int, .double: break
-            default: errors.append(FieldError(path: path, message: "expected a number, got \(value.kindDescription)"))
+            default: errors.append(FieldError(path: path(), message: "expected a number, got \(value.kindDescription)"))
             }
         case .stringOrNumber:
             switch value {
             case .int, .double, .string: break
-            default: errors.append(FieldError(path: path, message: "expected a string or a number, got \(value.kindDescription)"))
+            default: errors.append(FieldError(path: path(), message: "expected a string or a number, got \(value.kindDescription)"))
             }
         case .date:
             guard let s = value.stringValue else {
-                errors.append(FieldError(path: path, message: "expected an ISO-8601 date string, got \(value.kindDescription)"))
+                errors.append(FieldError(path: path(), message: "expected an ISO-8601 date string, got \(value.kindDescription)"))
                 return
             }
             if ISO8601.parseDateOrDateTime(s) == nil {
-                errors.append(FieldError(path: path, message: "expected an ISO-8601 date such as 2017-02-09 or 2017-02-09T12:08:32Z, got \"\(clip(s))\""))
+                errors.append(FieldError(path: path(), message: "expected an ISO-8601 date such as 2017-02-09 or 2017-02-09T12:08:32Z, got \"\(clip(s))\""))
             }
         case .oneOf(let allowed):
             guard let s = value.stringValue else {
-                errors.append(FieldError(path: path, message: "expected a string, got \(value.kindDescription)"))
+                errors.append(FieldError(path: path(), message: "expected a string, got \(value.kindDescription)"))
                 return
             }
             if !allowed.contains(s) {
-                errors.append(FieldError(path: path, message: "\"\(clip(s))\" is not one of: \(allowed.joined(separator: ", "))"))
+                errors.append(FieldError(path: path(), message: "\"\(clip(s))\" is not one of: \(allowed.joined(separator: ", "))"))
             }
         case .currency:
             guard let s = value.stringValue else {
-                errors.append(FieldError(path: path, message: "expected a string, got \(value.kindDescription)"))
+                errors.append(FieldError(path: path(), message: "expected a string, got \(value.kindDescription)"))
                 return
             }
             if !(s.utf8.count == 3 && s.utf8.allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) {
-                errors.append(FieldError(path: path, message: "expected a three-letter lowercase currency code such as \"usd\", got \"\(clip(s))\""))
+                errors.append(FieldError(path: path(), message: "expected a three-letter lowercase currency code such as \"usd\", got \"\(clip(s))\""))
             }
         case .object:
             // objects are walked by normalizeReserved
@@ -360,16 +427,16 @@ public struct MessageNormalizer: Sendable {
         }
     }
 
-    static func mergeObject(_ fields: inout [String: JSONValue], _ key: String, batch: [String: JSONValue]?, errors: inout [FieldError]) {
+    /// The batch's members first, in its order; the message's own value for
+    /// a key replaces the batch's in place; its other members follow in order.
+    static func mergeObject(_ fields: inout JSONObject, _ key: String, batch: JSONObject?, errors: inout [FieldError]) {
         let own = fields[key]
         if let own, own.objectValue == nil, own != .null {
             errors.append(FieldError(path: key, message: "expected an object, got \(own.kindDescription)"))
             return
         }
         guard let batch, !batch.isEmpty else { return }
-        var merged = batch
-        for (k, v) in own?.objectValue ?? [:] { merged[k] = v }
-        fields[key] = .object(merged)
+        fields[key] = .object(batch.merging(own?.objectValue ?? [:]))
     }
 
     static func clip(_ s: String) -> String {
