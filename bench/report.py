@@ -87,9 +87,9 @@ def main():
     w("- disk: %s; every spool, SQLite file, PostgreSQL cluster and syslog-ng disk buffer lives there" % m["disk"])
     w("- load average at start %s, at end %s (`uptime`: `%s`)" % (" ".join(la0), " ".join(la1), res.get("uptime_start", "")))
     if busy:
-        w("- **This run shared the machine with other work** (other engineers' Swift builds: the load average above was over 1 "
-          "on 2 cores), so absolute numbers are noisy and lower than on an idle machine. The relay and its reference ran "
-          "back to back in each run, so the ratios are the figures to read.")
+        w("- **The machine was not idle** (the load average above was over 1 on 2 cores at some point: recent or concurrent "
+          "work), so absolute numbers are noisy. The relay and its reference ran back to back in each run, so the ratios "
+          "are the figures to read.")
     w("- tools: %s" % "; ".join("%s: %s" % (k, v[k]) for k in sorted(v) if k not in ("relay_commit",)))
     w("- payload: a Segment-style identify of %d bytes before its ids (`bench/payload.json`: messageId, timestamp, sentAt, "
       "context.library, type, userId, 12 traits), with a unique messageId per call in every driver" % res.get("payload_bytes", 0))
@@ -182,8 +182,8 @@ def main():
     n4 = get(res, "results", "m4", "calls") or 0
     w("## 4. End to end vs syslog-ng 3.38 as a reliable relay")
     w("")
-    w("%s calls: to the relay over the line protocol on its Unix socket (relay **defaults**, an empty config file; in etc/relay.toml at the time of "
-      "writing: batches of at most 100, at most 100 requests/s, 2 in flight), and the same lines over TCP to syslog-ng (`network(transport(\"tcp\") flags(no-parse) "
+    w("%s calls: to the relay over the line protocol on its Unix socket (relay **defaults**, an empty config file: "
+      "batches filled up to 500 KiB (at most 2,500 calls), at most 100 requests/s, 2 in flight), and the same lines over TCP to syslog-ng (`network(transport(\"tcp\") flags(no-parse) "
       "log-iw-size(20000))`, `http(... batch-lines(1000) batch-bytes(1048576) batch-timeout(200) workers(2) body-prefix('{\"batch\":[') "
       "delimiter(\",\") body-suffix(\"]}\") body(\"${MESSAGE}\") disk-buffer(reliable(yes) ...))`, `flags(flow-control)`). Both deliver "
       "to `bench/drivers/sink.c`, which counts the elements of each `{\"batch\":[...]}` body. Rate = calls counted at the sink / "

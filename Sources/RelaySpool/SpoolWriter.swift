@@ -147,28 +147,27 @@ final class SpoolWriter {
         var completions: [(Result<Void, SpoolError>) -> Void] = []
         /// Append completions by executor, handed over in one call each after the commit.
         var deferred: [ObjectIdentifier: (executor: any CompletionExecutor, jobs: [@Sendable () -> Void])] = [:]
-
-        mutating func complete(on executor: (any CompletionExecutor)?, _ job: @escaping @Sendable () -> Void) {
-            guard let executor else { completions.append { _ in job() }; return }
-            deferred[ObjectIdentifier(executor), default: (executor, [])].jobs.append(job)
-        }
         /// Payload bytes this turn appended (an upper bound of its growth).
         var appendedBytes: Int64 = 0
         var dropped: Int64 = 0
         var expired: Int64 = 0
         var evicted: Int64 = 0
         var rejected = false
+
+        mutating func complete(on executor: (any CompletionExecutor)?, _ job: @escaping @Sendable () -> Void) {
+            guard let executor else { completions.append { _ in job() }; return }
+            deferred[ObjectIdentifier(executor), default: (executor, [])].jobs.append(job)
+        }
     }
 
     private func apply(_ ops: [Spool.Op], _ shared: Spool.Shared) {
         var turn = Turn()
         let commitNumber = shared.commits.load(ordering: .acquiring) + 1
-        let committed = transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
+        let failed = transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
             for op in ops { try applyOne(op, commit: commitNumber, shared: shared, turn: &turn) }
         }
-        guard committed else {
-            let failure = SpoolError.storage(lastError ?? SQLiteError(code: SQLITE_ERROR, message: "commit failed"))
-            for op in ops { Self.fail(op, failure) }
+        if let failed {
+            for op in ops { Self.fail(op, .storage(failed)) }
             return
         }
         if turn.dropped > 0 {
@@ -178,11 +177,10 @@ final class SpoolWriter {
         for c in turn.completions { c(.success(())) }
     }
 
-    private var lastError: SQLiteError?
-
     /// Runs `body` in one write transaction, refreshes the totals inside it
-    /// and commits; publishes the new stats. False (rolled back, logged) on error.
-    private func transaction(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> Bool {
+    /// and commits; publishes the new stats. Returns the error (after
+    /// ROLLBACK, logged) when it did not commit, nil when it did.
+    private func transaction(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> SQLiteError? {
         do {
             try db.execute("BEGIN IMMEDIATE")
             try body(&turn)
@@ -190,17 +188,16 @@ final class SpoolWriter {
             try db.execute("COMMIT")
         } catch {
             if db.inTransaction { try? db.execute("ROLLBACK") }
-            lastError = error
             logger.error("spool commit failed; nothing of this transaction was stored", metadata: ["error": "\(error)"])
             // What is on disk is what it was; read it again.
             try? refreshTotals()
             publish(shared, turn: Turn())
-            return false
+            return error
         }
         dataVersion = (try? currentDataVersion()) ?? dataVersion
         shared.commits.add(1, ordering: .releasing)
         publish(shared, turn: turn)
-        return true
+        return nil
     }
 
     private func publish(_ shared: Spool.Shared, turn: Turn) {
@@ -369,7 +366,7 @@ final class SpoolWriter {
         var touched = 0
         var turn = Turn()
         let commit = shared.commits.load(ordering: .acquiring) + 1
-        let ok = transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
+        let ok = nil == transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
             if expiryDue {
                 try expiredRows.bind(1, now - maxAge)
                 try expiredRows.bind(2, Int64(limit))
