@@ -141,3 +141,13 @@ extension Logger {
         return l
     }
 }
+
+// swift-service-lifecycle logs each service at debug level: describe them by
+// name only, so no setting (the write key above all) reaches the log.
+extension SpoolService: CustomStringConvertible {
+    var description: String { "SpoolService" }
+}
+
+extension ReloadService: CustomStringConvertible {
+    var description: String { "ReloadService" }
+}

@@ -59,3 +59,13 @@ public struct ForwarderOptions: Sendable {
         (upstream.hasSuffix("/") ? String(upstream.dropLast()) : upstream) + "/v1/batch"
     }
 }
+
+extension ForwarderOptions: CustomStringConvertible, CustomDebugStringConvertible {
+    /// The settings without the write key (which is a secret): safe to log.
+    public var description: String {
+        "ForwarderOptions(upstream: \(upstream), write_key: \(writeKey == nil ? "from apps" : "configured"), "
+            + "batch: \(maxBatchCount) messages / \(maxBatchBytes) bytes, flush: \(flushIntervalMillis) ms, "
+            + "pace: \(maxRequestsPerSecond)/s, in flight: \(maxInFlight), gzip: \(gzip))"
+    }
+    public var debugDescription: String { description }
+}
