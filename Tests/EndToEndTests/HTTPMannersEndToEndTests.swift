@@ -62,3 +62,55 @@ final class Collected: @unchecked Sendable {
     func append(_ s: String) { lock.lock(); storage.append(s); lock.unlock() }
     var items: [String] { lock.lock(); defer { lock.unlock() }; return storage }
 }
+
+@Suite struct RequestTimeoutEndToEndTests {
+    /// Sends `bytes` one at a time, `gapMillis` apart, until the relay answers or closes; returns what it read.
+    static func trickle(_ conn: SocketConnection, _ bytes: [UInt8], gapMillis: UInt32, seconds: Double) -> String {
+        var flags = fcntl(conn.fd, F_GETFL)
+        flags |= O_NONBLOCK
+        _ = fcntl(conn.fd, F_SETFL, flags)
+        var got = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(seconds)
+        var i = 0
+        while Date() < deadline {
+            if i < bytes.count {
+                if send(conn.fd, [bytes[i]], 1, Int32(MSG_NOSIGNAL)) == 1 { i += 1 }
+            }
+            let n = recv(conn.fd, &buf, buf.count, 0)
+            if n > 0 { got += buf[0..<n] }
+            if n == 0 { break }  // closed
+            usleep(gapMillis * 1000)
+        }
+        return String(decoding: got, as: UTF8.self)
+    }
+
+    @Test func aClientTricklingItsRequestGets408AndOthersAreServedMeanwhile() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9", config: testConfig() + "\n[listen]\nrequest_timeout_seconds = 1\n")
+        try relay.start()
+        defer { relay.stop() }
+        let slowHeaders = try SocketConnection(relay.tcp)
+        let slowBody = try SocketConnection(relay.tcp)
+        try slowBody.write(Array("POST /v1/identify HTTP/1.1\r\nHost: relay\r\nContent-Length: 400\r\n\r\n".utf8))
+        let started = Date()
+        // Meanwhile, a normal client is served.
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("served")).status == 200)
+        let headersAnswer = Self.trickle(slowHeaders, Array("POST /v1/identify HTTP/1.1\r\nHost: relay\r\nX-Pad: \(String(repeating: "p", count: 200))\r\n".utf8),
+                                         gapMillis: 50, seconds: 8)
+        #expect(headersAnswer.hasPrefix("HTTP/1.1 408"), "a client trickling its headers is cut off: \(headersAnswer)")
+        let bodyAnswer = Self.trickle(slowBody, Array(#"{"userId":"slow","traits":{"pad":"\#(String(repeating: "b", count: 360))"}}"#.utf8),
+                                      gapMillis: 50, seconds: 8)
+        #expect(bodyAnswer.hasPrefix("HTTP/1.1 408"), "a client trickling its body is cut off: \(bodyAnswer)")
+        #expect(Date().timeIntervalSince(started) < 8)
+    }
+
+    @Test func aKeepAliveConnectionIdleBetweenRequestsIsNotCutOff() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9", config: testConfig() + "\n[listen]\nrequest_timeout_seconds = 1\n")
+        try relay.start()
+        defer { relay.stop() }
+        let conn = try SocketConnection(relay.tcp)
+        #expect(try conn.request("POST", "/v1/identify", body: Array(identify("first").utf8)).status == 200)
+        Thread.sleep(forTimeInterval: 1.5)  // longer than the request timeout, shorter than the idle timeout
+        #expect(try conn.request("POST", "/v1/identify", body: Array(identify("second").utf8)).status == 200)
+    }
+}

@@ -29,6 +29,8 @@ public struct RelayConfig: Sendable, Codable, Equatable {
         public var line_protocol_on_tcp: Bool?
         public var max_connections: Int?
         public var idle_timeout_seconds: Int?
+        /// Longest a client may take to send one HTTP request (headers and body).
+        public var request_timeout_seconds: Int?
     }
 
     public struct Upstream: Sendable, Codable, Equatable {
@@ -181,6 +183,7 @@ extension RelayConfig {
         ingest.lineProtocolOnTCP = listen?.line_protocol_on_tcp ?? false
         if let v = positive(listen?.max_connections, "listen.max_connections") { ingest.maxConnections = v }
         if let v = positive(listen?.idle_timeout_seconds, "listen.idle_timeout_seconds") { ingest.idleTimeoutSeconds = Int64(v) }
+        if let v = positive(listen?.request_timeout_seconds, "listen.request_timeout_seconds") { ingest.requestTimeoutSeconds = Int64(v) }
         if ingest.tcpHost == nil && ingest.unixPath == nil { problems.append("listen: both tcp and unix are off; the relay would accept nothing") }
         do { try IngestServer.checkAddress(ingest) } catch { problems.append(error.description) }
 

@@ -23,6 +23,8 @@ public struct IngestOptions: Sendable {
     public var maxBatchMessages: Int
     public var maxConnections: Int
     public var idleTimeoutSeconds: Int64
+    /// Longest a client may take to send one HTTP request (headers and body): `408` after it.
+    public var requestTimeoutSeconds: Int64
     /// Seconds an app is told to wait (`Retry-After`) when the spool refuses writes.
     public var retryAfterSeconds: Int
     /// The relay holds an upstream write key, so apps need none.
@@ -37,7 +39,7 @@ public struct IngestOptions: Sendable {
         unixPath: String? = "/run/plainflow-relay/relay.sock", unixMode: UInt16 = 0o660, unixGroup: String? = nil,
         lineProtocolOnTCP: Bool = false, limits: MessageLimits = MessageLimits(),
         maxRequestBytes: Int = 500 * 1024, maxBatchMessages: Int = 2500, maxConnections: Int = 1024,
-        idleTimeoutSeconds: Int64 = 300, retryAfterSeconds: Int = 5, relayHasWriteKey: Bool = false,
+        idleTimeoutSeconds: Int64 = 300, requestTimeoutSeconds: Int64 = 30, retryAfterSeconds: Int = 5, relayHasWriteKey: Bool = false,
         acceptedWriteKeys: [String]? = nil, drainTimeoutSeconds: Int64 = 5
     ) {
         self.tcpHost = tcpHost
@@ -52,6 +54,7 @@ public struct IngestOptions: Sendable {
         self.maxBatchMessages = maxBatchMessages
         self.maxConnections = maxConnections
         self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.requestTimeoutSeconds = requestTimeoutSeconds
         self.retryAfterSeconds = retryAfterSeconds
         self.relayHasWriteKey = relayHasWriteKey
         self.acceptedWriteKeys = acceptedWriteKeys

@@ -33,7 +33,11 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 try ops.addHandler(ByteToMessageHandler(BoundedLineDecoder(maxLength: pipeline.options.maxRequestBytes)), position: .after(self))
                 try ops.addHandler(LineProtocolHandler(pipeline: pipeline, executors: executors), position: .last)
             } else {
-                try ops.configureHTTPServerPipeline(position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
+                let deadline = RequestDeadline(timeout: .seconds(pipeline.options.requestTimeoutSeconds))
+                let start = RequestStartWatcher(deadline)
+                try ops.addHandler(start, position: .after(self))
+                try ops.configureHTTPServerPipeline(position: .after(start), withPipeliningAssistance: true, withErrorHandling: true)
+                try ops.addHandler(RequestEndWatcher(deadline), position: .last)
                 try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints, executors: executors), position: .last)
             }
         } catch {

@@ -1,0 +1,96 @@
+// RequestDeadline: how long a client may take to send one HTTP request.
+//
+// The idle timeout closes silent connections, but a client that sends a
+// byte every few seconds (a slow-loris, or a broken app) never goes silent
+// and would hold its connection, and a slot under max_connections, for
+// ever. The deadline starts with the first byte of a request and ends when
+// the request is complete (headers and body); past it the client gets
+// `408` and the connection closes. Time spent waiting for the commit and
+// writing the answer never counts, and neither does a keep-alive
+// connection idling between requests (the idle timeout covers that).
+//
+// Two handlers share one RequestDeadline: the start watcher sits before the
+// HTTP decoder and sees the first raw bytes; the end watcher sits after it
+// and sees the request's end and the answer's end. All on the channel's loop.
+
+import NIOCore
+import NIOHTTP1
+
+/// The state of the current request on one connection (loop-confined).
+final class RequestDeadline {
+    enum State { case idle, reading, answering }
+    private(set) var state = State.idle
+    private var timer: Scheduled<Void>?
+    let timeout: TimeAmount
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    /// A request's first bytes: start the clock (once per request).
+    func requestStarted(_ context: ChannelHandlerContext) {
+        guard state == .idle else { return }
+        state = .reading
+        let seconds = timeout.nanoseconds / 1_000_000_000
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            guard state == .reading else { return }
+            let body = #"{"errors":["the request was not complete within \#(seconds) s (listen.request_timeout_seconds)"],"ok":false,"status":408}"#
+            let head = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n"
+            let buffer = context.channel.allocator.buffer(string: head + body)
+            context.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    /// The whole request has arrived: the rest is the relay's time.
+    func requestComplete() {
+        state = .answering
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// The answer is written: the next request starts its own clock.
+    func answered() {
+        if state == .answering { state = .idle }
+    }
+
+    func cancel() {
+        timer?.cancel()
+        timer = nil
+    }
+}
+
+/// Before the HTTP decoder: starts the deadline on a request's first bytes.
+final class RequestStartWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    let deadline: RequestDeadline
+    init(_ deadline: RequestDeadline) { self.deadline = deadline }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        deadline.requestStarted(context)
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline.cancel()
+        context.fireChannelInactive()
+    }
+}
+
+/// After the HTTP decoder: ends the deadline with the request, re-arms it
+/// for the next request once the answer is written.
+final class RequestEndWatcher: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+    let deadline: RequestDeadline
+    init(_ deadline: RequestDeadline) { self.deadline = deadline }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .end = unwrapInboundIn(data) { deadline.requestComplete() }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { deadline.answered() }
+        context.write(data, promise: promise)
+    }
+}
