@@ -11,8 +11,9 @@
 //   load, appends from many connections share one fsync. An optional linger
 //   window lets concurrent producers join before the commit.
 // - Rows leave the outbox only when the upstream accepted them (deleted,
-//   id kept in `sent_ids` for the dedupe window) or when they are moved to
-//   `dead_letters`, in the same transaction. Nothing is dropped silently.
+//   id kept in `sent_ids` for the dedupe window), when they are moved to
+//   `dead_letters` (refused, expired), in the same transaction, or under
+//   `on_full = drop_oldest` (counted and logged). Nothing goes silently.
 // - Leases are in memory (see SpoolReader): after a crash every row that was
 //   in flight is simply still in the outbox and is sent again.
 // - `max_bytes` bounds everything on disk: outbox, dead letters and dedupe
@@ -46,12 +47,12 @@ public struct SpoolOptions: Sendable {
     public enum OnFull: String, Sendable, Codable {
         /// Refuse new calls with 503 until there is room (default).
         case reject
-        /// Move the oldest messages to dead letters to make room (counted and logged).
+        /// Delete the oldest queued messages to make room (counted and logged).
         case dropOldest = "drop_oldest"
     }
 
     public var path: String
-    /// Upper bound of the outbox payload bytes.
+    /// Upper bound of what the spool keeps: outbox, dead letters and dedupe ids.
     public var maxBytes: Int64
     public var onFull: OnFull
     /// `synchronous=FULL` (fsync every commit) when true, `NORMAL` otherwise.
@@ -117,6 +118,8 @@ public final class Spool: Sendable {
         let leases = Mutex(LeaseTable())
         /// Commits completed; a reader reads it before it reads rows (LeaseTable).
         let commits = Atomic<Int64>(0)
+        /// Rejected-call samples queued for the writer (bounded: samples are best effort).
+        let pendingRejected = Atomic<Int>(0)
         let maxAgeMillis: Atomic<Int64>
         let nowMillis: @Sendable () -> Int64
         init(_ stats: SpoolStats, maxAgeMillis: Int64, nowMillis: @escaping @Sendable () -> Int64) {
@@ -170,9 +173,20 @@ public final class Spool: Sendable {
 
     /// Keeps a sample of a refused call for the operator (`rejected list`); best effort.
     /// - Parameter errorsJSON: the errors as a JSON array of strings.
+    /// At most `maxPendingRejected` samples wait for the writer: an app that
+    /// floods bad calls costs neither memory nor write time beyond that.
     public func recordRejected(errorsJSON: String, sample: [UInt8], atMillis: Int64) {
-        _ = queue.push(.rejected(errors: errorsJSON, sample: Array(sample.prefix(4096)), atMillis: atMillis))
+        guard shared.pendingRejected.add(1, ordering: .relaxed).newValue <= Self.maxPendingRejected else {
+            shared.pendingRejected.subtract(1, ordering: .relaxed)
+            return
+        }
+        if !queue.push(.rejected(errors: errorsJSON, sample: Array(sample.prefix(4096)), atMillis: atMillis)) {
+            shared.pendingRejected.subtract(1, ordering: .relaxed)
+        }
     }
+
+    /// Samples of refused calls that may wait for the writer at once.
+    static let maxPendingRejected = 256
 
     // MARK: Forward side
 

@@ -8,7 +8,7 @@
 // upstream still dedupes it; the running forwarder picks it up on its next
 // read.
 
-/// A message the upstream refused, or that expired or was dropped.
+/// A message the upstream refused, or that expired.
 public struct DeadLetter: Sendable, Hashable, Codable {
     public let id: Int64
     public let messageID: String
@@ -78,39 +78,103 @@ public final class SpoolAdmin {
         }
     }
 
+    /// What a replay did.
+    public struct ReplayResult: Sendable, Hashable {
+        /// Moved back to the outbox, to be sent again.
+        public var replayed = 0
+        /// Removed from dead letters without a new row: a message with the same
+        /// message_id is already queued (or was replayed in the same run), and
+        /// the upstream dedupes on it.
+        public var alreadyQueued = 0
+        /// Ids asked for that are not dead letters.
+        public var notFound: [Int64] = []
+    }
+
+    /// Rows one operator transaction touches: the daemon's writer waits for
+    /// each (busy_timeout), so a slice must stay far below that wait.
+    static let sliceRows = 1_000
+
     /// Moves dead letters back to the outbox (all of them when `ids` is nil),
-    /// each with a fresh age (`nowMillis`); returns how many.
-    public func replayDeadLetters(ids: [Int64]?, nowMillis: Int64 = Spool.wallClockMillis()) throws(SpoolError) -> Int {
-        let filter = ids.map { "WHERE id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
+    /// each with a fresh age (`nowMillis`), in transactions of at most
+    /// `sliceRows` rows so that the running daemon's commits never wait long.
+    public func replayDeadLetters(ids: [Int64]?, nowMillis: Int64 = Spool.wallClockMillis()) throws(SpoolError) -> ReplayResult {
+        var result = ReplayResult()
         do {
-            try db.execute("BEGIN IMMEDIATE")
-            try db.execute("""
-                DELETE FROM sent_ids WHERE message_id IN (SELECT message_id FROM dead_letters \(filter));
-                INSERT OR IGNORE INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
-                    SELECT message_id, write_key, priority, \(nowMillis), payload, length(payload)
-                    FROM dead_letters \(filter) ORDER BY id;
-                """)
-            let moved = db.changes
-            try db.execute("DELETE FROM dead_letters \(filter)")
-            try db.execute("COMMIT")
-            return moved
+            var chunks: [[Int64]] = []
+            if let ids {
+                let wanted = Array(Set(ids)).sorted()
+                let found = try existingDeadLetterIDs(wanted)
+                result.notFound = wanted.filter { !found.contains($0) }
+                let present = wanted.filter { found.contains($0) }
+                chunks = stride(from: 0, to: present.count, by: Self.sliceRows).map { Array(present[$0..<min($0 + Self.sliceRows, present.count)]) }
+            }
+            let next = try db.prepare("SELECT id FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2")
+            var after: Int64 = -1
+            var index = 0
+            while true {
+                let chunk: [Int64]
+                if ids != nil {
+                    guard index < chunks.count else { break }
+                    chunk = chunks[index]
+                    index += 1
+                } else {
+                    try next.bind(1, after)
+                    try next.bind(2, Int64(Self.sliceRows))
+                    var found: [Int64] = []
+                    while try next.step() { found.append(next.int64(0)) }
+                    next.reset()
+                    guard let last = found.last else { break }
+                    after = last
+                    chunk = found
+                }
+                let list = chunk.map(String.init).joined(separator: ",")
+                try db.execute("BEGIN IMMEDIATE")
+                try db.execute("""
+                    DELETE FROM sent_ids WHERE message_id IN (SELECT message_id FROM dead_letters WHERE id IN (\(list)));
+                    INSERT OR IGNORE INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
+                        SELECT message_id, write_key, priority, \(nowMillis), payload, length(payload)
+                        FROM dead_letters WHERE id IN (\(list)) ORDER BY id;
+                    """)
+                let moved = db.changes
+                try db.execute("DELETE FROM dead_letters WHERE id IN (\(list))")
+                let removed = db.changes
+                try db.execute("COMMIT")
+                result.replayed += moved
+                result.alreadyQueued += removed - moved
+            }
+            return result
         } catch {
-            try? db.execute("ROLLBACK")
+            if db.inTransaction { try? db.execute("ROLLBACK") }
             throw SpoolError.storage(error)
         }
     }
 
-    /// Deletes dead letters that died before `cutoffMillis` (all when nil); returns how many.
+    private func existingDeadLetterIDs(_ ids: [Int64]) throws(SQLiteError) -> Set<Int64> {
+        var found: Set<Int64> = []
+        for start in stride(from: 0, to: ids.count, by: Self.sliceRows) {
+            let list = ids[start..<min(start + Self.sliceRows, ids.count)].map(String.init).joined(separator: ",")
+            let st = try db.prepare("SELECT id FROM dead_letters WHERE id IN (\(list))")
+            while try st.step() { found.insert(st.int64(0)) }
+        }
+        return found
+    }
+
+    /// Deletes dead letters that died before `cutoffMillis` (all when nil),
+    /// in transactions of at most `sliceRows` rows; returns how many.
     public func purgeDeadLetters(deadBeforeMillis cutoffMillis: Int64?) throws(SpoolError) -> Int {
         do {
-            if let cutoffMillis {
-                let st = try db.prepare("DELETE FROM dead_letters WHERE dead_at < ?1")
-                try st.bind(1, cutoffMillis)
+            let st = try db.prepare("""
+                DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE dead_at < ?1 ORDER BY id LIMIT ?2)
+                """)
+            var purged = 0
+            while true {
+                try st.bind(1, cutoffMillis ?? .max)
+                try st.bind(2, Int64(Self.sliceRows))
                 try st.run()
-            } else {
-                try db.execute("DELETE FROM dead_letters")
+                let n = db.changes
+                purged += n
+                if n < Self.sliceRows { return purged }
             }
-            return db.changes
         } catch {
             throw SpoolError.storage(error)
         }

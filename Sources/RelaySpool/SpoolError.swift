@@ -1,3 +1,5 @@
+import CSQLite
+
 /// Why the spool could not do what was asked.
 public enum SpoolError: Error, Sendable, CustomStringConvertible {
     /// Storing the call would take the spool past `max_bytes`.
@@ -21,7 +23,23 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
         case .full(let limit):
             return "the spool is full (max_bytes = \(limit)); retry later"
         case .storage(let e):
-            return "the spool could not write to disk: \(e)"
+            // What a person can act on; the SQL stays out (it reaches apps in 503 bodies).
+            switch e.primaryCode {
+            case SQLITE_FULL:
+                return "the disk holding the spool is full (\(e.message)); free space there, or lower spool.max_bytes"
+            case SQLITE_BUSY, SQLITE_LOCKED:
+                return "the spool file is busy: another process holds its write lock (an operator command?); retry shortly"
+            case SQLITE_READONLY:
+                return "the spool file is read-only for this user (\(e.message)); check the owner and mode of the spool and its directory"
+            case SQLITE_CANTOPEN:
+                return "cannot open the spool file (\(e.message)); check that its directory exists and this user may write there"
+            case SQLITE_NOTADB, SQLITE_CORRUPT:
+                return "the spool file is not a plainflow-relay spool, or is damaged (\(e.message))"
+            case SQLITE_IOERR:
+                return "the disk failed while reading or writing the spool (\(e.message), SQLite error \(e.code))"
+            default:
+                return "the spool failed: \(e.message) (SQLite error \(e.code))"
+            }
         case .newerSchema(let path, let found, let supported):
             return "\(path) has schema version \(found), newer than this relay understands (\(supported)); upgrade plainflow-relay"
         case .migrationFailed(let path, let v, let e):

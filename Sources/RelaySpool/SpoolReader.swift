@@ -41,7 +41,7 @@ public final class SpoolReader {
         var key: String?
         // Commits finished before this read: removals up to there are not in its snapshot.
         let committed = shared.commits.load(ordering: .acquiring)
-        let unavailable = shared.leases.withLock { $0.unavailable(committedBeforeRead: committed) }
+        let unavailable = shared.leases.withLock { $0.beginRead(committedBeforeRead: committed) }
         do {
             defer { due.reset() }
             try due.bind(1, nowMillis)
@@ -61,10 +61,11 @@ public final class SpoolReader {
                 if batch.count >= maxCount { break }
             }
         } catch {
+            _ = shared.leases.withLock { $0.endRead(leasing: []) }
             throw SpoolError.storage(error)
         }
         // The writer may have claimed a row for removal since the snapshot above.
-        let refused = shared.leases.withLock { $0.lease(batch.map(\.seq)) }
+        let refused = shared.leases.withLock { $0.endRead(leasing: batch.map(\.seq)) }
         return refused.isEmpty ? batch : batch.filter { !refused.contains($0.seq) }
     }
 
@@ -73,8 +74,6 @@ public final class SpoolReader {
         shared.leases.withLock { $0.release(messages.lazy.map(\.seq)) }
     }
 
-    /// Rows currently leased.
-    public var leasedCount: Int { shared.leases.withLock { $0.leased.count } }
 }
 
 extension SpoolStats {

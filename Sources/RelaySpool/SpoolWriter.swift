@@ -85,7 +85,7 @@ final class SpoolWriter {
                 FROM outbox WHERE seq = ?1
                 """)
             insertRejected = try db.prepare("INSERT INTO rejected (received_at, errors, sample) VALUES (?1, ?2, ?3)")
-            oldestOfPriority = try db.prepare("SELECT seq, bytes FROM outbox WHERE priority = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+            oldestOfPriority = try db.prepare("SELECT seq, bytes FROM outbox WHERE priority = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4")
             expiredRows = try db.prepare("SELECT seq FROM outbox WHERE received_at < ?1 ORDER BY received_at LIMIT ?2")
             evictOldestIDs = try db.prepare("""
                 DELETE FROM sent_ids WHERE message_id IN (SELECT message_id FROM sent_ids ORDER BY sent_at LIMIT ?1)
@@ -120,13 +120,16 @@ final class SpoolWriter {
             var barriers: [@Sendable () -> Void] = []
             var work: [Spool.Op] = []
             work.reserveCapacity(ops.count)
+            var rejectedSamples = 0
             for op in ops {
                 switch op {
                 case .shutdown(let done): shutdown.append(done)
                 case .barrier(let done): barriers.append(done)
+                case .rejected: rejectedSamples += 1; work.append(op)
                 default: work.append(op)
                 }
             }
+            if rejectedSamples > 0 { shared.pendingRejected.subtract(rejectedSamples, ordering: .relaxed) }
             noticeOtherWriters(shared)
             if !work.isEmpty { apply(work, shared) }
             maintain(shared)
@@ -153,6 +156,9 @@ final class SpoolWriter {
         var expired: Int64 = 0
         var evicted: Int64 = 0
         var rejected = false
+        /// The first outbox row this turn inserted: drop_oldest never drops
+        /// it or later ones (they are about to be acknowledged).
+        var firstInsertedSeq: Int64?
 
         mutating func complete(on executor: (any CompletionExecutor)?, _ job: @escaping @Sendable () -> Void) {
             guard let executor else { completions.append { _ in job() }; return }
@@ -165,6 +171,9 @@ final class SpoolWriter {
         let commitNumber = shared.commits.load(ordering: .acquiring) + 1
         let failed = transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
             for op in ops { try applyOne(op, commit: commitNumber, shared: shared, turn: &turn) }
+            if turn.rejected {  // keep the newest samples only
+                try db.execute("DELETE FROM rejected WHERE id <= (SELECT max(id) FROM rejected) - \(options.rejectedSampleLimit)")
+            }
         }
         if let failed {
             for op in ops { Self.fail(op, .storage(failed)) }
@@ -237,6 +246,7 @@ final class SpoolWriter {
                 try insert.run()
                 if db.changes == 1 {
                     outcomes.append(.stored)
+                    if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
                     turn.appendedBytes += Int64(m.payload.count)
                 } else {
                     outcomes.append(.duplicate)
@@ -276,10 +286,7 @@ final class SpoolWriter {
             try insertRejected.bind(2, errors)
             try insertRejected.bind(3, bytes: sample)
             try insertRejected.run()
-            if !turn.rejected {
-                turn.rejected = true
-                try db.execute("DELETE FROM rejected WHERE id <= (SELECT max(id) FROM rejected) - \(options.rejectedSampleLimit)")
-            }
+            turn.rejected = true
 
         case .barrier, .shutdown:
             break  // handled by run()
@@ -319,7 +326,8 @@ final class SpoolWriter {
             while try excess() > 0 {
                 try oldestOfPriority.bind(1, priority.rawValue)
                 try oldestOfPriority.bind(2, after)
-                try oldestOfPriority.bind(3, 64)
+                try oldestOfPriority.bind(3, turn.firstInsertedSeq ?? .max)
+                try oldestOfPriority.bind(4, 64)
                 var rows: [(seq: Int64, bytes: Int64)] = []
                 while try oldestOfPriority.step() { rows.append((oldestOfPriority.int64(0), oldestOfPriority.int64(1))) }
                 oldestOfPriority.reset()
@@ -375,7 +383,8 @@ final class SpoolWriter {
                 expiredRows.reset()
                 let free = shared.leases.withLock { $0.claimForRemoval(rows, byCommit: commit) }
                 touched = free.count  // rows in flight wait for the next round
-                let reason = DeadLetterReason(reason: "expired: waited longer than max_age (\(maxAge / 3_600_000) h) in the spool")
+                let hours = Double(maxAge) / 3_600_000
+                let reason = DeadLetterReason(reason: "expired: waited longer than max_age (\(hours == hours.rounded() ? String(Int64(hours)) : String(hours)) h) in the spool")
                 for seq in free { try moveToDeadLetters(seq, reason: reason, now: now, countsAsAttempt: false) }
                 turn.expired = Int64(free.count)
             }

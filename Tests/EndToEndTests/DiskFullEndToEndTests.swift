@@ -28,7 +28,7 @@ final class SmallDisk {
     /// Fills what is left with a file; returns its path.
     func fill() -> String {
         let filler = path + "/filler"
-        FileManager.default.createFile(atPath: filler, contents: nil)
+        _ = FileManager.default.createFile(atPath: filler, contents: nil)
         let h = FileHandle(forWritingAtPath: filler)!
         let chunk = Data(count: 64 * 1024)
         while (try? h.write(contentsOf: chunk)) != nil {}

@@ -72,7 +72,7 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         #expect(spool.stats.totalBytes <= 5_000)
         let admin = try SpoolAdmin(path: dir.db)
         let deadBefore = spool.stats.deadLetters
-        #expect(try admin.replayDeadLetters(ids: [try #require(admin.deadLetters(limit: 1).first).id], nowMillis: clock.now()) == 1)
+        #expect(try admin.replayDeadLetters(ids: [try #require(admin.deadLetters(limit: 1).first).id], nowMillis: clock.now()).replayed == 1)
         try await check("an operator's replay, from another connection")
         #expect(spool.stats.deadLetters == deadBefore - 1)
         _ = try admin.purgeDeadLetters(deadBeforeMillis: nil)
@@ -158,7 +158,7 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         clock.advance(20_000)
         await spool.settle()
         #expect(spool.stats.deadLetters == 1)
-        #expect(try SpoolAdmin(path: dir.db).replayDeadLetters(ids: nil, nowMillis: clock.now()) == 1)
+        #expect(try SpoolAdmin(path: dir.db).replayDeadLetters(ids: nil, nowMillis: clock.now()).replayed == 1)
         clock.advance(2_000)  // the next sweep
         await spool.settle()
         await spool.settle()
@@ -186,6 +186,35 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         // The id the v1 relay delivered is still in the dedupe window.
         let sentAt = try SQLiteConnection(path: dir.db).scalarInt("SELECT sent_at FROM sent_ids WHERE message_id = 'v1-sent'") ?? 0
         #expect(try await spool.append([record("v1-sent", at: sentAt + 1_000)]) == [.duplicate])
+        await spool.close()
+    }
+
+    @Test func operatorReplayAndPurgeWorkInSlicesAndSayWhatTheyDid() async throws {
+        let dir = TempDir()
+        let clock = ManualClock(1_000)
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxAgeMillis: 10_000), nowMillis: clock.now)
+        _ = try await spool.append((0..<2_500).map { record("d\($0)", at: 1_000) })
+        clock.advance(20_000)
+        for _ in 0..<20 where spool.stats.deadLetters < 2_500 { await spool.settle() }
+        #expect(spool.stats.deadLetters == 2_500)
+        let admin = try SpoolAdmin(path: dir.db)
+        // A message with the same id as a dead letter is queued again meanwhile.
+        _ = try await spool.append([record("d0", at: clock.now())])
+        let firstTwo = try admin.deadLetters(limit: 2_500).map(\.id).sorted().prefix(2)
+        let some = try admin.replayDeadLetters(ids: Array(firstTwo) + [999_999], nowMillis: clock.now())
+        #expect(some.replayed == 1 && some.alreadyQueued == 1, "d0 is queued already; d1 goes back")
+        #expect(some.notFound == [999_999])
+        let all = try admin.replayDeadLetters(ids: nil, nowMillis: clock.now())
+        #expect(all.replayed == 2_498, "every remaining dead letter, across three slices of 1,000")
+        await spool.settle()
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        #expect(spool.stats.depth == 2_500 && spool.stats.deadLetters == 0)
+        clock.advance(20_000)
+        for _ in 0..<20 where spool.stats.deadLetters < 2_500 { await spool.settle() }
+        #expect(try admin.purgeDeadLetters(deadBeforeMillis: nil) == 2_500)
+        await spool.settle()
+        #expect(spool.stats.deadLetters == 0)
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
         await spool.close()
     }
 }

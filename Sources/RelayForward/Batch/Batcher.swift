@@ -86,9 +86,6 @@ struct Batcher {
         self.maxPending = max(1, maxPending)
     }
 
-    /// Messages held (all leased).
-    var heldCount: Int { pending.reduce(0) { $0 + $1.messages.count } }
-
     /// New limits (reload): batches already formed are sealed and go as they are.
     mutating func setLimits(_ new: Limits) {
         guard new != limits else { return }

@@ -9,8 +9,8 @@
 //                        nothing: the rows stay due; status paused_*; logged loudly
 //
 // Every case but split ends the batch's lease here, also when the queue
-// call throws (the rows are then simply sent again later: the upstream
-// dedupes on message_id). Any answer but a retry shows the upstream
+// call throws (the rows are then sent again after a backoff, never at once:
+// the upstream dedupes on message_id). Any answer but a retry shows the upstream
 // reachable, so the breaker closes before any queue call can fail: a
 // half-open probe is always resolved.
 
@@ -93,11 +93,20 @@ struct OutcomeHandler {
                 return .pause(.configuration)
             }
         } catch {
-            logger.error("could not record a delivery outcome in the spool; the batch stays queued and will be sent again",
-                         metadata: ["error": "\(error)"])
-            if case .retry = decision, let until = breaker.reopensAtMillis { return .backOff(untilMillis: until) }
-            return .settled
+            // The spool cannot record outcomes (a full or failing disk): the
+            // rows stay due, so back off as for a failing upstream (doubling,
+            // one probe at a time) instead of resending as fast as the pace allows.
+            if case .retry = decision, let until = breaker.reopensAtMillis { return logSpoolFailure(error, retryAt: until, now: t) }
+            let until = breaker.recordFailure(nowMillis: t, retryAfter: nil, draw: jitter)
+            return logSpoolFailure(error, retryAt: until, now: t)
         }
+    }
+
+    private func logSpoolFailure(_ error: any Error, retryAt until: Int64, now t: Int64) -> FollowUp {
+        logger.error("could not record a delivery outcome in the spool; the batch stays queued and will be sent again after a pause",
+                     metadata: ["error": "\(error)", "retry_in_ms": "\(until - t)"])
+        status.update { $0.lastError = "the spool could not record a delivery outcome: \(error)"; $0.nextAttemptAtMillis = until }
+        return .backOff(untilMillis: until)
     }
 
     private func pause(_ reason: PauseReason, outcome: DeliveryOutcome, options: ForwarderOptions, nowMillis t: Int64) {

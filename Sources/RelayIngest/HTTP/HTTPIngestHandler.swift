@@ -86,8 +86,14 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             guard !overLimit else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBody {
+                // A body without a declared length (chunked) crossed the
+                // limit: answer now, then read and discard the rest (bounded).
                 overLimit = true
                 body = nil
+                answeredEarly = true
+                discarded = chunk.readableBytes
+                head = nil
+                respond(context, IngestReply.failure(413, ["request body is larger than \(maxBody) bytes"]), keepAlive: false, drainRequest: true)
             } else if body == nil {
                 body = chunk
             } else {

@@ -67,7 +67,7 @@ struct SpoolCommand: ParsableCommand {
 
 struct DeadLettersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dead-letters", abstract: "List, replay or purge messages the upstream refused, that expired, or were dropped.",
+        commandName: "dead-letters", abstract: "List, replay or purge messages the upstream refused or that expired.",
         subcommands: [List.self, Replay.self, Purge.self])
 
     struct List: ParsableCommand {
@@ -97,8 +97,14 @@ struct DeadLettersCommand: ParsableCommand {
         }
 
         func run() throws {
-            let n = try location.open().replayDeadLetters(ids: all ? nil : ids)
-            print("replayed \(n) message(s) into the outbox")
+            let r = try location.open().replayDeadLetters(ids: all ? nil : ids)
+            print("replayed \(r.replayed) message(s) into the outbox")
+            if r.alreadyQueued > 0 {
+                print("\(r.alreadyQueued) more removed from dead letters: a message with the same message_id is already queued")
+            }
+            if !r.notFound.isEmpty {
+                throw ValidationError("no dead letter with id \(r.notFound.map(String.init).joined(separator: ", ")); see `plainflow-relay dead-letters list`")
+            }
         }
     }
 
