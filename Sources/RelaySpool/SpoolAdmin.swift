@@ -49,7 +49,11 @@ public final class SpoolAdmin {
         if version > Schema.currentVersion {
             throw SpoolError.newerSchema(path: path, found: version, supported: Schema.currentVersion)
         }
-        if version < Schema.currentVersion { try Schema.migrate(db) }  // a spool the daemon has not opened since an upgrade
+        // Only the daemon migrates (it owns the file): an older daemon may still
+        // be writing it, and it would not keep the new schema's counts.
+        if version < Schema.currentVersion {
+            throw SpoolError.olderSchema(path: path, found: version, supported: Schema.currentVersion)
+        }
     }
 
     public func stats() throws(SpoolError) -> SpoolStats {

@@ -9,6 +9,8 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
     /// The file was written by a newer relay.
     case newerSchema(path: String, found: Int64, supported: Int64)
     case migrationFailed(path: String, toVersion: Int64, underlying: SQLiteError)
+    /// The file was written by an older relay and the daemon has not migrated it yet.
+    case olderSchema(path: String, found: Int64, supported: Int64)
     /// The spool is shutting down and takes no more writes.
     case closed
     /// Another running relay owns this spool.
@@ -42,6 +44,8 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
             }
         case .newerSchema(let path, let found, let supported):
             return "\(path) has schema version \(found), newer than this relay understands (\(supported)); upgrade plainflow-relay"
+        case .olderSchema(let path, let found, let supported):
+            return "\(path) was written by an older plainflow-relay (schema \(found); this one reads \(supported)); start the upgraded relay once (it migrates the file, keeping everything), then run this command again"
         case .migrationFailed(let path, let v, let e):
             return "could not migrate \(path) to schema version \(v): \(e)"
         case .closed:
@@ -61,7 +65,7 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .full, .closed: return true
         case .storage(let e): return e.isStorageRefusal
-        case .newerSchema, .migrationFailed, .locked, .cannotOpen, .durabilityNotApplied: return false
+        case .newerSchema, .olderSchema, .migrationFailed, .locked, .cannotOpen, .durabilityNotApplied: return false
         }
     }
 }

@@ -218,3 +218,18 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         await spool.close()
     }
 }
+
+@Suite struct SpoolAdminSchemaTests {
+    @Test func operatorCommandsLeaveAnOlderSpoolToTheDaemonToMigrate() throws {
+        let dir = TempDir()
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/spool-v1.db").path
+        try FileManager.default.copyItem(atPath: fixture, toPath: dir.db)
+        #expect {
+            _ = try SpoolAdmin(path: dir.db)
+        } throws: { error in
+            guard case SpoolError.olderSchema(_, let found, _) = error else { return false }
+            return found == 1 && "\(error)".contains("start the upgraded relay once")
+        }
+        #expect(try SQLiteConnection(path: dir.db).scalarInt("PRAGMA user_version") == 1, "left as it was")
+    }
+}
