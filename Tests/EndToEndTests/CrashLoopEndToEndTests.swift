@@ -108,4 +108,35 @@ private final class CrashLoopState: @unchecked Sendable {
         relays.last!.stop()
         _ = relays  // every process object lives (and owns the directory) until here
     }
+
+    @Test func sigtermUnderLoadExitsWithinItsBoundAndEverythingAcknowledgedIsDeliveredLater() throws {
+        let port = try freePort()
+        let config = testConfig()
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:\(port)", config: config)  // the upstream is down
+        try relay.start()
+        let state = CrashLoopState(unixPath: relay.socketPath)
+        state.setPort(relay.port)
+        let clients: [(Client, String)] = [(.httpTCP, "term-tcp"), (.httpUnix, "term-unix"), (.lineUnix, "term-line")]
+        let threads = clients.map { c in Thread { Self.run(c.0, name: c.1, state: state) } }
+        threads.forEach { $0.start() }
+        usleep(800_000)
+        let started = Date()
+        let status = relay.stop()
+        let took = Date().timeIntervalSince(started)
+        state.stop()
+        #expect(eventually(10) { threads.allSatisfy { $0.isFinished } })
+        #expect(status == 0, "a clean exit under load:\n\(relay.log)")
+        #expect(took < 8, "SIGTERM drained and stopped in \(took) s")
+        let acked = state.acknowledged
+        #expect(acked.count > 20)
+
+        let upstream = try TestUpstream(port: port)
+        defer { upstream.stop() }
+        let again = try RelayProcess(upstream: upstream.url, config: config, dir: relay.dir)
+        try again.start()
+        defer { again.stop() }
+        let arrived = { Set(upstream.delivered.compactMap { $0["message_id"] as? String }) }
+        #expect(eventually(20) { arrived().isSuperset(of: acked) }, "every call acknowledged before SIGTERM is delivered after the restart")
+        print("sigterm under load: \(acked.count) acknowledged, stopped in \(String(format: "%.2f", took)) s, \(acked.subtracting(arrived()).count) lost")
+    }
 }
