@@ -104,7 +104,8 @@ struct ForwardLoop {
     }
 
     /// Starts each batch when the pacer allows (one per transport), waits
-    /// for every answer, records each outcome in order, then acts on them.
+    /// for every answer, records each outcome in order (the delivered
+    /// batches' acknowledgements in one spool commit), then acts on them.
     /// Cancelled meanwhile: starts no more, but records what was started.
     private mutating func deliver(_ round: [[SpoolMessage]], options: ForwarderOptions) async throws {
         var started: [(batch: [SpoolMessage], bodyBytes: Int)] = []
@@ -135,11 +136,20 @@ struct ForwardLoop {
             batcher.requeueFront(Array(round[started.count...]))  // released on the way out
         }
 
+        var delivered: [[SpoolMessage]] = []
+        var followUps: [OutcomeHandler.FollowUp] = []
         for (i, sent) in started.enumerated() {
             let followUp = await outcomes.handle(sent.batch, outcome: answers[i], bodyBytes: sent.bodyBytes, queue: queue,
                                                  options: options, breaker: &breaker, nowMillis: clock.nowMillis())
+            if case .acknowledge(let batch) = followUp { delivered.append(batch) } else { followUps.append(followUp) }
+        }
+        if !delivered.isEmpty {
+            // One spool commit for every batch the upstream took this round.
+            followUps.append(await outcomes.acknowledge(delivered, queue: queue, breaker: &breaker, nowMillis: clock.nowMillis()))
+        }
+        for followUp in followUps {
             switch followUp {
-            case .settled:
+            case .settled, .acknowledge:
                 break
             case .split(let first, let second):
                 batcher.requeueFront([first, second])

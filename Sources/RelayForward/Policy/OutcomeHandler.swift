@@ -1,7 +1,8 @@
 // OutcomeHandler: one answer → one queue action and one status update
 // (Fluent Bit's engine, the part after an output says OK / RETRY / ERROR).
 //
-//   delivered            acknowledge; breaker closes; status ok
+//   delivered            breaker closes; status ok; the loop acknowledges the
+//                        round's delivered batches in one commit (acknowledge(_:))
 //   retry                scheduleRetry at the breaker's reopen time; status retrying
 //   split (n > 1)        nothing yet: the halves go back to the batcher, still leased
 //   split (n = 1)        deadLetter (the upstream refuses this message)
@@ -23,6 +24,9 @@ struct OutcomeHandler {
     enum FollowUp: Sendable, Hashable {
         /// Nothing more: the batch is settled and released.
         case settled
+        /// The upstream took it: the loop acknowledges it, together with the
+        /// round's other delivered batches in one spool commit, then releases it.
+        case acknowledge([SpoolMessage])
         /// Send these halves next (still leased).
         case split([SpoolMessage], [SpoolMessage])
         /// The upstream is failing; the breaker is open until then.
@@ -47,13 +51,13 @@ struct OutcomeHandler {
         do {
             switch decision {
             case .delivered:
-                try await queue.acknowledge(batch, nowMillis: t)
+                releases = false  // the loop acknowledges, then releases
                 status.update {
                     $0.state = .ok; $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
                     $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
                 }
                 logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(bodyBytes)"])
-                return .settled
+                return .acknowledge(batch)
 
             case .retry(let retryAfter):
                 let next = breaker.recordFailure(nowMillis: t, retryAfter: retryAfter, draw: jitter)
@@ -97,6 +101,21 @@ struct OutcomeHandler {
             // rows stay due, so back off as for a failing upstream (doubling,
             // one probe at a time) instead of resending as fast as the pace allows.
             if case .retry = decision, let until = breaker.reopensAtMillis { return logSpoolFailure(error, retryAt: until, now: t) }
+            let until = breaker.recordFailure(nowMillis: t, retryAfter: nil, draw: jitter)
+            return logSpoolFailure(error, retryAt: until, now: t)
+        }
+    }
+
+    /// Acknowledges a round's delivered batches in one spool commit and
+    /// releases them; if the spool cannot record it, backs off (the rows are
+    /// sent again later; the upstream dedupes on message_id).
+    func acknowledge(_ batches: [[SpoolMessage]], queue: any ForwardQueue, breaker: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
+        let messages = batches.flatMap { $0 }
+        defer { queue.release(messages) }
+        do {
+            try await queue.acknowledge(messages, nowMillis: t)
+            return .settled
+        } catch {
             let until = breaker.recordFailure(nowMillis: t, retryAfter: nil, draw: jitter)
             return logSpoolFailure(error, retryAt: until, now: t)
         }
