@@ -52,15 +52,30 @@ enum Schema {
         );
         """,
         // v2: a spool that does not care how much it holds.
+        // - One dedupe table, `message_ids`: every id the relay holds (queued)
+        //   or delivered within the dedupe window, with when it was last seen
+        //   (received, or delivered when that was much later). It replaces the
+        //   outbox's unique index and `sent_ids`: an append claims its id with
+        //   one upsert, and an acknowledgement deletes outbox rows by seq only,
+        //   so no random index page is written per delivered message.
         // - `totals`: exact counts and bytes of every table, kept by triggers in
         //   the same transaction as the change (whoever writes: the daemon or an
         //   operator command), so status and the max_bytes check never scan.
         // - indexes for expiry (`received_at`), drop_oldest (`priority, seq` is
-        //   there) and dead-letter purges (`dead_at`); dead letters carry their
-        //   size, because max_bytes bounds them too.
+        //   there), the dedupe prune (`seen_at`) and dead-letter purges
+        //   (`dead_at`); dead letters carry their size, since max_bytes bounds them too.
         """
         ALTER TABLE dead_letters ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
         UPDATE dead_letters SET bytes = length(payload);
+        CREATE TABLE message_ids (
+            message_id TEXT    PRIMARY KEY,
+            seen_at    INTEGER NOT NULL                        -- unix ms
+        ) WITHOUT ROWID;
+        INSERT INTO message_ids SELECT message_id, sent_at FROM sent_ids;
+        INSERT OR REPLACE INTO message_ids SELECT message_id, received_at FROM outbox;
+        DROP TABLE sent_ids;
+        DROP INDEX outbox_message_id;
+        CREATE INDEX message_ids_age ON message_ids(seen_at);
         CREATE INDEX outbox_received_at ON outbox(received_at);
         CREATE INDEX dead_letters_dead_at ON dead_letters(dead_at);
         CREATE TABLE totals (
@@ -69,14 +84,14 @@ enum Schema {
             outbox_bytes   INTEGER NOT NULL,
             dead_count     INTEGER NOT NULL,
             dead_bytes     INTEGER NOT NULL,
-            ids_count      INTEGER NOT NULL,                   -- sent_ids rows (the dedupe window)
+            ids_count      INTEGER NOT NULL,                   -- message_ids rows (queued + dedupe window)
             ids_bytes      INTEGER NOT NULL,                   -- length(message_id) + 16 each
             rejected_count INTEGER NOT NULL
         );
         INSERT INTO totals SELECT 1,
             (SELECT count(*) FROM outbox), (SELECT COALESCE(sum(bytes), 0) FROM outbox),
             (SELECT count(*) FROM dead_letters), (SELECT COALESCE(sum(bytes), 0) FROM dead_letters),
-            (SELECT count(*) FROM sent_ids), (SELECT COALESCE(sum(length(message_id) + 16), 0) FROM sent_ids),
+            (SELECT count(*) FROM message_ids), (SELECT COALESCE(sum(length(message_id) + 16), 0) FROM message_ids),
             (SELECT count(*) FROM rejected);
         CREATE TRIGGER outbox_added AFTER INSERT ON outbox BEGIN
             UPDATE totals SET outbox_count = outbox_count + 1, outbox_bytes = outbox_bytes + NEW.bytes;
@@ -90,10 +105,10 @@ enum Schema {
         CREATE TRIGGER dead_removed AFTER DELETE ON dead_letters BEGIN
             UPDATE totals SET dead_count = dead_count - 1, dead_bytes = dead_bytes - OLD.bytes;
         END;
-        CREATE TRIGGER ids_added AFTER INSERT ON sent_ids BEGIN
+        CREATE TRIGGER ids_added AFTER INSERT ON message_ids BEGIN
             UPDATE totals SET ids_count = ids_count + 1, ids_bytes = ids_bytes + length(NEW.message_id) + 16;
         END;
-        CREATE TRIGGER ids_removed AFTER DELETE ON sent_ids BEGIN
+        CREATE TRIGGER ids_removed AFTER DELETE ON message_ids BEGIN
             UPDATE totals SET ids_count = ids_count - 1, ids_bytes = ids_bytes - length(OLD.message_id) - 16;
         END;
         CREATE TRIGGER rejected_added AFTER INSERT ON rejected BEGIN

@@ -151,9 +151,14 @@ public final class Spool: Sendable {
         self.lock = Mutex(held)
         let shared = Shared(writer.initialStats, maxAgeMillis: options.maxAgeMillis, nowMillis: nowMillis)
         self.shared = shared
-        nonisolated(unsafe) let confined = writer  // owned by the writer thread from here on
+        // Owned by the writer thread from here on; released there before the
+        // shutdown is reported, so the file is closed when `close()` returns.
+        final class Owner: @unchecked Sendable { var writer: SpoolWriter?; init(_ w: SpoolWriter) { writer = w } }
+        let owner = Owner(writer)
         startThread(name: "spool-writer") {
-            confined.run(shared)
+            let waiting = owner.writer?.run(shared) ?? []
+            owner.writer = nil  // finalizes the statements and closes the connection
+            waiting.forEach { $0() }
         }
     }
 

@@ -86,9 +86,9 @@ public final class SpoolAdmin {
     public struct ReplayResult: Sendable, Hashable {
         /// Moved back to the outbox, to be sent again.
         public var replayed = 0
-        /// Removed from dead letters without a new row: a message with the same
-        /// message_id is already queued (or was replayed in the same run), and
-        /// the upstream dedupes on it.
+        /// Removed from dead letters without a new row: the relay holds the same
+        /// message_id again (queued, delivered within the dedupe window, or
+        /// replayed in the same run).
         public var alreadyQueued = 0
         /// Ids asked for that are not dead letters.
         public var notFound: [Int64] = []
@@ -101,7 +101,10 @@ public final class SpoolAdmin {
     /// Moves dead letters back to the outbox (all of them when `ids` is nil),
     /// each with a fresh age (`nowMillis`), in transactions of at most
     /// `sliceRows` rows so that the running daemon's commits never wait long.
-    public func replayDeadLetters(ids: [Int64]?, nowMillis: Int64 = Spool.wallClockMillis()) throws(SpoolError) -> ReplayResult {
+    /// One whose message_id the relay holds again (queued, or delivered within
+    /// `dedupeWindowMillis`) is not queued twice.
+    public func replayDeadLetters(ids: [Int64]?, nowMillis: Int64 = Spool.wallClockMillis(),
+                                  dedupeWindowMillis: Int64 = 24 * 3600 * 1000) throws(SpoolError) -> ReplayResult {
         var result = ReplayResult()
         do {
             var chunks: [[Int64]] = []
@@ -113,6 +116,13 @@ public final class SpoolAdmin {
                 chunks = stride(from: 0, to: present.count, by: Self.sliceRows).map { Array(present[$0..<min($0 + Self.sliceRows, present.count)]) }
             }
             let next = try db.prepare("SELECT id FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2")
+            let claim = try db.prepare("""
+                INSERT INTO message_ids (message_id, seen_at) VALUES (?1, ?2)
+                ON CONFLICT (message_id) DO UPDATE SET seen_at = excluded.seen_at WHERE message_ids.seen_at < ?3
+                """)
+            let insert = try db.prepare("""
+                INSERT INTO outbox (message_id, write_key, priority, received_at, payload, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                """)
             var after: Int64 = -1
             var index = 0
             while true {
@@ -133,18 +143,29 @@ public final class SpoolAdmin {
                 }
                 let list = chunk.map(String.init).joined(separator: ",")
                 try db.execute("BEGIN IMMEDIATE")
-                try db.execute("""
-                    DELETE FROM sent_ids WHERE message_id IN (SELECT message_id FROM dead_letters WHERE id IN (\(list)));
-                    INSERT OR IGNORE INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
-                        SELECT message_id, write_key, priority, \(nowMillis), payload, length(payload)
-                        FROM dead_letters WHERE id IN (\(list)) ORDER BY id;
-                    """)
-                let moved = db.changes
+                // Each goes back like a new call: it claims its id, unless the relay
+                // already holds that id (queued, or delivered within the window).
+                let holdFrom = min(nowMillis - dedupeWindowMillis, try db.scalarInt("SELECT min(received_at) FROM outbox") ?? .max)
+                let rows = try db.prepare("SELECT message_id, write_key, priority, payload FROM dead_letters WHERE id IN (\(list)) ORDER BY id")
+                while try rows.step() {
+                    let messageID = rows.string(0) ?? ""
+                    try claim.bind(1, messageID)
+                    try claim.bind(2, nowMillis)
+                    try claim.bind(3, holdFrom)
+                    try claim.run()
+                    guard db.changes == 1 else { result.alreadyQueued += 1; continue }
+                    let payload = rows.bytes(3)
+                    try insert.bind(1, messageID)
+                    try insert.bind(2, rows.string(1) ?? "")
+                    try insert.bind(3, rows.int64(2))
+                    try insert.bind(4, nowMillis)
+                    try insert.bind(5, bytes: payload)
+                    try insert.bind(6, Int64(payload.count))
+                    try insert.run()
+                    result.replayed += 1
+                }
                 try db.execute("DELETE FROM dead_letters WHERE id IN (\(list))")
-                let removed = db.changes
                 try db.execute("COMMIT")
-                result.replayed += moved
-                result.alreadyQueued += removed - moved
             }
             return result
         } catch {

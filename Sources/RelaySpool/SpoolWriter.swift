@@ -28,9 +28,10 @@ final class SpoolWriter {
     private var lastFullWarningMillis: Int64 = 0
 
     private let insert: SQLiteStatement
-    private let seenRecently: SQLiteStatement
+    private let claimID: SQLiteStatement
     private let delete: SQLiteStatement
-    private let remember: SQLiteStatement
+    private let refreshID: SQLiteStatement
+    private let forgetID: SQLiteStatement
     private let retry: SQLiteStatement
     private let toDeadLetters: SQLiteStatement
     private let insertRejected: SQLiteStatement
@@ -62,16 +63,20 @@ final class SpoolWriter {
         try Schema.migrate(db)
         do {
             insert = try db.prepare("""
-                INSERT OR IGNORE INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
+                INSERT INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                 """)
-            seenRecently = try db.prepare("SELECT 1 FROM sent_ids WHERE message_id = ?1 AND sent_at >= ?2")
-            delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1")
-            // An upsert, not INSERT OR REPLACE: REPLACE deletes without firing the totals trigger.
-            remember = try db.prepare("""
-                INSERT INTO sent_ids (message_id, sent_at) VALUES (?1, ?2)
-                ON CONFLICT (message_id) DO UPDATE SET sent_at = excluded.sent_at
+            // The dedupe check and the claim in one statement: a new id is
+            // inserted, an id last seen before ?3 (held no more) is taken over,
+            // one still held changes nothing. An upsert, not INSERT OR
+            // REPLACE: REPLACE deletes without firing the totals trigger.
+            claimID = try db.prepare("""
+                INSERT INTO message_ids (message_id, seen_at) VALUES (?1, ?2)
+                ON CONFLICT (message_id) DO UPDATE SET seen_at = excluded.seen_at WHERE message_ids.seen_at < ?3
                 """)
+            delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1")
+            refreshID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1")
+            forgetID = try db.prepare("DELETE FROM message_ids WHERE message_id = (SELECT message_id FROM outbox WHERE seq = ?1)")
             retry = try db.prepare("""
                 UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
                     first_attempt_at = COALESCE(first_attempt_at, ?4)
@@ -87,14 +92,17 @@ final class SpoolWriter {
             insertRejected = try db.prepare("INSERT INTO rejected (received_at, errors, sample) VALUES (?1, ?2, ?3)")
             oldestOfPriority = try db.prepare("SELECT seq, bytes FROM outbox WHERE priority = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4")
             expiredRows = try db.prepare("SELECT seq FROM outbox WHERE received_at < ?1 ORDER BY received_at LIMIT ?2")
+            // Both only ever touch ids seen before ?1, which callers keep at or
+            // below the oldest queued message: a queued message's id stays.
             evictOldestIDs = try db.prepare("""
-                DELETE FROM sent_ids WHERE message_id IN (SELECT message_id FROM sent_ids ORDER BY sent_at LIMIT ?1)
+                DELETE FROM message_ids WHERE message_id IN
+                    (SELECT message_id FROM message_ids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)
                 """)
             pruneIDs = try db.prepare("""
-                DELETE FROM sent_ids WHERE message_id IN
-                    (SELECT message_id FROM sent_ids WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)
+                DELETE FROM message_ids WHERE message_id IN
+                    (SELECT message_id FROM message_ids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)
                 """)
-            oldestID = try db.prepare("SELECT min(sent_at) FROM sent_ids")
+            oldestID = try db.prepare("SELECT min(seen_at) FROM message_ids")
             readTotals = try db.prepare(SpoolStats.totalsSQL)
             readDataVersion = try db.prepare("PRAGMA data_version")
             var loaded = SpoolStats()
@@ -106,8 +114,10 @@ final class SpoolWriter {
         }
     }
 
-    /// The writer loop: runs until the queue is closed and drained.
-    func run(_ shared: Spool.Shared) {
+    /// The writer loop: runs until the queue is closed and drained; returns
+    /// the callers waiting for the shutdown, to be told once the connection
+    /// is closed (so that a new spool on the file never meets this one).
+    func run(_ shared: Spool.Shared) -> [@Sendable () -> Void] {
         let maxPerCommit = options.maxMessagesPerCommit
         while let ops = shared.queue.takeAll(lingerNanos: options.commitLingerNanos,
                                              idleNanos: maintenanceBacklog ? 0 : 1_000_000_000,
@@ -138,10 +148,10 @@ final class SpoolWriter {
                 // Best effort: fold the WAL back into the database, but do not
                 // hold up shutdown for a reader (status, an operator command).
                 _ = try? db.execute("PRAGMA busy_timeout = 100; PRAGMA wal_checkpoint(TRUNCATE)")
-                shutdown.forEach { $0() }
-                return
+                return shutdown
             }
         }
+        return []
     }
 
     // MARK: One turn: one transaction
@@ -221,7 +231,8 @@ final class SpoolWriter {
     private func applyOne(_ op: Spool.Op, commit: Int64, shared: Spool.Shared, turn: inout Turn) throws(SQLiteError) {
         switch op {
         case .append(let messages, let executor, let completion):
-            let size = messages.reduce(Int64(0)) { $0 + Int64($1.payload.count) }
+            // Payload plus the dedupe id each message adds.
+            let size = messages.reduce(Int64(0)) { $0 + Int64($1.payload.count + $1.messageID.utf8.count + 16) }
             if stats.totalBytes + turn.appendedBytes + size > options.maxBytes {
                 guard try makeRoom(for: size, commit: commit, shared: shared, turn: &turn) else {
                     let limit = options.maxBytes
@@ -231,9 +242,8 @@ final class SpoolWriter {
             }
             var outcomes: [AppendOutcome] = []
             outcomes.reserveCapacity(messages.count)
-            let cutoff = messages.first.map { $0.receivedAtMillis - options.dedupeWindowMillis } ?? 0
             for m in messages {
-                if try wasSentRecently(m.messageID, since: cutoff) {
+                guard try claim(m.messageID, seenAt: m.receivedAtMillis) else {
                     outcomes.append(.duplicate)
                     continue
                 }
@@ -244,13 +254,9 @@ final class SpoolWriter {
                 try insert.bind(5, bytes: m.payload)
                 try insert.bind(6, Int64(m.payload.count))
                 try insert.run()
-                if db.changes == 1 {
-                    outcomes.append(.stored)
-                    if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
-                    turn.appendedBytes += Int64(m.payload.count)
-                } else {
-                    outcomes.append(.duplicate)
-                }
+                outcomes.append(.stored)
+                if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
+                turn.appendedBytes += Int64(m.payload.count + m.messageID.utf8.count + 16)
             }
             let result = outcomes
             turn.complete(on: executor) { completion(.success(result)) }
@@ -259,9 +265,14 @@ final class SpoolWriter {
             for m in messages {
                 try delete.bind(1, m.seq)
                 try delete.run()
-                try remember.bind(1, m.messageID)
-                try remember.bind(2, at)
-                try remember.run()
+                // The id stays for the dedupe window from delivery: it was last
+                // seen on receipt, which the prune's margin covers unless the
+                // message waited longer than that.
+                if m.receivedAtMillis < at - Self.pruneMarginMillis {
+                    try refreshID.bind(1, m.messageID)
+                    try refreshID.bind(2, at)
+                    try refreshID.run()
+                }
             }
             turn.completions.append { completion($0) }
 
@@ -309,7 +320,8 @@ final class SpoolWriter {
         defer { turn.appendedBytes = 0 }
         while case let over = try excess(), over > 0, stats.dedupeIDs > 0 {
             let perID = max(1, stats.dedupeBytes / stats.dedupeIDs)
-            try evictOldestIDs.bind(1, min(10_000, max(64, over / perID + 1)))
+            try evictOldestIDs.bind(1, stats.oldestReceivedAtMillis ?? .max)
+            try evictOldestIDs.bind(2, min(10_000, max(64, over / perID + 1)))
             try evictOldestIDs.run()
             turn.evicted += Int64(db.changes)
             if db.changes == 0 { break }
@@ -335,6 +347,8 @@ final class SpoolWriter {
                 let needed = try excess()
                 let free = shared.leases.withLock { $0.claimForRemoval(rows, bytesNeeded: needed, byCommit: commit) }
                 for seq in free {
+                    try forgetID.bind(1, seq)  // dropped: the app may send it again
+                    try forgetID.run()
                     try delete.bind(1, seq)
                     try delete.run()
                     turn.dropped += 1
@@ -363,10 +377,11 @@ final class SpoolWriter {
         lastMaintenanceMillis = now
         let maxAge = shared.maxAgeMillis.load(ordering: .relaxed)
         let expiryDue = stats.oldestReceivedAtMillis.map { $0 < now - maxAge } ?? false
+        let pruneBefore = min(now - options.dedupeWindowMillis - Self.pruneMarginMillis, stats.oldestReceivedAtMillis ?? .max)
         let pruneDue: Bool = {
             defer { oldestID.reset() }
             guard (try? oldestID.step()) == true, !oldestID.isNull(0) else { return false }
-            return oldestID.int64(0) < now - options.dedupeWindowMillis
+            return oldestID.int64(0) < pruneBefore
         }()
         guard expiryDue || pruneDue else { maintenanceBacklog = false; return }
 
@@ -389,7 +404,7 @@ final class SpoolWriter {
                 turn.expired = Int64(free.count)
             }
             if pruneDue {
-                try pruneIDs.bind(1, now - options.dedupeWindowMillis)
+                try pruneIDs.bind(1, pruneBefore)
                 try pruneIDs.bind(2, Int64(limit))
                 try pruneIDs.run()
                 touched = max(touched, db.changes)
@@ -422,12 +437,20 @@ final class SpoolWriter {
         try stats.load(from: readTotals)
     }
 
-    private func wasSentRecently(_ id: String, since cutoff: Int64) throws(SQLiteError) -> Bool {
-        defer { seenRecently.reset() }
-        try seenRecently.bind(1, id)
-        try seenRecently.bind(2, cutoff)
-        return try seenRecently.step()
+    /// Claims `id` for a new message seen at `seenAt`; false when the relay
+    /// still holds it: queued (seen since the oldest queued message) or
+    /// delivered within the dedupe window.
+    private func claim(_ id: String, seenAt: Int64) throws(SQLiteError) -> Bool {
+        try claimID.bind(1, id)
+        try claimID.bind(2, seenAt)
+        try claimID.bind(3, min(seenAt - options.dedupeWindowMillis, stats.oldestReceivedAtMillis ?? .max))
+        try claimID.run()
+        return db.changes == 1
     }
+
+    /// Ids live this much longer than the window, so that a message delivered
+    /// within this time of its receipt needs no refresh of its id at delivery.
+    static let pruneMarginMillis: Int64 = 60_000
 
     private func moveToDeadLetters(_ seq: Int64, reason: DeadLetterReason, now: Int64, countsAsAttempt: Bool) throws(SQLiteError) {
         try toDeadLetters.bind(1, seq)
@@ -436,6 +459,8 @@ final class SpoolWriter {
         try toDeadLetters.bind(4, now)
         try toDeadLetters.bind(5, countsAsAttempt ? 1 : 0)
         try toDeadLetters.run()
+        try forgetID.bind(1, seq)  // not delivered: the app may send it again
+        try forgetID.run()
         try delete.bind(1, seq)
         try delete.run()
     }

@@ -52,7 +52,7 @@ import RelaySpool
     }
 
     @Test func aFullSpoolAnswers503WithRetryAfter() async throws {
-        let f = try Fixture(maxBytes: 200)
+        let f = try Fixture(maxBytes: 300)  // one small call and its dedupe id fit, a 200-byte trait does not
         let p = f.pipeline()
         #expect(await send(p, .single(.identify), #"{"userId":"u1"}"#).0.status == 200)
         let (reply, json) = await send(p, .single(.identify), #"{"userId":"u2","traits":{"bio":"\#(String(repeating: "x", count: 200))"}}"#)
