@@ -11,7 +11,7 @@
 //   load, appends from many connections share one fsync. An optional linger
 //   window lets concurrent producers join before the commit.
 // - Rows leave the outbox only when the upstream accepted them (deleted,
-//   id kept in `sent_ids` for the dedupe window), when they are moved to
+//   id kept in `message_ids` for the dedupe window), when they are moved to
 //   `dead_letters` (refused, expired), in the same transaction, or under
 //   `on_full = drop_oldest` (counted and logged). Nothing goes silently.
 // - Leases are in memory (see SpoolReader): after a crash every row that was
@@ -29,7 +29,7 @@
 //   (LeaseTable).
 //
 // On-disk layout: see Schema.swift. States of a message:
-//   appended ─► queued ─► leased (memory) ─► deleted (+ sent_ids)
+//   appended ─► queued ─► leased (memory) ─► deleted (id stays in message_ids)
 //                  ▲            │
 //                  └─ retry ────┤
 //                               └──────────► dead_letters
