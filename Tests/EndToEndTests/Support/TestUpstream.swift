@@ -33,6 +33,10 @@ final class TestUpstream: @unchecked Sendable {
         var hang = false
         /// Answer this much later (the request counts as in flight meanwhile).
         var delayMillis: Int64 = 0
+        /// The response body (not necessarily JSON).
+        var body = "{}"
+        /// Close the connection in the middle of the body (a truncated answer).
+        var dropMidBody = false
         static func status(_ s: Int) -> Answer { Answer(status: s) }
     }
 
@@ -108,7 +112,7 @@ final class TestUpstream: @unchecked Sendable {
             if a.status / 100 == 2, let refuse, let refused = r.batch.lazy.compactMap(refuse).first {
                 a = .status(refused)
             }
-            if a.status / 100 == 2 && !a.hang { accepted += r.batch }
+            if a.status / 100 == 2 && !a.hang && !a.dropMidBody { accepted += r.batch }
             return a
         }
     }
@@ -148,11 +152,16 @@ final class TestUpstream: @unchecked Sendable {
         }
 
         func respond(_ context: ChannelHandlerContext, _ a: Answer) {
-                var h = HTTPHeaders([("content-type", "application/json"), ("content-length", "2")])
+                let length = a.body.utf8.count + (a.dropMidBody ? 100 : 0)
+                var h = HTTPHeaders([("content-type", "application/json"), ("content-length", String(length))])
                 for (k, v) in a.headers { h.add(name: k, value: v) }
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: a.status), headers: h))), promise: nil)
-                var buf = context.channel.allocator.buffer(capacity: 2)
-                buf.writeString("{}")
+                var buf = context.channel.allocator.buffer(capacity: a.body.utf8.count)
+                buf.writeString(a.body)
+                if a.dropMidBody {
+                    context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buf)))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                    return
+                }
                 context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
