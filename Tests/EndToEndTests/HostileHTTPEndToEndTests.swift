@@ -1,0 +1,74 @@
+// Hostile and broken HTTP, all at once: a bad request line, a huge header,
+// a chunked body that never ends, a body shorter than its Content-Length,
+// a 100 MB body, invalid UTF-8 and deep nesting, and hundreds of idle
+// connections. Each is answered or closed within its limits and timeouts,
+// the relay's memory stays bounded, and a well-behaved client is served
+// quickly meanwhile.
+
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct HostileHTTPEndToEndTests {
+    /// Writes `head` then `body` (ignoring a refusal mid-way) and returns the first line answered, or "closed".
+    static func attack(_ port: Int, _ head: String, body: [UInt8] = [], seconds: Int = 5) -> String {
+        guard let conn = try? SocketConnection(.tcp(port), timeoutSeconds: seconds) else { return "connect failed" }
+        try? conn.write(Array(head.utf8) + body)
+        guard let data = try? conn.read(until: { $0.range(of: Data("\r\n".utf8)) != nil }), !data.isEmpty else { return "closed" }
+        return String(decoding: data, as: UTF8.self).components(separatedBy: "\r\n")[0]
+    }
+
+    @Test func brokenAndHostileRequestsAreAnsweredOrClosedAndOthersAreServedMeanwhile() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9", config: testConfig() + "\n[listen]\nrequest_timeout_seconds = 2\n")
+        try relay.start()
+        defer { relay.stop() }
+        let pid = try #require(relay.process?.processIdentifier)
+        let rssBefore = BackpressureEndToEndTests.rssKiB(pid)
+        let port = relay.port
+        let idle = (0..<300).compactMap { _ in try? SocketConnection(.tcp(port)) }
+
+        let results = Collected()
+        let attacks: [(String, @Sendable () -> String)] = [
+            ("bad request line", { Self.attack(port, "HELLO THERE\r\n\r\n") }),
+            ("huge header", { Self.attack(port, "POST /v1/identify HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "h", count: 200_000))\r\n\r\n") }),
+            ("endless chunks", { Self.attack(port, "POST /v1/identify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", body: Array("5\r\nhello\r\n".utf8), seconds: 8) }),
+            ("short body", { Self.attack(port, "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", body: Array("{\"userId\":".utf8), seconds: 8) }),
+            ("100 MB body", { Self.attack(port, "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n", body: [UInt8](repeating: 0x78, count: 1 << 20)) }),
+            ("invalid UTF-8", {
+                let bad = Array(#"{"userId":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)
+                return Self.attack(port, "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Length: \(bad.count)\r\n\r\n", body: bad)
+            }),
+            ("deep nesting", { let deep = String(repeating: "[", count: 10_000); return Self.attack(port, "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Length: \(deep.utf8.count)\r\n\r\n", body: Array(deep.utf8)) }),
+        ]
+        let threads = attacks.map { name, run in Thread { results.append("\(name): \(run())") } }
+        threads.forEach { $0.start() }
+
+        // A well-behaved client meanwhile.
+        var slowest = 0.0
+        let good = try SocketConnection(relay.tcp)
+        for i in 0..<30 {
+            let started = Date()
+            #expect(try good.request("POST", "/v1/identify", body: Array(identify("good\(i)").utf8)).status == 200)
+            slowest = max(slowest, Date().timeIntervalSince(started))
+            usleep(100_000)
+        }
+        #expect(eventually(15) { results.items.count == attacks.count })
+        let answers = results.items
+        print("hostile HTTP: " + answers.joined(separator: " | ") + "; good client slowest \(String(format: "%.3f", slowest)) s")
+        func answer(_ name: String) -> String { answers.first { $0.hasPrefix(name + ":") } ?? "" }
+        #expect(answer("bad request line").contains("400") || answer("bad request line").hasSuffix("closed"))
+        #expect(answer("huge header").contains("431") || answer("huge header").contains("400") || answer("huge header").hasSuffix("closed"))
+        #expect(answer("endless chunks").contains("408"), "a body that never ends meets the request timeout")
+        #expect(answer("short body").contains("408"), "a body shorter than declared meets the request timeout")
+        #expect(answer("100 MB body").contains("413"))
+        #expect(answer("invalid UTF-8").contains("400"))
+        #expect(answer("deep nesting").contains("400"))
+        #expect(slowest < 0.5, "the good client waited \(slowest) s")
+        let rssGrowth = BackpressureEndToEndTests.rssKiB(pid) - rssBefore
+        #expect(rssGrowth < 64 * 1024, "RSS grew by \(rssGrowth) KiB")
+        #expect(try http(relay.tcp, "GET", "/healthz").status == 200)
+        _ = idle
+    }
+}
