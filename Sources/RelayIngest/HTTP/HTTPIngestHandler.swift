@@ -40,7 +40,6 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let maxBody: Int
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
-    private var overLimit = false
     /// An early 413 was sent; the rest of this request is read, discarded and the connection closes.
     private var answeredEarly = false
     private var discarded = 0
@@ -59,19 +58,11 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
-            overLimit = false
+            body = nil  // the first chunk is kept as it comes; only a second one is appended
             let declared = h.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             if declared > maxBody {
-                // Answer now rather than wait for a body we will not read;
-                // then read and discard what is on its way (bounded), so the
-                // client sees the 413 instead of a reset.
-                overLimit = true
-                body = nil
-                answeredEarly = true
-                respond(context, IngestReply.failure(413, ["request body is \(declared) bytes; the limit is \(maxBody)"]),
-                        keepAlive: false, drainRequest: true)
+                refuseTooLarge(context, "request body is \(declared) bytes; the limit is \(maxBody)", alreadyRead: 0)
             } else {
-                body = nil  // the first chunk is kept as it comes; only a second one is appended
                 if h.version.major == 1 && h.version.minor >= 1,
                    h.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                     // Many clients wait (curl: one second) for this before they send the body.
@@ -84,16 +75,9 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 if discarded > Self.maxDiscardBytes { context.close(promise: nil) }
                 return
             }
-            guard !overLimit else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBody {
-                // A body without a declared length (chunked) crossed the
-                // limit: answer now, then read and discard the rest (bounded).
-                overLimit = true
-                body = nil
-                answeredEarly = true
-                discarded = chunk.readableBytes
-                head = nil
-                respond(context, IngestReply.failure(413, ["request body is larger than \(maxBody) bytes"]), keepAlive: false, drainRequest: true)
+                // No declared length (chunked) and the limit crossed.
+                refuseTooLarge(context, "request body is larger than \(maxBody) bytes", alreadyRead: chunk.readableBytes)
             } else if body == nil {
                 body = chunk
             } else {
@@ -138,10 +122,6 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func route(context: ChannelHandlerContext, head: HTTPRequestHead, body buffer: ByteBuffer?) {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        if overLimit {
-            respond(context, IngestReply.failure(413, ["request body is larger than \(maxBody) bytes"]), keepAlive: false)
-            return
-        }
         switch (head.method, path) {
         case (.GET, "/healthz"):
             respond(context, IngestReply(status: 200, body: Array(#"{"ok":true}"#.utf8)), keepAlive: head.isKeepAlive)
@@ -176,6 +156,17 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             let known = ["/healthz", "/v1/status", "/metrics"].contains(path) || Self.ingestRoute(path) != nil
             respond(context, IngestReply.failure(known ? 405 : 404, [known ? "method \(head.method.rawValue) not allowed on \(path)" : "no such endpoint: \(path)"]), keepAlive: head.isKeepAlive)
         }
+    }
+
+    /// A body over the limit: answer `413` now rather than after a body we
+    /// will not keep, then read and discard the rest (bounded), so the client
+    /// reads the answer instead of a connection reset.
+    private func refuseTooLarge(_ context: ChannelHandlerContext, _ error: String, alreadyRead: Int) {
+        head = nil
+        body = nil
+        answeredEarly = true
+        discarded = alreadyRead
+        respond(context, IngestReply.failure(413, [error]), keepAlive: false, drainRequest: true)
     }
 
     static func ingestRoute(_ path: String) -> IngestRoute? {
