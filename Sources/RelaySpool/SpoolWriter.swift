@@ -19,8 +19,8 @@ final class SpoolWriter {
     private(set) var synchronousLevel: Int64 = 0
     /// The exact totals as of the last commit (mirrors `shared.counters`).
     private var stats: SpoolStats
-    /// SQLite's data_version at our last look: it changes when another
-    /// connection (an operator command) committed.
+    /// SQLite's data_version at our last look: it changes only when another
+    /// connection (an operator command) committed, never for our own commits.
     private var dataVersion: Int64 = -1
     private var lastMaintenanceMillis: Int64 = 0
     /// The last slice was full: there is more to do at once.
@@ -213,7 +213,6 @@ final class SpoolWriter {
             publish(shared, turn: Turn())
             return error
         }
-        dataVersion = (try? currentDataVersion()) ?? dataVersion
         shared.commits.add(1, ordering: .releasing)
         publish(shared, turn: turn)
         return nil

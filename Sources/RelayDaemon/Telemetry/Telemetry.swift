@@ -134,11 +134,7 @@ final class RelayObserver: Sendable {
 }
 
 extension Telemetry {
-    static func nowMillis() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
+    static func nowMillis() -> Int64 { Spool.wallClockMillis() }
 }
 
 /// The relay's version string.

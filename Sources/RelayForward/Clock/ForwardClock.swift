@@ -4,11 +4,7 @@
 // from `nowMillis()` and waited for with `sleep(millis:)`, so a test can
 // run the whole loop on a manual clock, with no wall-clock waits.
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import RelaySpool
 
 /// Time for the forwarder: unix milliseconds, and a way to wait.
 public protocol ForwardClock: Sendable {
@@ -28,8 +24,8 @@ public struct SystemClock: ForwardClock {
         self.now = nowMillis
     }
 
-    /// Unix milliseconds from the system clock.
-    public static let wallMillis: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    /// Unix milliseconds from the system clock (the spool's, so both agree).
+    public static let wallMillis: @Sendable () -> Int64 = Spool.wallClockMillis
 
     public func nowMillis() -> Int64 { now() }
 

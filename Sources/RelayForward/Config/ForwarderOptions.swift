@@ -63,9 +63,9 @@ public struct ForwarderOptions: Sendable {
 extension ForwarderOptions: CustomStringConvertible, CustomDebugStringConvertible {
     /// The settings without the write key (which is a secret): safe to log.
     public var description: String {
-        "ForwarderOptions(upstream: \(upstream), write_key: \(writeKey == nil ? "from apps" : "configured"), "
-            + "batch: \(maxBatchCount) messages / \(maxBatchBytes) bytes, flush: \(flushIntervalMillis) ms, "
-            + "pace: \(maxRequestsPerSecond)/s, in flight: \(maxInFlight), gzip: \(gzip))"
+        "forwarding to \(upstream) (write key \(writeKey == nil ? "from apps" : "configured"), "
+            + "batches up to \(maxBatchCount) messages / \(maxBatchBytes) bytes, flush \(flushIntervalMillis) ms, "
+            + "at most \(maxRequestsPerSecond) requests/s, \(maxInFlight) in flight, gzip \(gzip ? "on" : "off"))"
     }
     public var debugDescription: String { description }
 }
