@@ -6,6 +6,11 @@
 // when the pacer allows → record every outcome → act on the follow-ups.
 // With nothing ready it sleeps until the batcher's next deadline.
 //
+// While a round's first request is in flight, the loop commits the last
+// round's acknowledgement (all its delivered batches in one spool commit), so
+// the commit overlaps the pacer's interval instead of adding to it. Before the
+// loop sleeps or stops, it acknowledges at once.
+//
 // Invariants:
 // - All state (batcher, pacer, breaker, pause) lives in this struct, in the
 //   run task; the queue is touched from that task only. Child tasks only
@@ -14,6 +19,9 @@
 //   flight ends and its outcome is recorded; every lease is released.
 // - After a retryable failure or a pause, all held leases are released, so
 //   the next request starts again from the oldest due message.
+// - A delivered batch stays leased until its acknowledgement committed, so
+//   it is never leased (sent) again meanwhile; none is left unacknowledged
+//   when `run()` returns.
 
 import Logging
 import RelaySpool
@@ -34,6 +42,9 @@ struct ForwardLoop {
     private(set) var pacer: Pacer
     private(set) var breaker: CircuitBreaker
     private(set) var pause = PauseState()
+    /// The last round's delivered batches, still leased: acknowledged beside
+    /// the next round's first request, or at once before a sleep or a stop.
+    private var unacknowledged: [[SpoolMessage]] = []
 
     init(queue: any ForwardQueue, transports: [any UpstreamTransport], clock: any ForwardClock,
          currentOptions: @escaping @Sendable () -> ForwarderOptions, takeResumeRequest: @escaping @Sendable () -> Bool,
@@ -52,9 +63,19 @@ struct ForwardLoop {
         self.breaker = CircuitBreaker(policy: options.backoff)
     }
 
-    /// Runs until cancelled (or the clock throws); releases every lease on the way out.
+    /// Runs until cancelled (or the clock throws); acknowledges what the
+    /// upstream took and releases every lease on the way out.
     mutating func run() async throws {
         defer { batcher.releaseAll(to: queue) }
+        do {
+            try await turns()
+        } catch {
+            await acknowledgeNow()
+            throw error
+        }
+    }
+
+    private mutating func turns() async throws {
         while true {
             try Task.checkCancellation()
             let options = currentOptions()
@@ -67,10 +88,12 @@ struct ForwardLoop {
             case .resumed(let reason):
                 logger.notice("forwarding resumed after a pause; trying the upstream again", metadata: ["paused_for": "\(reason.rawValue)"])
             case .paused(let wait):
+                await acknowledgeNow()
                 try await clock.sleep(millis: min(wait, 1000))
                 continue
             }
             if let reopens = breaker.reopensAtMillis, now < reopens {
+                await acknowledgeNow()
                 try await clock.sleep(millis: reopens - now)
                 continue
             }
@@ -79,6 +102,7 @@ struct ForwardLoop {
                 try batcher.topUp(from: queue, nowMillis: now)
             } catch {
                 logger.error("could not read the spool; retrying in a second", metadata: ["error": "\(error)"])
+                await acknowledgeNow()
                 try await clock.sleep(millis: 1000)
                 continue
             }
@@ -89,6 +113,7 @@ struct ForwardLoop {
                 round.append(batch)
             }
             if round.isEmpty {
+                await acknowledgeNow()
                 try await clock.sleep(millis: batcher.nextWakeMillis(nowMillis: now))
                 continue
             }
@@ -103,13 +128,16 @@ struct ForwardLoop {
         batcher.setLimits(Batcher.Limits(options))
     }
 
-    /// Starts each batch when the pacer allows (one per transport), waits
-    /// for every answer, records each outcome in order (the delivered
-    /// batches' acknowledgements in one spool commit), then acts on them.
-    /// Cancelled meanwhile: starts no more, but records what was started.
+    /// Starts each batch when the pacer allows (one per transport), with the
+    /// last round's acknowledgement committing after the first one started;
+    /// waits for every answer, records each outcome in order (the delivered
+    /// batches are acknowledged by the next round, or before a sleep), then
+    /// acts on them. Cancelled meanwhile: starts no more, but records what
+    /// was started.
     private mutating func deliver(_ round: [[SpoolMessage]], options: ForwarderOptions) async throws {
         var started: [(batch: [SpoolMessage], bodyBytes: Int)] = []
         var stop: (any Error)?
+        var followUps: [OutcomeHandler.FollowUp] = []
         let answers: [DeliveryOutcome] = await withTaskGroup(of: (Int, DeliveryOutcome).self) { group in
             for batch in round {
                 do {
@@ -127,6 +155,9 @@ struct ForwardLoop {
                 let transport = transports[index]
                 started.append((batch, request.body.count))
                 group.addTask { (index, await transport.send(request)) }
+                if index == 0, let followUp = await acknowledgePrevious() {
+                    followUps.append(followUp)  // committed while the request travels
+                }
             }
             var out = [DeliveryOutcome?](repeating: nil, count: started.count)
             for await (i, answer) in group { out[i] = answer }
@@ -135,18 +166,33 @@ struct ForwardLoop {
         if started.count < round.count {
             batcher.requeueFront(Array(round[started.count...]))  // released on the way out
         }
+        if let followUp = await acknowledgePrevious() { followUps.append(followUp) }  // none started
 
-        var delivered: [[SpoolMessage]] = []
-        var followUps: [OutcomeHandler.FollowUp] = []
         for (i, sent) in started.enumerated() {
             let followUp = await outcomes.handle(sent.batch, outcome: answers[i], bodyBytes: sent.bodyBytes, queue: queue,
                                                  options: options, breaker: &breaker, nowMillis: clock.nowMillis())
-            if case .acknowledge(let batch) = followUp { delivered.append(batch) } else { followUps.append(followUp) }
+            if case .acknowledge(let batch) = followUp { unacknowledged.append(batch) } else { followUps.append(followUp) }
         }
-        if !delivered.isEmpty {
-            // One spool commit for every batch the upstream took this round.
-            followUps.append(await outcomes.acknowledge(delivered, queue: queue, breaker: &breaker, nowMillis: clock.nowMillis()))
-        }
+        act(on: followUps, options: options)
+        if let stop { throw stop }
+    }
+
+    /// Acknowledges the last round's delivered batches in one spool commit,
+    /// if there are any; their follow-up (settled, or a backoff when the
+    /// spool could not record it).
+    private mutating func acknowledgePrevious() async -> OutcomeHandler.FollowUp? {
+        guard !unacknowledged.isEmpty else { return nil }
+        let batches = unacknowledged
+        unacknowledged = []
+        return await outcomes.acknowledge(batches, queue: queue, breaker: &breaker, nowMillis: clock.nowMillis())
+    }
+
+    /// Acknowledges what the upstream took before the loop sleeps or stops.
+    private mutating func acknowledgeNow() async {
+        if let followUp = await acknowledgePrevious() { act(on: [followUp], options: currentOptions()) }
+    }
+
+    private mutating func act(on followUps: [OutcomeHandler.FollowUp], options: ForwarderOptions) {
         for followUp in followUps {
             switch followUp {
             case .settled, .acknowledge:
@@ -162,6 +208,5 @@ struct ForwardLoop {
                 batcher.releaseAll(to: queue)
             }
         }
-        if let stop { throw stop }
     }
 }
