@@ -26,6 +26,29 @@ import Glibc
         relay.stop()
     }
 
+    @Test(arguments: [true, false])
+    func clientsThatCloseAfterEachCallNeverUseUpTheConnectionCap(overUnixSocket: Bool) throws {
+        // A cap of 20 connections, and ten times as many clients one after
+        // another, each sending one call and closing (as a PHP or shell
+        // script does): every one is answered, none is refused.
+        let relay = try RelayProcess(upstream: "", config: """
+            [upstream]
+            url = "http://127.0.0.1:9"
+            write_key = "test-key"
+            [listen]
+            max_connections = 20
+            """)
+        try relay.start()
+        var statuses: [Int: Int] = [:]
+        for i in 0..<200 {
+            let conn = try SocketConnection(overUnixSocket ? relay.unix : relay.tcp, timeoutSeconds: 5)
+            let status = (try? conn.request("POST", "/v1/identify", body: Array(#"{"userId":"u-\#(i)"}"#.utf8)))?.status ?? 0
+            statuses[status, default: 0] += 1
+        }
+        #expect(statuses == [200: 200], "\(statuses)")
+        relay.stop()
+    }
+
     @Test func anEarly413ReachesEveryClientInsteadOfAReset() throws {
         let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
         try relay.start()
@@ -112,5 +135,51 @@ final class Collected: @unchecked Sendable {
         #expect(try conn.request("POST", "/v1/identify", body: Array(identify("first").utf8)).status == 200)
         Thread.sleep(forTimeInterval: 1.5)  // longer than the request timeout, shorter than the idle timeout
         #expect(try conn.request("POST", "/v1/identify", body: Array(identify("second").utf8)).status == 200)
+    }
+}
+
+/// A monitoring client asking in a tight loop: it is slowed to the operator
+/// endpoints' pace (never refused while alone), apps' calls meanwhile are
+/// answered, and a crowd beyond the wait bound gets 429 with Retry-After.
+@Suite struct OperatorPaceEndToEndTests {
+    @Test func aTightScrapeLoopIsHeldToThePaceWhileCallsGoThrough() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
+        try relay.start()
+        let scraped = Collected()
+        let stop = Date().addingTimeInterval(2)
+        let endpoint = relay.tcp
+        let scraper = Thread {
+            guard let conn = try? SocketConnection(endpoint, timeoutSeconds: 5) else { return }
+            while Date() < stop, let r = try? conn.request("GET", "/metrics") { scraped.append("\(r.status)") }
+        }
+        scraper.start()
+        var calls = 0
+        while Date() < stop {
+            let r = try http(relay.tcp, "POST", "/v1/identify", json: #"{"userId":"u-\#(calls)"}"#)
+            #expect(r.status == 200)
+            calls += 1
+        }
+        #expect(eventually(5) { scraper.isFinished })
+        let answers = scraped.items
+        #expect(answers.allSatisfy { $0 == "200" }, "a lone scraper waits, it is not refused: \(Set(answers))")
+        #expect(answers.count >= 10 && answers.count <= 60, "about 20 a second after a burst of 10, not thousands: \(answers.count)")
+        #expect(calls > 10, "apps' calls are answered meanwhile")
+        relay.stop()
+    }
+
+    @Test func aCrowdBeyondTheWaitBoundIsAnswered429WithRetryAfter() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
+        try relay.start()
+        let conns = try (0..<50).map { _ in try SocketConnection(relay.tcp, timeoutSeconds: 5) }
+        for c in conns { try c.write(Array("GET /v1/status HTTP/1.1\r\nHost: relay\r\n\r\n".utf8)) }
+        let heads = try conns.map { c in
+            String(decoding: try c.read { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }, as: UTF8.self).lowercased()
+        }
+        let ok = heads.filter { $0.hasPrefix("http/1.1 200") }
+        let refused = heads.filter { $0.hasPrefix("http/1.1 429") }
+        #expect(ok.count + refused.count == 50, "\(heads.map { $0.prefix(12) })")
+        #expect(ok.count >= 25 && ok.count <= 35, "the burst and a second's worth are answered: \(ok.count)")
+        #expect(!refused.isEmpty && refused.allSatisfy { $0.contains("retry-after: 1") })
+        relay.stop()
     }
 }

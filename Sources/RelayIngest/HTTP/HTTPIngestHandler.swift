@@ -23,6 +23,8 @@ public struct OperatorEndpoints: Sendable {
     public var status: @Sendable () -> [UInt8]
     /// `GET /metrics` body (Prometheus text format).
     public var metrics: @Sendable () -> [UInt8]
+    /// Spaces the answers of each endpoint (shared by every connection).
+    let pace = OperatorPace()
 
     public init(status: @escaping @Sendable () -> [UInt8], metrics: @escaping @Sendable () -> [UInt8]) {
         self.status = status
@@ -43,6 +45,10 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// An early 413 was sent; the rest of this request is read, discarded and the connection closes.
     private var answeredEarly = false
     private var discarded = 0
+    /// Requests read to their end and not yet answered.
+    private var unanswered = 0
+    /// The client closed its side (half-close): close ours once every request is answered.
+    private var inputClosed = false
     /// After an early answer, at most this much more of the request is read (and this long) before closing.
     static let maxDiscardBytes = 8 << 20
     static let maxDiscardTime = TimeAmount.seconds(5)
@@ -92,8 +98,23 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.head = nil
             let buffer = body
             body = nil
+            unanswered += 1
             route(context: context, head: head, body: buffer)
         }
+    }
+
+    /// The client closed its side. The listener allows half-closed
+    /// connections (for the line protocol), so HTTP closes its side itself:
+    /// now when nothing is left to answer, else after the last answer.
+    /// Otherwise every client that closes first would hold a connection
+    /// until the idle timeout and count against `max_connections`.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if (event as? ChannelEvent) == .inputClosed {
+            inputClosed = true
+            if unanswered == 0 && !answeredEarly { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     /// The request body as the pipeline needs it: decompressed when the app
@@ -124,11 +145,11 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
         switch (head.method, path) {
         case (.GET, "/healthz"):
-            respond(context, IngestReply(status: 200, body: Array(#"{"ok":true}"#.utf8)), keepAlive: head.isKeepAlive)
+            answerOperator(context, .healthz, keepAlive: head.isKeepAlive)
         case (.GET, "/v1/status"):
-            respond(context, IngestReply(status: 200, body: endpoints.status()), keepAlive: head.isKeepAlive)
+            answerOperator(context, .status, keepAlive: head.isKeepAlive)
         case (.GET, "/metrics"):
-            respond(context, IngestReply(status: 200, body: endpoints.metrics()), keepAlive: head.isKeepAlive, contentType: "text/plain; version=0.0.4")
+            answerOperator(context, .metrics, keepAlive: head.isKeepAlive)
         case (.POST, _):
             guard let route = Self.ingestRoute(path) else {
                 respond(context, IngestReply.failure(404, ["no such endpoint: \(path)"]), keepAlive: head.isKeepAlive)
@@ -155,6 +176,42 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         default:
             let known = ["/healthz", "/v1/status", "/metrics"].contains(path) || Self.ingestRoute(path) != nil
             respond(context, IngestReply.failure(known ? 405 : 404, [known ? "method \(head.method.rawValue) not allowed on \(path)" : "no such endpoint: \(path)"]), keepAlive: head.isKeepAlive)
+        }
+    }
+
+    /// Answers an operator endpoint at its pace: now, after a short wait
+    /// (the body is built when it goes), or `429` when too many wait already.
+    private func answerOperator(_ context: ChannelHandlerContext, _ endpoint: OperatorPace.Endpoint, keepAlive: Bool) {
+        switch endpoints.pace.admit(endpoint, nowNanos: NIODeadline.now().uptimeNanoseconds) {
+        case .now:
+            respondOperator(context, endpoint, keepAlive: keepAlive)
+        case .after(let nanos):
+            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(nanos))) { [self] in
+                guard context.channel.isActive else { return }
+                respondOperator(context, endpoint, keepAlive: keepAlive)
+            }
+        case .refuse:
+            let error = "\(Self.operatorPath(endpoint)) is answered at most \(OperatorPace.perSecond) times a second and too many requests wait; ask again after Retry-After"
+            respond(context, IngestReply.failure(429, [error], retryAfter: 1), keepAlive: keepAlive)
+        }
+    }
+
+    private func respondOperator(_ context: ChannelHandlerContext, _ endpoint: OperatorPace.Endpoint, keepAlive: Bool) {
+        switch endpoint {
+        case .healthz:
+            respond(context, IngestReply(status: 200, body: Array(#"{"ok":true}"#.utf8)), keepAlive: keepAlive)
+        case .status:
+            respond(context, IngestReply(status: 200, body: endpoints.status()), keepAlive: keepAlive)
+        case .metrics:
+            respond(context, IngestReply(status: 200, body: endpoints.metrics()), keepAlive: keepAlive, contentType: "text/plain; version=0.0.4")
+        }
+    }
+
+    static func operatorPath(_ endpoint: OperatorPace.Endpoint) -> String {
+        switch endpoint {
+        case .healthz: "/healthz"
+        case .status: "/v1/status"
+        case .metrics: "/metrics"
         }
     }
 
@@ -208,12 +265,13 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+        if !drainRequest { unanswered -= 1 }
         if drainRequest {
             done.futureResult.assumeIsolated().whenComplete { _ in
                 context.close(mode: .output, promise: nil)
                 context.eventLoop.assumeIsolated().scheduleTask(in: Self.maxDiscardTime) { context.close(promise: nil) }
             }
-        } else if !keepAlive {
+        } else if !keepAlive || (inputClosed && unanswered == 0) {
             done.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
