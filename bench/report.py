@@ -246,6 +246,12 @@ def main():
     ib = stat(series(res, "m5", "under_backlog", "identify", "p99_ms"))
     rp.target("6. identify p99 under backlog", ib, "<", 50, " ms")
     w("")
+    w("The relay answers each operator endpoint at most 20 times a second after a burst of 10 "
+      "(`Sources/RelayIngest/HTTP/OperatorPace.swift`): a client asking in a tight loop waits for its turn, so the "
+      "scrapers' latencies above are mostly that wait (about 50 ms) and their request counts are the pace, not the cost of an "
+      "answer. Without the pace, two tight scrapers kept both cores busy and a busy CPU slows every `fdatasync` on this VM: "
+      "identify p99 was 245 ms under backlog and about as bad with an empty spool (BENCHMARKS of commit 836a420).")
+    w("")
 
     # ---------------- 7
     w("## 7. The app's side")
