@@ -62,13 +62,10 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let settings = try settings()
 
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
-            return h
-        }
-        var logger = Logger(label: "plainflow-relay")
-        logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
+        // One level for the whole process: SIGHUP sets it to the reloaded log.level.
+        let logLevel = LogLevelSwitch(Logger.Level(rawValue: settings.logLevel) ?? .info)
+        LoggingSystem.bootstrap { logLevel.handler(label: $0) }
+        let logger = Logger(label: "plainflow-relay")
         logger.info("starting plainflow-relay", metadata: [
             "version": "\(RelayVersion.current)", "spool": "\(settings.spool.path)", "upstream": "\(settings.forward.upstream)",
             "write_key": "\(settings.forward.writeKey == nil ? "from apps" : "configured")",
@@ -77,7 +74,7 @@ struct Run: AsyncParsableCommand {
             logger.warning("--write-key puts the upstream write key in the process list, readable by every local user; use upstream.write_key_file or PLAINFLOW_RELAY_WRITE_KEY outside development")
         }
         let command = self
-        let relay = try Relay(settings: settings, logger: logger, reload: { try command.settings() })
+        let relay = try Relay(settings: settings, logger: logger, reload: { try command.settings() }, logLevel: logLevel)
         try await relay.run()
     }
 }
