@@ -10,6 +10,16 @@ struct PlainflowRelay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plainflow-relay",
         abstract: "A local relay for analytics calls: apps hand calls to it over a socket, it stores them durably and forwards them upstream.",
+        discussion: """
+            Files (as packaged): the configuration /etc/plainflow-relay/relay.toml (PLAINFLOW_RELAY_* variables \
+            and flags override it); the spool /var/lib/plainflow-relay/spool.db; the socket \
+            /run/plainflow-relay/relay.sock, which members of the plainflow-relay group may use; the upstream \
+            write key /etc/plainflow-relay/write_key (mode 0640, root:plainflow-relay), which the systemd unit \
+            passes as the credential write_key.
+
+            Signals: SIGTERM drains and stops; SIGHUP reads the configuration again and applies the \
+            forwarding settings and the log level at once.
+            """,
         version: RelayVersion.current,
         subcommands: [Run.self, Status.self, Send.self, SpoolCommand.self, DeadLettersCommand.self, RejectedCommand.self,
                       CheckConfig.self, Version.self]
