@@ -114,8 +114,6 @@ rm -rf "$root"
 cp -a "$base" "$root"
 rm -f "$root/.complete"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-mkdir -p "$root/root/debs"
-cp "$new_deb" "$old_deb" "$root/root/debs/"
 mount_proc
 in_root sh -c 'command -v swift' >/dev/null 2>&1 && fail "the test root has a Swift toolchain"
 
@@ -123,9 +121,13 @@ in_root sh -c 'command -v swift' >/dev/null 2>&1 && fail "the test root has a Sw
 snapshot() {
   (cd "$root" && find . -xdev \( -path ./proc -o -path ./dev -o -path ./sys -o -path ./run -o -path ./tmp \
     -o -path ./var/log -o -path ./var/cache -o -path ./var/lib/apt -o -path ./var/lib/dpkg -o -path ./var/lib/systemd \
-    -o -path ./etc/machine-id -o -path ./etc/ld.so.cache -o -path ./var/tmp \) -prune -o -print | sort)
+    -o -path ./etc/machine-id -o -path ./etc/ld.so.cache -o -path ./var/tmp \) -prune -o -print | sort) |
+    grep -vE '^\./etc/(passwd|group|shadow|gshadow|subuid|subgid)-$'  # the shadow tools' backups of those files
 }
 snapshot >"$cache/before.txt"
+# The packages go to /root/debs (a booted container empties /tmp); deleted before the last snapshot.
+mkdir -p "$root/root/debs"
+cp "$new_deb" "$old_deb" "$root/root/debs/"
 
 # ---------------------------------------------------------------- the relay
 # Starts the relay as the unit would (its user, umask 0007, the runtime
@@ -219,7 +221,10 @@ for f in /usr/share/man/man1/plainflow-relay.1.gz /usr/share/doc/plainflow-relay
   expect_stat "$f" "644 root:root"
 done
 
-verify=$(in_root systemd-analyze verify /lib/systemd/system/plainflow-relay.service 2>&1) || fail "systemd-analyze verify: $verify"
+verify=$(in_root systemd-analyze verify /lib/systemd/system/plainflow-relay.service 2>&1) || true
+# verify opens Documentation=man:plainflow-relay(1) with man, which a minimal root lacks (man-db);
+# any other remark (or a failure) fails the test.
+in_root sh -c 'command -v man' >/dev/null || verify=$(grep -v "Command 'man plainflow-relay(1)' failed" <<<"$verify" || true)
 [ -z "$verify" ] || fail "systemd-analyze verify has remarks: $verify"
 ok "systemd-analyze verify: clean"
 exposure=$(in_root systemd-analyze security --offline=yes /lib/systemd/system/plainflow-relay.service 2>&1 | sed -nE 's/.*Overall exposure level for .*: ([0-9.]+) ([A-Z]+).*/\1 \2/p')
@@ -366,6 +371,7 @@ ok "spool, configuration, write key, socket directory, user and group are gone"
 in_root userdel --remove app 2>/dev/null
 in_root userdel --remove stranger 2>/dev/null
 in_root apt-get autoremove --purge -y -q >"$cache/apt-autoremove.log" 2>&1 || fail "apt-get autoremove failed (log: $cache/apt-autoremove.log)"
+rm -rf "$root/root/debs"
 orphans=$(in_root find / -xdev \( -nouser -o -nogroup \) -print 2>/dev/null | grep -v '^/proc' || true)
 [ -z "$orphans" ] || fail "files of a deleted user or group remain: $orphans"
 leftover=$(in_root find / -xdev -path /proc -prune -o -path /var/log -prune -o -path /var/lib/dpkg -prune -o -iname '*plainflow*' -print || true)
