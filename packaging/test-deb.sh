@@ -286,6 +286,7 @@ else
   status_text=$(unit_prop StatusText)
   [[ "$status_text" == "listening on "* ]] || fail "no READY/STATUS notification: StatusText='$status_text'"
   ok "Type=notify: systemd got READY=1 with STATUS='$status_text'"
+  echo "   info: idle RSS of the service: $(in_boot sh -c 'sed -nE "s/^VmRSS:[[:space:]]+//p" /proc/$(systemctl show -P MainPID plainflow-relay.service)/status')"
   in_boot stat -c '%a %U:%G' /run/plainflow-relay/relay.sock | grep -qx "660 $relay_user:$relay_user" || fail "socket under systemd: $(in_boot stat -c '%a %U:%G' /run/plainflow-relay/relay.sock)"
   ok "socket 0660 $relay_user:$relay_user"
   in_boot setpriv --reuid=app --regid=app --init-groups -- plainflow-relay send --user-id booted --write-key app-key >/dev/null ||
