@@ -39,13 +39,15 @@ arch=$(dpkg --print-architecture)
 relay_user=plainflow-relay
 
 # ---------------------------------------------------------------- cleanup
-daemon_pid="" nspawn_pid=""
+daemon_pid="" nspawn_pid="" leader=""
 cleanup() {
   local rc=$?
   if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then kill -KILL "$daemon_pid" 2>/dev/null || true; fi
   if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
-    kill -TERM "$nspawn_pid" 2>/dev/null || true
+    kill -TERM "$nspawn_pid" 2>/dev/null || true  # nspawn halts the container
     for _ in $(seq 50); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+    # Still there: killing the container's init ends every process inside it.
+    if [ -n "$leader" ]; then kill -KILL "$leader" 2>/dev/null || true; fi
     kill -KILL "$nspawn_pid" 2>/dev/null || true
   fi
   if [ -d "$root" ]; then
