@@ -2,7 +2,9 @@
 # make test  the whole test suite (what CI runs)
 # make bench  the benchmarks against PostgreSQL, SQLite, nginx, syslog-ng (not CI; ~15 min; writes BENCHMARKS.md)
 # make fuzz   libFuzzer on the JSON parser and the message rules (SECONDS=60)
-.PHONY: setup build run test release clean bench bench-quick fuzz
+# make deb    plainflow-relay_<version>_<arch>.deb (static release build, lintian)
+# make deb-test  the packaging test: install, upgrade, the unit, remove, purge on a clean Debian 12 root (root)
+.PHONY: setup build run test release deb deb-test clean bench bench-quick fuzz
 
 setup:
 	./scripts/setup.sh
@@ -15,11 +17,18 @@ run: setup
 test:
 	./scripts/test.sh
 
+# The packaged binary: static Swift runtime, bind-now, stripped (.build-deb/plainflow-relay).
 release:
-	swift build -c release --scratch-path .build-static --static-swift-stdlib
+	packaging/build-deb.sh --binary-only
+
+deb:
+	packaging/build-deb.sh
+
+deb-test:
+	packaging/test-deb.sh
 
 clean:
-	rm -rf .build .build-release run
+	rm -rf .build .build-release .build-static .build-deb run plainflow-relay_*.deb
 
 bench:
 	bench/harness.sh

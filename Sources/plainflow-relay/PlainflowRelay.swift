@@ -10,6 +10,16 @@ struct PlainflowRelay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plainflow-relay",
         abstract: "A local relay for analytics calls: apps hand calls to it over a socket, it stores them durably and forwards them upstream.",
+        discussion: """
+            Files (as packaged): the configuration /etc/plainflow-relay/relay.toml (PLAINFLOW_RELAY_* variables \
+            and flags override it); the spool /var/lib/plainflow-relay/spool.db; the socket \
+            /run/plainflow-relay/relay.sock, which members of the plainflow-relay group may use; the upstream \
+            write key /etc/plainflow-relay/write_key (mode 0640, root:plainflow-relay), which the systemd unit \
+            passes as the credential write_key.
+
+            Signals: SIGTERM drains and stops; SIGHUP reads the configuration again and applies the \
+            forwarding settings and the log level at once.
+            """,
         version: RelayVersion.current,
         subcommands: [Run.self, Status.self, Send.self, SpoolCommand.self, DeadLettersCommand.self, RejectedCommand.self,
                       CheckConfig.self, Version.self]
@@ -62,13 +72,10 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let settings = try settings()
 
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
-            return h
-        }
-        var logger = Logger(label: "plainflow-relay")
-        logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
+        // One level for the whole process: SIGHUP sets it to the reloaded log.level.
+        let logLevel = LogLevelSwitch(Logger.Level(rawValue: settings.logLevel) ?? .info)
+        LoggingSystem.bootstrap { logLevel.handler(label: $0) }
+        let logger = Logger(label: "plainflow-relay")
         logger.info("starting plainflow-relay", metadata: [
             "version": "\(RelayVersion.current)", "spool": "\(settings.spool.path)", "upstream": "\(settings.forward.upstream)",
             "write_key": "\(settings.forward.writeKey == nil ? "from apps" : "configured")",
@@ -77,7 +84,7 @@ struct Run: AsyncParsableCommand {
             logger.warning("--write-key puts the upstream write key in the process list, readable by every local user; use upstream.write_key_file or PLAINFLOW_RELAY_WRITE_KEY outside development")
         }
         let command = self
-        let relay = try Relay(settings: settings, logger: logger, reload: { try command.settings() })
+        let relay = try Relay(settings: settings, logger: logger, reload: { try command.settings() }, logLevel: logLevel)
         try await relay.run()
     }
 }

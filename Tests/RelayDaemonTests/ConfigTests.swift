@@ -97,6 +97,13 @@ import RelaySpool
         var fromCredential = RelayConfig()
         fromCredential.applyEnvironment(["CREDENTIALS_DIRECTORY": dir])
         #expect(try fromCredential.resolve().forward.writeKey == "secret-key")
+        // The packaged unit's `SetCredential=write_key:` default, before the operator sets a key: apps send theirs.
+        let emptyDir = dir + "/empty"
+        try FileManager.default.createDirectory(atPath: emptyDir, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: emptyDir + "/write_key", contents: nil)
+        var fromEmptyCredential = RelayConfig()
+        fromEmptyCredential.applyEnvironment(["CREDENTIALS_DIRECTORY": emptyDir])
+        #expect(try fromEmptyCredential.resolve().forward.writeKey == nil)
         #expect {
             try RelayConfig.parse(toml: "[upstream]\nwrite_key_file = \"\(dir)/missing\"\n", path: "r.toml").resolve()
         } throws: { "\($0)".contains("\(dir)/missing") && "\($0)".contains("write_key_file") }

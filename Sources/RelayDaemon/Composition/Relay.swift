@@ -22,13 +22,18 @@ public final class Relay: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
     private let reload: (@Sendable () throws -> ResolvedSettings)?
+    private let logLevel: LogLevelSwitch?
 
     /// Opens the spool and wires the modules; nothing listens until `run()`.
-    /// - Parameter reload: reads the configuration again (SIGHUP).
-    public init(settings: ResolvedSettings, logger: Logger, reload: (@Sendable () throws -> ResolvedSettings)? = nil) throws {
+    /// - Parameters:
+    ///   - reload: reads the configuration again (SIGHUP).
+    ///   - logLevel: the process's log level, which SIGHUP sets to the reloaded `log.level`.
+    public init(settings: ResolvedSettings, logger: Logger, reload: (@Sendable () throws -> ResolvedSettings)? = nil,
+                logLevel: LogLevelSwitch? = nil) throws {
         self.settings = settings
         self.logger = logger
         self.reload = reload
+        self.logLevel = logLevel
         _ = Telemetry.registry
         spool = try Spool(options: settings.spool, logger: logger.named("spool"))
         forwarder = Forwarder(spool: spool, options: settings.forward, logger: logger.named("forward"))
@@ -50,7 +55,7 @@ public final class Relay: Sendable {
         let services: [any Service] = [
             SpoolService(spool: spool, logger: logger),
             forwarder,
-            ReloadService(forwarder: forwarder, spool: spool, running: settings, reload: reload, logger: logger),
+            ReloadService(forwarder: forwarder, spool: spool, running: settings, reload: reload, logLevel: logLevel, logger: logger),
             ingest,
         ]
         var config = ServiceGroupConfiguration(
@@ -87,7 +92,8 @@ struct SpoolService: Service {
 
 /// SIGHUP: read the configuration again and apply what can change while
 /// running (the forwarding settings: upstream, write key, batching, pace,
-/// backoff, timeouts, gzip); resume forwarding paused on refused credentials.
+/// backoff, timeouts, gzip; and the log level); resume forwarding paused on
+/// refused credentials.
 /// Listener, limit and spool settings need a restart, and the log says so.
 /// A configuration that does not load is logged and the running one kept.
 struct ReloadService: Service {
@@ -95,6 +101,7 @@ struct ReloadService: Service {
     let spool: Spool
     let running: ResolvedSettings
     let reload: (@Sendable () throws -> ResolvedSettings)?
+    let logLevel: LogLevelSwitch?
     let logger: Logger
 
     func run() async throws {
@@ -109,8 +116,10 @@ struct ReloadService: Service {
                     let new = try reload()
                     forwarder.reload(new.forward)
                     spool.setMaxAge(millis: new.spool.maxAgeMillis)
-                    logger.notice("SIGHUP: configuration reloaded; forwarding settings applied", metadata: [
+                    if let logLevel, let level = Logger.Level(rawValue: new.logLevel) { logLevel.level = level }
+                    logger.notice("SIGHUP: configuration reloaded; forwarding settings and log level applied", metadata: [
                         "upstream": "\(new.forward.upstream)", "write_key": "\(new.forward.writeKey == nil ? "from apps" : "configured")",
+                        "log_level": "\(new.logLevel)",
                     ])
                     var needRestart: [String] = []
                     if new.spool.path != running.spool.path || new.spool.maxBytes != running.spool.maxBytes || new.spool.onFull != running.spool.onFull

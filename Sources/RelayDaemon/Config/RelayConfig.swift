@@ -136,9 +136,11 @@ extension RelayConfig {
         if let v = env["PLAINFLOW_RELAY_TCP"] { listen = listen ?? .init(); listen!.tcp = v }
         if let v = env["PLAINFLOW_RELAY_UNIX"] { listen = listen ?? .init(); listen!.unix = v }
         if let v = env["PLAINFLOW_RELAY_LOG_LEVEL"] { log = log ?? .init(); log!.level = v }
-        // Under systemd, `LoadCredential=write_key:...` puts the key in $CREDENTIALS_DIRECTORY.
+        // Under systemd, `LoadCredential=write_key:...` puts the key in $CREDENTIALS_DIRECTORY. An empty
+        // credential (the unit's `SetCredential=write_key:` default while the key file is absent) is no key.
         if let dir = env["CREDENTIALS_DIRECTORY"], upstream?.write_key?.isEmpty ?? true, upstream?.write_key_file == nil,
-           FileManager.default.fileExists(atPath: dir + "/write_key") {
+           let data = FileManager.default.contents(atPath: dir + "/write_key"),
+           !String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             upstream = upstream ?? .init()
             upstream!.write_key_file = dir + "/write_key"
         }

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Builds plainflow-relay_<version>_<arch>.deb in the repository root from
+# this tree (`make deb`), then runs lintian on it (errors fail the build).
+#
+# The binary is a release build with the Swift runtime linked statically,
+# bind-now, stripped. The version is RelayVersion.current, read from the
+# built binary (`plainflow-relay version`): there is no other place to
+# change it. Everything else comes from packaging/debian/ and etc/relay.toml.
+#
+# Usage: packaging/build-deb.sh [--binary-only] [--package-version V] [--no-lintian]
+#   --binary-only        build and strip the binary only, print its path (make release)
+#   --package-version V  label the package V instead of the binary's version (the
+#                        packaging test's stand-in for an older release)
+#   --no-lintian         skip lintian
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+die() { echo "build-deb: $*" >&2; exit 1; }
+
+maintainer="plainflow-relay maintainers <relay@plainflow.net>"
+
+binary_only=0 package_version="" run_lintian=1
+while (($#)); do
+  case "$1" in
+    --binary-only) binary_only=1 ;;
+    --package-version) (($# >= 2)) || die "--package-version needs a value"; package_version=$2; shift ;;
+    --no-lintian) run_lintian=0 ;;
+    *) die "unknown argument '$1' (see the usage at the top of $0)" ;;
+  esac
+  shift
+done
+
+./scripts/need-packages.sh libcurl4-openssl-dev libsqlite3-dev pkg-config binutils dpkg-dev lintian
+command -v swift >/dev/null || die "swift not found: install Swift 6 (https://www.swift.org/install/linux/)"
+
+# One scratch path per flag set: changing a flag rebuilds everything.
+scratch=.build-static
+work=.build-deb
+mkdir -p "$work"
+flags=(-c release --scratch-path "$scratch" --static-swift-stdlib --disable-local-rpath
+       -Xlinker -z -Xlinker now --product plainflow-relay)
+echo "== release build (static Swift runtime) in $scratch"
+swift build "${flags[@]}" >"$work/swift-build.log" 2>&1 || { tail -n 30 "$work/swift-build.log" >&2; die "swift build failed (full log: $work/swift-build.log)"; }
+# Warnings stay visible (the toolchain's static Foundation brings a linker warning about mktemp).
+grep -E 'warning:' "$work/swift-build.log" | sed -E 's/^.*(warning:)/   \1/' | sort -u || true
+tail -n 1 "$work/swift-build.log"
+built="$(swift build "${flags[@]}" --show-bin-path)/plainflow-relay"
+[ -x "$built" ] || die "the build reported success but $built is missing"
+
+stripped=$work/plainflow-relay
+cp "$built" "$stripped"
+strip --remove-section=.comment --remove-section=.note "$stripped"
+if ((binary_only)); then
+  echo "$root/$stripped"
+  exit 0
+fi
+
+version_line=$("$stripped" version) || die "$stripped version failed"
+version=${version_line#plainflow-relay }
+[[ "$version" =~ ^[0-9][0-9A-Za-z.+~]*$ ]] || die "unexpected version '$version' from '$stripped version' (expected 'plainflow-relay X.Y.Z')"
+deb_version=${package_version:-$version}
+arch=$(dpkg --print-architecture)
+deb="plainflow-relay_${deb_version}_${arch}.deb"
+
+# The shipped configuration is the commented template, which must point at
+# the directories the unit creates.
+grep -q '^path = "/var/lib/plainflow-relay/spool.db"$' etc/relay.toml ||
+  die "etc/relay.toml: [spool] path must be /var/lib/plainflow-relay/spool.db (the unit's StateDirectory)"
+grep -q '^unix = "/run/plainflow-relay/relay.sock"$' etc/relay.toml ||
+  die "etc/relay.toml: [listen] unix must be /run/plainflow-relay/relay.sock (the unit's RuntimeDirectory)"
+env -i PATH="$PATH" "$stripped" check-config --config etc/relay.toml >/dev/null || die "etc/relay.toml does not pass check-config"
+
+echo "== staging $deb"
+umask 022
+stage=$work/stage
+rm -rf "$stage"
+install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/lib/systemd/system" "$stage/etc/plainflow-relay" \
+  "$stage/usr/share/man/man1" "$stage/usr/share/doc/plainflow-relay" \
+  "$stage/usr/share/bash-completion/completions" "$stage/usr/share/zsh/vendor-completions" \
+  "$stage/usr/share/fish/vendor_completions.d"
+install -m 0755 "$stripped" "$stage/usr/bin/plainflow-relay"
+install -m 0644 packaging/debian/plainflow-relay.service "$stage/lib/systemd/system/plainflow-relay.service"
+install -m 0644 etc/relay.toml "$stage/etc/plainflow-relay/relay.toml"
+install -m 0644 packaging/debian/copyright "$stage/usr/share/doc/plainflow-relay/copyright"
+for script in postinst prerm postrm; do
+  install -m 0755 "packaging/debian/$script" "$stage/DEBIAN/$script"
+done
+printf '/etc/plainflow-relay/relay.toml\n' >"$stage/DEBIAN/conffiles"
+
+# Shell completions, from swift-argument-parser (bash-completion sources its
+# files, so the bash one loses its #! line).
+"$stripped" --generate-completion-script bash | sed '1{/^#!/d}' >"$stage/usr/share/bash-completion/completions/plainflow-relay"
+"$stripped" --generate-completion-script zsh >"$stage/usr/share/zsh/vendor-completions/_plainflow-relay"
+"$stripped" --generate-completion-script fish >"$stage/usr/share/fish/vendor_completions.d/plainflow-relay.fish"
+chmod 0644 "$stage"/usr/share/*/*completions*/*
+
+# Dates from the last commit, so two builds of one commit are the same.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo "unknown")
+
+# The man page, from the CLI's own help (argument-parser's generate-manual
+# plugin; it builds the debug product in .build, which `make test` shares).
+echo "== man page (swift package plugin generate-manual)"
+swift package --scratch-path .build plugin generate-manual --date "$(date -u -d "@$epoch" +%F)" >"$work/manual.log" 2>&1 ||
+  { tail -n 20 "$work/manual.log" >&2; die "generate-manual failed (full log: $work/manual.log)"; }
+manual=$(find .build/plugins/GenerateManual/outputs -name plainflow-relay.1 -newer "$work/plainflow-relay" | head -n 1)
+[ -n "$manual" ] || die "generate-manual wrote no plainflow-relay.1 under .build/plugins/GenerateManual/outputs (log: $work/manual.log)"
+# generate-manual copies blank lines of a command's discussion into the page,
+# where mdoc wants .Pp between paragraphs (groff warns, lintian too).
+sed 's/^$/.Pp/' "$manual" | gzip -9n >"$stage/usr/share/man/man1/plainflow-relay.1.gz"
+
+{
+  printf 'plainflow-relay (%s) stable; urgency=medium\n\n' "$deb_version"
+  printf '  * Built from git commit %s; the git log has the changes.\n\n' "$commit"
+  printf ' -- %s  %s\n' "$maintainer" "$(date -u -R -d "@$epoch")"
+} | gzip -9n >"$stage/usr/share/doc/plainflow-relay/changelog.gz"  # a native package: changelog, not changelog.Debian
+
+# Depends: what the binary links (dpkg-shlibdeps), plus adduser (postinst)
+# and procps (/bin/kill for ExecReload).
+echo "== dependencies"
+ldd "$stage/usr/bin/plainflow-relay" | sed 's/^/   /'
+shlib=$work/shlibdeps
+rm -rf "$shlib" && mkdir -p "$shlib/debian"
+printf 'Source: plainflow-relay\n\nPackage: plainflow-relay\nArchitecture: any\n' >"$shlib/debian/control"
+shlibs=$(cd "$shlib" && dpkg-shlibdeps -O "$root/$stage/usr/bin/plainflow-relay" 2>"$root/$work/shlibdeps.log") ||
+  die "dpkg-shlibdeps failed: $(cat "$work/shlibdeps.log")"
+shlibs=${shlibs#shlibs:Depends=}
+for lib in libcurl4 libsqlite3-0; do
+  grep -qE "(^|, )$lib( |,|$)" <<<"$shlibs" ||
+    die "dpkg-shlibdeps found no $lib in the binary's libraries ($shlibs): did linking change?"
+done
+depends="$shlibs, adduser, procps"
+echo "   Depends: $depends"
+
+# Installed-Size as dpkg-gencontrol counts it: KiB per file, rounded up, plus one per directory.
+installed_kib=$(find "$stage" -path "$stage/DEBIAN" -prune -o \( -type f -printf '%s\n' \) -o \( -type d -printf '1024\n' \) |
+  awk '{ s += int(($1 + 1023) / 1024) } END { print s }')
+sed -e "s|@VERSION@|$deb_version|" -e "s|@ARCH@|$arch|" -e "s|@INSTALLED_SIZE@|$installed_kib|" \
+  -e "s|@DEPENDS@|$depends|" -e "s|@MAINTAINER@|$maintainer|" \
+  packaging/debian/control.in >"$stage/DEBIAN/control"
+(cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"
+chmod 0644 "$stage/DEBIAN/control" "$stage/DEBIAN/conffiles" "$stage/DEBIAN/md5sums"
+find "$stage" -exec touch -h -d "@$epoch" {} +
+
+dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+echo "== built $deb: $(du -k "$deb" | cut -f1) KiB, installed $installed_kib KiB (binary $(du -k "$stage/usr/bin/plainflow-relay" | cut -f1) KiB)"
+
+if ((run_lintian)); then
+  echo "== lintian"
+  # Errors and warnings fail the build: fix them, or override one in the
+  # package (usr/share/lintian/overrides) with the reason beside it. The
+  # info tags (`lintian --display-info`) are kept: no _FORTIFY_SOURCE in Swift
+  # code, no init.d script (systemd only), and "spelling errors" that are
+  # fragments of ICU and Foundation data inside the static binary.
+  lintian --fail-on error,warning "$deb" ||
+    die "lintian reported errors or warnings in $deb (above)"
+  echo "   lintian: no errors, no warnings"
+fi
