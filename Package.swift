@@ -1,6 +1,7 @@
 // swift-tools-version:6.1
 // plainflow-relay: targets in data-flow order. Dependencies point downstream only:
 //   ingest ──► message ──► spool ──► forward   (daemon wires them, the CLI runs the daemon)
+//   import ──► message ──► spool               (historical files, run by the CLI)
 import PackageDescription
 
 let package = Package(
@@ -19,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     ],
     targets: [
         // C libraries, reached through module maps and typed shims only.
@@ -56,6 +59,14 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
+        // 0'. import: historical NDJSON/CSV files into the spool at bulk priority,
+        // validated by the message rules; resumable, idempotent. Never sees SQL.
+        .target(name: "RelayImport", dependencies: [
+            "RelayMessage", "RelaySpool",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CSV", package: "CSV.swift"),
+        ]),
+
         // Composition root: config, telemetry, one ServiceGroup. No business logic.
         .target(name: "RelayDaemon", dependencies: [
             "RelayIngest", "RelayMessage", "RelaySpool", "RelayForward",
@@ -70,7 +81,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plainflow-relay", dependencies: [
-            "RelayDaemon", "RelaySpool", "RelayForward",
+            "RelayDaemon", "RelaySpool", "RelayForward", "RelayImport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -83,6 +94,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .testTarget(name: "RelayDaemonTests", dependencies: ["RelayDaemon", "RelaySpool"]),
+        .testTarget(name: "RelayImportTests", dependencies: ["RelayImport", "RelayMessage", "RelaySpool"], exclude: ["Fixtures"]),
         .testTarget(name: "EndToEndTests", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -118,6 +118,26 @@ enum Schema {
             UPDATE totals SET rejected_count = rejected_count - 1;
         END;
         """,
+        // v3: historical imports (`plainflow-relay import`). One row per file,
+        // found by the SHA-256 of its bytes; its progress is committed in the
+        // same transaction as each slice of its records, so an import resumes
+        // exactly where it stopped and a finished file is never queued twice,
+        // however long after.
+        """
+        CREATE TABLE import_runs (
+            fingerprint TEXT    PRIMARY KEY,                   -- sha256 of the file, hex
+            path        TEXT    NOT NULL,                      -- as last given
+            size        INTEGER NOT NULL,                      -- bytes
+            records     INTEGER NOT NULL DEFAULT 0,            -- records read, valid or not
+            offset      INTEGER NOT NULL DEFAULT 0,            -- bytes consumed by those records
+            stored      INTEGER NOT NULL DEFAULT 0,
+            duplicates  INTEGER NOT NULL DEFAULT 0,
+            invalid     INTEGER NOT NULL DEFAULT 0,
+            started_at  INTEGER NOT NULL,                      -- unix ms
+            updated_at  INTEGER NOT NULL,
+            finished_at INTEGER
+        ) WITHOUT ROWID;
+        """,
     ]
 
     static var currentVersion: Int64 { Int64(migrations.count) }

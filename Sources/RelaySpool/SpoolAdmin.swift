@@ -116,13 +116,8 @@ public final class SpoolAdmin {
                 chunks = stride(from: 0, to: present.count, by: Self.sliceRows).map { Array(present[$0..<min($0 + Self.sliceRows, present.count)]) }
             }
             let next = try db.prepare("SELECT id FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2")
-            let claim = try db.prepare("""
-                INSERT INTO message_ids (message_id, seen_at) VALUES (?1, ?2)
-                ON CONFLICT (message_id) DO UPDATE SET seen_at = excluded.seen_at WHERE message_ids.seen_at < ?3
-                """)
-            let insert = try db.prepare("""
-                INSERT INTO outbox (message_id, write_key, priority, received_at, payload, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                """)
+            let claim = try db.prepare(SpoolSQL.claimID)
+            let insert = try db.prepare(SpoolSQL.insertOutbox)
             var after: Int64 = -1
             var index = 0
             while true {
@@ -145,7 +140,7 @@ public final class SpoolAdmin {
                 try db.execute("BEGIN IMMEDIATE")
                 // Each goes back like a new call: it claims its id, unless the relay
                 // already holds that id (queued, or delivered within the window).
-                let holdFrom = min(nowMillis - dedupeWindowMillis, try db.scalarInt("SELECT min(received_at) FROM outbox") ?? .max)
+                let holdFrom = min(nowMillis - dedupeWindowMillis, try db.scalarInt(SpoolSQL.oldestQueued) ?? .max)
                 let rows = try db.prepare("SELECT message_id, write_key, priority, payload FROM dead_letters WHERE id IN (\(list)) ORDER BY id")
                 while try rows.step() {
                     let messageID = rows.string(0) ?? ""

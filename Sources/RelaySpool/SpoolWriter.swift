@@ -49,7 +49,7 @@ final class SpoolWriter {
         try SpoolLock.createPrivately(options.path)
         do {
             db = try SQLiteConnection(path: options.path)
-            try db.execute("PRAGMA busy_timeout = 5000")
+            db.retryWhileBusy(maxMillis: 5000)
             _ = try db.scalarInt("PRAGMA journal_mode = WAL")
             try db.execute("PRAGMA synchronous = \(options.synchronousFull ? "FULL" : "NORMAL")")
             // Read back what SQLite applies (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA): never weaker than asked.
@@ -62,18 +62,8 @@ final class SpoolWriter {
         }
         try Schema.migrate(db)
         do {
-            insert = try db.prepare("""
-                INSERT INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                """)
-            // The dedupe check and the claim in one statement: a new id is
-            // inserted, an id last seen before ?3 (held no more) is taken over,
-            // one still held changes nothing. An upsert, not INSERT OR
-            // REPLACE: REPLACE deletes without firing the totals trigger.
-            claimID = try db.prepare("""
-                INSERT INTO message_ids (message_id, seen_at) VALUES (?1, ?2)
-                ON CONFLICT (message_id) DO UPDATE SET seen_at = excluded.seen_at WHERE message_ids.seen_at < ?3
-                """)
+            insert = try db.prepare(SpoolSQL.insertOutbox)
+            claimID = try db.prepare(SpoolSQL.claimID)
             delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1")
             refreshID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1")
             forgetID = try db.prepare("DELETE FROM message_ids WHERE message_id = (SELECT message_id FROM outbox WHERE seq = ?1)")

@@ -22,7 +22,7 @@ struct PlainflowRelay: AsyncParsableCommand {
             """,
         version: RelayVersion.current,
         subcommands: [Run.self, Status.self, Send.self, SpoolCommand.self, DeadLettersCommand.self, RejectedCommand.self,
-                      CheckConfig.self, Version.self]
+                      Import.self, CheckConfig.self, Version.self]
     )
 }
 

@@ -7,6 +7,9 @@
 // thread, or the forwarder's reader).
 
 import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One SQLite connection.
 final class SQLiteConnection {
@@ -53,6 +56,19 @@ final class SQLiteConnection {
         let st = try prepare(sql)
         guard try st.step() else { return nil }
         return st.isNull(0) ? nil : st.int64(0)
+    }
+
+    /// When another connection holds the lock, retry every 0.2 ms for up to
+    /// `maxMillis` (SQLite's own busy_timeout sleeps 1, 2, 5 … 100 ms between
+    /// tries, so a writer could wait tens of milliseconds past a short
+    /// transaction of an operator command or an import).
+    func retryWhileBusy(maxMillis: Int) {
+        sqlite3_busy_handler(handle, { context, tries in
+            let maxTries = Int32(truncatingIfNeeded: Int(bitPattern: context))
+            guard tries < maxTries else { return 0 }
+            usleep(200)
+            return 1
+        }, UnsafeMutableRawPointer(bitPattern: maxMillis * 5))
     }
 
     /// Rows changed by the last statement.
