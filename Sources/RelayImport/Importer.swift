@@ -19,6 +19,7 @@
 import Foundation
 import RelayMessage
 import RelaySpool
+import Synchronization
 
 /// How to import.
 public struct ImportOptions: Sendable {
@@ -153,56 +154,56 @@ public final class Importer {
             reader = csv
         }
 
-        var slice: [SpoolAppend] = []
-        var invalidLines: [(line: Int64, errors: [String])] = []
-        slice.reserveCapacity(options.recordsPerCommit)
+        // Two stages on two threads: this one reads records and applies the
+        // rules; a committer stores each slice with the run's progress, then
+        // reports it. At most two slices wait between them.
+        let committer = Committer(spool: spool, run: run, progress: progress, started: started, report: report,
+                                  path: path, format: format, onProgress: onProgress)
+        let channel = SliceChannel(capacity: 2)
+        let finished = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) let unsafeCommitter = committer
+        Thread.detachNewThread {
+            while true {
+                let slice = channel.take()
+                if !unsafeCommitter.failed { unsafeCommitter.commit(slice) }
+                if slice.last { break }
+            }
+            finished.signal()
+        }
+
+        var slice = Slice()
+        slice.appends.reserveCapacity(options.recordsPerCommit)
         var receivedAt = Date()
+        var stopped = false
+        var readError: ImportError?
         while true {
-            let record = try reader.next()
+            let record: ImportRecord?
+            do { record = try reader.next() } catch { readError = error; record = nil }
             if let record {
                 switch check(record, format: format, receivedAt: receivedAt) {
-                case .success(let append): slice.append(append)
-                case .failure(let failure): invalidLines.append((record.line, failure.errors))
+                case .success(let append): slice.appends.append(append)
+                case .failure(let failure): slice.invalid.append((record.line, failure.errors))
                 }
             }
-            let sliceFull = slice.count + invalidLines.count >= options.recordsPerCommit
-            guard record == nil || sliceFull else { continue }
-
-            // Commit the slice with the run's progress, then report it.
-            var counted = run
-            counted?.records = reader.recordsRead
-            counted?.offset = reader.bytesConsumed
-            counted?.invalid += Int64(invalidLines.count)
-            var stored = Int64(slice.count), duplicates: Int64 = 0
-            if let spool, counted != nil || !slice.isEmpty {
-                do {
-                    (stored, duplicates) = try spool.commit(slice, run: counted, atMillis: Self.nowMillis())
-                } catch .full(let limit) {
-                    progress.seconds = Date().timeIntervalSince(started)
-                    return .spoolFull(progress, limitBytes: limit)
-                } catch {
-                    throw ImportError("the spool could not store the records: \(error)")
-                }
-                counted?.stored += stored
-                counted?.duplicates += duplicates
-                run = counted
-            }
-            for bad in invalidLines { report?.add(path: path, format: format, line: bad.line, errors: bad.errors) }
-            progress.records = reader.recordsRead
-            progress.bytesDone = reader.bytesConsumed
-            progress.stored += stored
-            progress.duplicates += duplicates
-            progress.invalid += Int64(invalidLines.count)
-            progress.seconds = Date().timeIntervalSince(started)
-            slice.removeAll(keepingCapacity: true)
-            invalidLines.removeAll(keepingCapacity: true)
+            guard record == nil || slice.appends.count + slice.invalid.count >= options.recordsPerCommit else { continue }
+            slice.records = reader.recordsRead
+            slice.offset = reader.bytesConsumed
+            stopped = record != nil && (shouldStop() || committer.failed)
+            slice.last = record == nil || stopped
+            channel.put(slice)
+            if slice.last { break }
+            slice = Slice()
+            slice.appends.reserveCapacity(options.recordsPerCommit)
             receivedAt = Date()
-            onProgress(progress)
-            if record == nil { break }
-            if shouldStop() { return .stopped(progress) }
         }
-        if let spool, let done = run { try spooled { try spool.finish(done, atMillis: Self.nowMillis()) } }
-        return .finished(progress)
+        finished.wait()
+
+        if let full = committer.fullLimit { return .spoolFull(committer.progress, limitBytes: full) }
+        if let error = committer.error { throw error }
+        if let readError { throw readError }
+        if stopped { return .stopped(committer.progress) }
+        if let spool, let done = committer.run { try spooled { try spool.finish(done, atMillis: Self.nowMillis()) } }
+        return .finished(committer.progress)
     }
 
     /// One record through the message rules, as a spool row at bulk priority.
@@ -237,5 +238,100 @@ public final class Importer {
 
     static func date(_ millis: Int64) -> String {
         Date(timeIntervalSince1970: Double(millis) / 1000).formatted(.iso8601)
+    }
+}
+
+/// Records read and checked, waiting to be committed.
+struct Slice {
+    var appends: [SpoolAppend] = []
+    var invalid: [(line: Int64, errors: [String])] = []
+    /// The reader's position after the slice's last record.
+    var records: Int64 = 0
+    var offset: Int64 = 0
+    /// Nothing follows (the end of the file, a stop, or a failure).
+    var last = false
+}
+
+/// The second stage: commits slices in order, then reports them. Its state
+/// is read by the first stage only after `finished` (or the racy `failed`
+/// flag, which only ever goes from false to true).
+final class Committer {
+    let spool: SpoolImporter?
+    private(set) var run: ImportRun?
+    private(set) var progress: ImportProgress
+    private let started: Date
+    private let report: ImportReport?
+    private let path: String
+    private let format: ImportFormat
+    private let onProgress: (ImportProgress) -> Void
+    private(set) var fullLimit: Int64?
+    private(set) var error: ImportError?
+    private let failedFlag = Atomic<Bool>(false)
+    var failed: Bool { failedFlag.load(ordering: .acquiring) }
+
+    init(spool: SpoolImporter?, run: ImportRun?, progress: ImportProgress, started: Date, report: ImportReport?,
+         path: String, format: ImportFormat, onProgress: @escaping (ImportProgress) -> Void) {
+        self.spool = spool
+        self.run = run
+        self.progress = progress
+        self.started = started
+        self.report = report
+        self.path = path
+        self.format = format
+        self.onProgress = onProgress
+    }
+
+    /// Stores the slice with the run's progress (one transaction), then
+    /// writes its report lines: a crash between them repeats no line.
+    func commit(_ slice: Slice) {
+        var counted = run
+        counted?.records = slice.records
+        counted?.offset = slice.offset
+        counted?.invalid += Int64(slice.invalid.count)
+        var stored = Int64(slice.appends.count), duplicates: Int64 = 0
+        if let spool, counted != nil || !slice.appends.isEmpty {
+            do {
+                (stored, duplicates) = try spool.commit(slice.appends, run: counted, atMillis: Importer.nowMillis())
+            } catch {
+                if case .full(let limit) = error { fullLimit = limit } else { self.error = ImportError("the spool could not store the records: \(error)") }
+                progress.seconds = Date().timeIntervalSince(started)
+                failedFlag.store(true, ordering: .releasing)
+                return
+            }
+            counted?.stored += stored
+            counted?.duplicates += duplicates
+            run = counted
+        }
+        for bad in slice.invalid { report?.add(path: path, format: format, line: bad.line, errors: bad.errors) }
+        progress.records = slice.records
+        progress.bytesDone = slice.offset
+        progress.stored += stored
+        progress.duplicates += duplicates
+        progress.invalid += Int64(slice.invalid.count)
+        progress.seconds = Date().timeIntervalSince(started)
+        onProgress(progress)
+    }
+}
+
+/// A bounded hand-over of slices between the two stages.
+final class SliceChannel: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Slice] = []
+    private let free: DispatchSemaphore
+    private let ready = DispatchSemaphore(value: 0)
+
+    init(capacity: Int) { free = DispatchSemaphore(value: capacity) }
+
+    func put(_ slice: Slice) {
+        free.wait()
+        lock.withLock { items.append(slice) }
+        ready.signal()
+    }
+
+    func take() -> Slice {
+        ready.wait()
+        let slice = lock.withLock { items.removeFirst() }
+        free.signal()
+        return slice
     }
 }
