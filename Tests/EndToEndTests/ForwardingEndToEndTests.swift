@@ -4,10 +4,10 @@
 import Foundation
 import Testing
 
-/// Runs `plainflow-relay ARGS` to completion; returns exit status and output.
-func cli(_ args: [String], env: [String: String] = [:]) throws -> (status: Int32, out: String) {
+/// Runs `plainflow-relay ARGS` (or another program) to completion; returns exit status and output.
+func cli(_ args: [String], env: [String: String] = [:], executable: String = RelayProcess.binary) throws -> (status: Int32, out: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: RelayProcess.binary)
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
     let pipe = Pipe()

@@ -31,9 +31,11 @@ struct Import: ParsableCommand {
     @Option(help: "Append the invalid records (file, line or row, every error) to this file, one JSON object a line.") var report: String?
     @Flag(name: .customLong("timestamp-now"), help: "Give records without a timestamp the import time instead of refusing them.") var timestampNow = false
     @Flag(name: .customLong("csv-strings"), help: "CSV: keep every trait a string (no numbers or booleans).") var csvStrings = false
+    @Option(name: .customLong("progress-every"), help: "When standard error is not a terminal, print a progress line every this many seconds (default 5).") var progressEvery: Double = 5
     @OptionGroup var location: SpoolLocation
 
     func validate() throws {
+        if progressEvery < 0 { throw ValidationError("--progress-every: expected seconds, 0 or more") }
         if let format, ImportFormat(rawValue: format) == nil { throw ValidationError("--format: expected ndjson or csv, got \"\(format)\"") }
         if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be read only once") }
     }
@@ -58,7 +60,7 @@ struct Import: ParsableCommand {
             spool = try openSpool(path: path, options: settings.spool)
         }
         let reportFile = try report.map { path throws -> ImportReport in try ImportReport(path: path) }
-        let view = ProgressView()
+        let view = ProgressView(plainEvery: progressEvery)
         Interrupt.install()
         let importer = Importer(options: options, spool: spool, report: reportFile,
                                 shouldStop: { Interrupt.requested }, progress: { view.show($0) })
@@ -134,18 +136,22 @@ enum Interrupt {
 }
 
 /// The progress line: redrawn in place on a terminal (at most ten times a
-/// second), a plain line every five seconds otherwise. On standard error.
+/// second), a plain line every `plainEvery` seconds otherwise. On standard error.
 final class ProgressView {
     private let tty = isatty(STDERR_FILENO) == 1
-    /// The last line drawn; plain lines start five seconds in (a short import prints none).
+    private let plainEvery: Double
+    /// The last line drawn; plain lines start one interval in (a short import prints none).
     private var last: Date
     private var drawn = false
 
-    init() { last = tty ? .distantPast : Date() }
+    init(plainEvery: Double) {
+        self.plainEvery = plainEvery
+        last = tty ? .distantPast : Date()
+    }
 
     func show(_ p: ImportProgress) {
         let now = Date()
-        guard now.timeIntervalSince(last) >= (tty ? 0.1 : 5) else { return }
+        guard now.timeIntervalSince(last) >= (tty ? 0.1 : plainEvery) else { return }
         last = now
         let line = describe(p)
         if tty {
