@@ -12,8 +12,15 @@
 // - An import never makes room: a slice that would take the spool past
 //   `max_bytes` is not stored (`SpoolError.full`), whatever `on_full` says;
 //   the daemon's live calls keep the space.
-// - Slices are short (the caller sizes them) and the daemon's writer polls
-//   its lock finely, so live acknowledgements never wait behind an import.
+// - Slices are short (the caller sizes them), the daemon's writer polls the
+//   lock finely, and while a daemon runs the importer pauses briefly after
+//   each commit (SQLite's lock is not fair: an importer that began its next
+//   transaction at once would starve the daemon), so live acknowledgements
+//   wait at most about one slice.
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One file's import, as the spool records it.
 public struct ImportRun: Sendable, Hashable {
@@ -45,12 +52,16 @@ public final class SpoolImporter {
     private let dedupeWindowMillis: Int64
     private let claim: SQLiteStatement
     private let insert: SQLiteStatement
+    private let path: String
+    private var lastDaemonCheck: Int64?
+    private var daemonRunning = false
 
     /// Opens an existing spool at the current schema (the daemon, or
     /// `Spool`, creates and migrates it).
     public init(path: String, maxBytes: Int64, dedupeWindowMillis: Int64 = 24 * 3600 * 1000) throws(SpoolError) {
         self.maxBytes = maxBytes
         self.dedupeWindowMillis = dedupeWindowMillis
+        self.path = path
         do {
             db = try SQLiteConnection(path: path, readOnly: false, create: false)
             db.retryWhileBusy(maxMillis: 10_000)
@@ -70,6 +81,9 @@ public final class SpoolImporter {
             throw SpoolError.cannotOpen(path: path, reason: "\(error)")
         }
     }
+
+    /// Whether a daemon holds this spool now.
+    public var daemonIsRunning: Bool { SpoolLock.isHeld(spoolPath: path) }
 
     /// The run recorded for this file content, if any.
     public func run(fingerprint: String) throws(SpoolError) -> ImportRun? {
@@ -102,7 +116,19 @@ public final class SpoolImporter {
     /// holds already is a duplicate) and `run`'s progress (none for standard
     /// input), in one transaction. Returns the records stored and the duplicates.
     public func commit(_ records: [SpoolAppend], run: ImportRun?, atMillis now: Int64) throws(SpoolError) -> (stored: Int64, duplicates: Int64) {
-        try write(run, records: records, atMillis: now)
+        let result = try write(run, records: records, atMillis: now)
+        yieldToDaemon(now: now)
+        return result
+    }
+
+    /// Leaves the lock free for 2 ms when a daemon runs (checked once a second),
+    /// so that its writer, polling every 0.2 ms, gets its turn.
+    private func yieldToDaemon(now: Int64) {
+        if lastDaemonCheck.map({ now - $0 >= 1000 }) ?? true {
+            lastDaemonCheck = now
+            daemonRunning = SpoolLock.isHeld(spoolPath: path)
+        }
+        if daemonRunning { usleep(2000) }
     }
 
     /// Marks the run finished (with its final counts).

@@ -44,6 +44,16 @@ final class SpoolLock {
         close(fd)
     }
 
+    /// Whether a daemon holds the spool now (a probe: takes nothing).
+    static func isHeld(spoolPath: String) -> Bool {
+        let fd = open(spoolPath + ".lock", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return true }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
     private static func readPID(_ fd: Int32) -> Int32? {
         var buf = [UInt8](repeating: 0, count: 32)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }

@@ -57,7 +57,15 @@ struct Import: ParsableCommand {
                 throw ValidationError("import needs upstream.write_key (or write_key_file) in the configuration: imported calls are sent with the relay's own key")
             }
             let path = try location.path()
-            spool = try openSpool(path: path, options: settings.spool)
+            let importer = try openSpool(path: path, options: settings.spool)
+            if importer.daemonIsRunning {
+                // Beside a running relay: short transactions, and the relay's
+                // threads first for the CPU (this thread and the ones it starts).
+                options.recordsPerCommit = 250
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+                FileHandle.standardError.write(Data("the relay is running: importing beside it at a low CPU priority, live calls first\n".utf8))
+            }
+            spool = importer
         }
         let reportFile = try report.map { path throws -> ImportReport in try ImportReport(path: path) }
         let view = ProgressView(plainEvery: progressEvery)
