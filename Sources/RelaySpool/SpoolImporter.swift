@@ -153,13 +153,7 @@ public final class SpoolImporter {
                     try claim.bind(3, holdFrom)
                     try claim.run()
                     guard db.changes == 1 else { duplicates += 1; continue }
-                    try insert.bind(1, r.messageID)
-                    try insert.bind(2, r.writeKey)
-                    try insert.bind(3, r.priority.rawValue)
-                    try insert.bind(4, r.receivedAtMillis)
-                    try insert.bind(5, bytes: r.payload)
-                    try insert.bind(6, Int64(r.payload.count))
-                    try insert.run()
+                    try insert.insertOutbox(r)
                     stored += 1
                     added += Int64(r.payload.count)
                 }

@@ -26,3 +26,16 @@ enum SpoolSQL {
     /// Bytes the spool holds against max_bytes: outbox, dead letters, dedupe ids.
     static let heldBytes = "SELECT outbox_bytes + dead_bytes + ids_bytes FROM totals"
 }
+
+extension SQLiteStatement {
+    /// Runs `SpoolSQL.insertOutbox` (prepared in this statement) for `m`.
+    func insertOutbox(_ m: SpoolAppend) throws(SQLiteError) {
+        try bind(1, m.messageID)
+        try bind(2, m.writeKey)
+        try bind(3, m.priority.rawValue)
+        try bind(4, m.receivedAtMillis)
+        try bind(5, bytes: m.payload)
+        try bind(6, Int64(m.payload.count))
+        try run()
+    }
+}

@@ -236,13 +236,7 @@ final class SpoolWriter {
                     outcomes.append(.duplicate)
                     continue
                 }
-                try insert.bind(1, m.messageID)
-                try insert.bind(2, m.writeKey)
-                try insert.bind(3, m.priority.rawValue)
-                try insert.bind(4, m.receivedAtMillis)
-                try insert.bind(5, bytes: m.payload)
-                try insert.bind(6, Int64(m.payload.count))
-                try insert.run()
+                try insert.insertOutbox(m)
                 outcomes.append(.stored)
                 if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
                 turn.appendedBytes += Int64(m.payload.count + m.messageID.utf8.count + 16)
