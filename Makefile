@@ -1,10 +1,11 @@
 # make run   install what is needed, build, and run the relay with a local upstream
 # make test  the whole test suite (what CI runs)
+# make test-clients  only the client examples and SDKs against the relay (docs/CLIENTS.md)
 # make bench  the benchmarks against PostgreSQL, SQLite, nginx, syslog-ng (not CI; ~15 min; writes BENCHMARKS.md)
 # make fuzz   libFuzzer on the JSON parser and the message rules (SECONDS=60)
 # make deb    plainflow-relay_<version>_<arch>.deb (static release build, lintian)
 # make deb-test  the packaging test: install, upgrade, the unit, remove, purge on a clean Debian 12 root (root)
-.PHONY: setup build run test release deb deb-test clean bench bench-quick fuzz
+.PHONY: setup build run test test-clients release deb deb-test clean bench bench-quick fuzz
 
 setup:
 	./scripts/setup.sh
@@ -16,6 +17,9 @@ run: setup
 
 test:
 	./scripts/test.sh
+
+test-clients:
+	./scripts/test-clients.sh
 
 # The packaged binary: static Swift runtime, bind-now, stripped (.build-deb/plainflow-relay).
 release:

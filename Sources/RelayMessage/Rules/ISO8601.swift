@@ -22,10 +22,31 @@ public enum ISO8601 {
         return try? withoutFraction.parse(s)
     }
 
-    /// Parses an ISO-8601 calendar date (`1990-05-17`) or a full date-time.
+    /// Parses an ISO-8601 calendar date (`1990-05-17`), a full date-time, or
+    /// a local date-time without a zone (`2017-02-09T12:08:32`, read as UTC:
+    /// what Python's `isoformat()` makes of a naive `datetime`, which the
+    /// Python SDKs send as is for a date trait such as `created_at`).
     public static func parseDateOrDateTime(_ s: String) -> Date? {
         if s.utf8.count == 10 { return try? dateOnly.parse(s) }
-        return parseDateTime(s)
+        if let d = parseDateTime(s) { return d }
+        return isLocalDateTime(s) ? parseDateTime(s + "Z") : nil
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS`, optionally with a fraction, and nothing after it.
+    static func isLocalDateTime(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        guard b.count >= 19, b.count <= 29, b[10] == UInt8(ascii: "T") else { return false }
+        let digit = { (c: UInt8) in c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
+        for (i, c) in b.enumerated() {
+            switch i {
+            case 4, 7: if c != UInt8(ascii: "-") { return false }
+            case 10: continue
+            case 13, 16: if c != UInt8(ascii: ":") { return false }
+            case 19: if c != UInt8(ascii: ".") || b.count == 20 { return false }
+            default: if !digit(c) { return false }
+            }
+        }
+        return true
     }
 
     /// Formats `date`, rounded to the millisecond, as `YYYY-MM-DDTHH:MM:SS.mmmZ`.

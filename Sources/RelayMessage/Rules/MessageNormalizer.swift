@@ -169,20 +169,22 @@ public struct MessageNormalizer: Sendable {
             break
         }
 
-        // traits / properties
+        // traits / properties (an identify's traits may come under context.traits: +SDKCompatibility)
+        let traitsPath = (type == .identify ? Self.hoistContextTraits(&fields) : nil) ?? "traits"
         for member in ["traits", "properties"] {
             guard let at = fields.index(forKey: member) else { continue }
+            let path = member == "traits" ? traitsPath : member
             // Taken out (null left in its place) so that `obj` is uniquely referenced while it changes.
             var obj: JSONObject
             switch fields.takeValue(at: at) {
             case .object(let o): obj = o
             case let other:
-                errors.append(FieldError(path: member, message: "expected an object, got \(other.kindDescription)"))
+                errors.append(FieldError(path: path, message: "expected an object, got \(other.kindDescription)"))
                 continue
             }
-            Self.checkKeys(obj, path: member, errors: &errors)
+            Self.checkKeys(obj, path: path, errors: &errors)
             if member == "traits" {
-                Self.normalizeReserved(&obj, schema: ReservedTraits.compiled, path: "traits", errors: &errors)
+                Self.normalizeReserved(&obj, schema: ReservedTraits.compiled, path: path, errors: &errors)
                 if obj.index(forKey: "name") == nil, case .string(let first)? = obj["first_name"], case .string(let last)? = obj["last_name"] {
                     obj.appendUnchecked("name", .string("\(first) \(last)"))
                 }

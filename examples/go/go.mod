@@ -1,0 +1,3 @@
+module plainflow.example/identify
+
+go 1.19
