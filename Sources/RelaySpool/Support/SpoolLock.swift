@@ -24,10 +24,13 @@ final class SpoolLock {
 
     /// Takes the lock, or throws `SpoolError.locked` naming the owner.
     init(spoolPath: String) throws(SpoolError) {
-        path = spoolPath + ".lock"
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // The descriptor is stored only once the lock is held: an init that
+        // throws with every property set would run deinit too, and close the
+        // descriptor a second time (by then, maybe another thread's file).
+        let lockPath = spoolPath + ".lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw SpoolError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+            throw SpoolError.cannotOpen(path: lockPath, reason: String(cString: strerror(errno)))
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let owner = Self.readPID(fd)
@@ -37,6 +40,8 @@ final class SpoolLock {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        self.path = lockPath
+        self.fd = fd
     }
 
     deinit {
