@@ -153,6 +153,16 @@ import Testing
         #expect(try errors(#"{"type":"explode","user_id":"u"}"#, type: nil).first?.hasPrefix(#"type: unknown call type "explode""#) == true)
     }
 
+    @Test func theReservedTraitsAreIdentifysAGroupsTraitsAreKeptAsSent() throws {
+        // A group's traits describe a company: `company` as a string and
+        // `createdAt` in camelCase are its own conventions, not identify's.
+        let group = try body(#"{"type":"group","user_id":"u","group_id":"g1","traits":{"company":"Acme","createdAt":"2020-01-01","employees":"50"}}"#, type: nil)
+        #expect(group["traits"] == .object(["company": .string("Acme"), "createdAt": .string("2020-01-01"), "employees": .string("50")]))
+        #expect(try errors(#"{"user_id":"u","traits":{"company":"Acme"}}"#) == ["traits.company: expected an object, got a string"])
+        #expect(try errors(#"{"type":"group","user_id":"u","group_id":"g","traits":{"full name":"x"}}"#, type: nil).first?.contains("must not contain a space") == true,
+                "the key rules still hold for every call")
+    }
+
     @Test func oversizedMessageIsTooLarge() throws {
         let big = String(repeating: "a", count: 16 * 1024)
         guard case .failure(let r) = try normalize(#"{"user_id":"u","traits":{"bio":"\#(big)"}}"#) else { Issue.record("accepted"); return }

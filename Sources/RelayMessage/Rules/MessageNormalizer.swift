@@ -183,7 +183,9 @@ public struct MessageNormalizer: Sendable {
                 continue
             }
             Self.checkKeys(obj, path: path, errors: &errors)
-            if member == "traits" {
+            // The reserved traits are the identify spec's (DESIGN §3); a group's
+            // traits describe a company, under its own conventions: kept as sent.
+            if member == "traits" && type == .identify {
                 Self.normalizeReserved(&obj, schema: ReservedTraits.compiled, path: path, errors: &errors)
                 if obj.index(forKey: "name") == nil, case .string(let first)? = obj["first_name"], case .string(let last)? = obj["last_name"] {
                     obj.appendUnchecked("name", .string("\(first) \(last)"))
