@@ -88,7 +88,7 @@ let package = Package(
 
         .testTarget(name: "RelayMessageTests", dependencies: ["RelayMessage"]),
         .testTarget(name: "RelaySpoolTests", dependencies: ["RelaySpool"], exclude: ["Fixtures"]),
-        .testTarget(name: "RelayForwardTests", dependencies: ["RelayForward", "RelaySpool"]),
+        .testTarget(name: "RelayForwardTests", dependencies: ["RelayForward", "RelaySpool", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RelayIngestTests", dependencies: [
             "RelayIngest", "RelayMessage", "RelaySpool",
             .product(name: "NIOHTTP1", package: "swift-nio"),

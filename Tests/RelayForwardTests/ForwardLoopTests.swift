@@ -3,6 +3,7 @@
 // wall-clock waits; every time below is virtual milliseconds.
 
 import Foundation
+import Logging
 import Synchronization
 import Testing
 @testable import RelayForward
@@ -21,7 +22,7 @@ struct Harness {
         return o
     }
 
-    init(_ options: ForwarderOptions = Harness.options(), inFlight: Int = 2, stopAtMillis: Int64 = 100_000,
+    init(_ options: ForwarderOptions = Harness.options(), inFlight: Int = 2, stopAtMillis: Int64 = 100_000, logs: LogCapture? = nil,
          answer: @escaping @Sendable (FakeUpstream.Request) -> DeliveryOutcome = { _ in .response(status: 200, retryAfter: nil, body: "") }) {
         let clock = ManualClock(stopAtMillis: stopAtMillis)
         let upstream = FakeUpstream(clock: clock, answer: answer)
@@ -29,6 +30,7 @@ struct Harness {
         self.clock = clock
         self.upstream = upstream
         self.forwarder = Forwarder(queue: { queue }, transports: Array(repeating: upstream, count: inFlight), options: options,
+                                   logger: logs?.logger ?? Logger(label: "plainflow-relay.forward"),
                                    clock: clock, jitter: { $0 })  // the top of each jitter window
     }
 
@@ -192,6 +194,26 @@ final class Captured<T: Sendable>: Sendable {
         #expect(requests.count <= 1 + 2 * 4, "halving: at most two requests per level")
         #expect(requests.contains { $0.ids == ["m7"] })
         #expect(h.forwarder.status.deadLettered == 1)
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct OutageLogTests {
+    @Test func anOutageIsLoggedWhenItBeginsOnceAMinuteWhileItLastsAndWhenItEnds() async throws {
+        let logs = LogCapture()
+        let h = Harness(stopAtMillis: 400_000, logs: logs) { r in
+            r.atMillis < 200_000 ? Harness.status(503) : Harness.status(200)
+        }
+        h.queue.add("m0")
+        try await h.run()
+
+        let attempts = h.upstream.requests.count
+        let loud = logs.messages.filter { $0.level >= .notice }.map(\.message)
+        #expect(loud.filter { $0.hasPrefix("upstream delivery failed") }.count == 1, "\(loud)")
+        let still = loud.filter { $0.hasPrefix("upstream delivery still failing") }.count
+        #expect(still >= 2 && still <= 3, "about once a minute over 200 s: \(still)")
+        #expect(loud.filter { $0.hasPrefix("upstream delivery recovered") }.count == 1)
+        #expect(attempts > loud.count, "fewer lines than attempts (\(attempts) attempts)")
+        #expect(h.queue.snapshot.acknowledged == ["m0"])
     }
 }
 

@@ -39,13 +39,30 @@ struct OutcomeHandler {
     let logger: Logger
     /// Picks the backoff delay from [0, ceiling] (full jitter).
     let jitter: @Sendable (Int64) -> Int64
+    /// When the current run of failures began and when it was last logged:
+    /// an outage is logged when it starts, once a minute while it lasts
+    /// (not once per retry), and when delivery recovers.
+    private let outage = OutageLog()
+
+    init(status: StatusBoard, logger: Logger, jitter: @escaping @Sendable (Int64) -> Int64) {
+        self.status = status
+        self.logger = logger
+        self.jitter = jitter
+    }
 
     /// Acts on `outcome` for `batch`.
     func handle(_ batch: [SpoolMessage], outcome: DeliveryOutcome, bodyBytes: Int, queue: any ForwardQueue,
                 options: ForwarderOptions, breaker: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
         status.update { $0.requests += 1 }
         let decision = RetryClassifier.classify(outcome)
-        if case .retry = decision {} else { breaker.recordSuccess() }
+        if case .retry = decision {} else {
+            if let since = outage.end() {
+                logger.notice("upstream delivery recovered; the queued messages are being sent", metadata: [
+                    "failed_attempts": "\(breaker.consecutiveFailures)", "outage_seconds": "\((t - since) / 1000)",
+                ])
+            }
+            breaker.recordSuccess()
+        }
         var releases = true
         defer { if releases { queue.release(batch) } }
         do {
@@ -66,9 +83,18 @@ struct OutcomeHandler {
                 status.update {
                     $0.state = .retrying; $0.consecutiveFailures = failures; $0.lastError = error; $0.nextAttemptAtMillis = next
                 }
-                logger.warning("upstream delivery failed; will retry", metadata: [
+                let metadata: Logger.Metadata = [
                     "error": "\(error)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)", "consecutive_failures": "\(failures)",
-                ])
+                ]
+                switch outage.failure(atMillis: t) {
+                case .began:
+                    logger.warning("upstream delivery failed; retrying with backoff, nothing is lost meanwhile", metadata: metadata)
+                case .stillFailing(let since):
+                    logger.warning("upstream delivery still failing; retrying with backoff (logged once a minute)",
+                                   metadata: metadata.merging(["failing_for_seconds": "\((t - since) / 1000)"]) { $1 })
+                case .quiet:
+                    logger.debug("upstream delivery failed; will retry", metadata: metadata)
+                }
                 try await queue.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
                 return .backOff(untilMillis: next)
 
@@ -163,5 +189,31 @@ struct OutcomeHandler {
         case .transportFailure(let f):
             return f.description
         }
+    }
+}
+
+/// The current outage, for its log lines: one when it begins, one a minute
+/// while it lasts, one when delivery recovers. Used by the loop's task only.
+final class OutageLog {
+    enum Entry { case began, stillFailing(sinceMillis: Int64), quiet }
+    private var sinceMillis: Int64?
+    private var loggedAtMillis: Int64 = 0
+    static let intervalMillis: Int64 = 60_000
+
+    func failure(atMillis t: Int64) -> Entry {
+        guard let since = sinceMillis else {
+            sinceMillis = t
+            loggedAtMillis = t
+            return .began
+        }
+        guard t - loggedAtMillis >= Self.intervalMillis else { return .quiet }
+        loggedAtMillis = t
+        return .stillFailing(sinceMillis: since)
+    }
+
+    /// Ends the outage, if there was one; returns when it began.
+    func end() -> Int64? {
+        defer { sinceMillis = nil }
+        return sinceMillis
     }
 }
