@@ -122,8 +122,9 @@ struct Import: ParsableCommand {
 
     private func summary(_ p: ImportProgress, verb: String) -> String {
         let rate = p.seconds > 0 ? Double(p.records - p.resumedFrom) / p.seconds : 0
-        var s = "\(p.path): \(verb) \(count(p.records)) records"
-        if p.resumedFrom > 0 { s += " (resumed after \(count(p.resumedFrom)))" }
+        // Records: valid and invalid ones (an NDJSON file's blank lines are neither).
+        var s = "\(p.path): \(verb) \(count(p.valid + p.invalid)) records"
+        if p.resumedFrom > 0 { s += " (resumed after \(count(p.resumedFrom)) already read)" }
         s += ": \(count(p.valid)) valid"
         if !check { s += " (\(count(p.stored)) stored, \(count(p.duplicates)) already held)" }
         s += ", \(count(p.invalid)) invalid, in \(String(format: "%.1f", p.seconds)) s (\(count(Int64(rate))) records/s)"
@@ -194,7 +195,7 @@ final class ProgressView {
         } else {
             bar = ""
         }
-        return "\(bar)\(percent)  \(count(p.records)) read  \(count(p.valid)) valid  \(count(p.invalid)) invalid  \(count(Int64(rate)))/s\(eta)"
+        return "\(bar)\(percent)  \(count(p.valid + p.invalid)) read  \(count(p.valid)) valid  \(count(p.invalid)) invalid  \(count(Int64(rate)))/s\(eta)"
     }
 }
 
