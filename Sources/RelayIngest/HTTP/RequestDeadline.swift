@@ -32,7 +32,7 @@ final class RequestDeadline {
         let seconds = timeout.nanoseconds / 1_000_000_000
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             guard state == .reading else { return }
-            let body = #"{"errors":["the request was not complete within \#(seconds) s (listen.request_timeout_seconds)"],"ok":false,"status":408}"#
+            let body = String(decoding: IngestReply.failure(408, ["the request was not complete within \(seconds) s (listen.request_timeout_seconds)"]).body, as: UTF8.self)
             let head = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n"
             let buffer = context.channel.allocator.buffer(string: head + body)
             context.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
