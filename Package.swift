@@ -81,7 +81,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plainflow-relay", dependencies: [
-            "RelayDaemon", "RelaySpool", "RelayForward", "RelayImport",
+            "RelayDaemon", "RelayIngest", "RelayMessage", "RelaySpool", "RelayForward", "RelayImport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

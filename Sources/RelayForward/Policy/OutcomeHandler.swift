@@ -52,9 +52,17 @@ struct OutcomeHandler {
             switch decision {
             case .delivered:
                 releases = false  // the loop acknowledges, then releases
+                var before = UpstreamStatus()
                 status.update {
+                    before = $0
                     $0.state = .ok; $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
                     $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
+                }
+                if before.state != .ok {
+                    logger.notice("forwarding recovered: the upstream accepted a batch again", metadata: [
+                        "was": "\(before.state.rawValue)", "failed_attempts": "\(before.consecutiveFailures)",
+                        "last_error": "\(before.lastError ?? "-")", "messages": "\(batch.count)",
+                    ])
                 }
                 logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(bodyBytes)"])
                 return .acknowledge(batch)
@@ -64,7 +72,7 @@ struct OutcomeHandler {
                 let error = Self.describe(outcome)
                 let failures = breaker.consecutiveFailures
                 status.update {
-                    $0.state = .retrying; $0.consecutiveFailures = failures; $0.lastError = error; $0.nextAttemptAtMillis = next
+                    $0.state = .retrying; $0.consecutiveFailures = failures; $0.lastError = error; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = next
                 }
                 logger.warning("upstream delivery failed; will retry", metadata: [
                     "error": "\(error)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)", "consecutive_failures": "\(failures)",
@@ -82,7 +90,7 @@ struct OutcomeHandler {
             case .split:
                 let reason = DeadLetterReason(reason: Self.describe(outcome), status: Self.status(outcome))
                 try await queue.deadLetter(batch, reason: reason, nowMillis: t)
-                status.update { $0.deadLettered += Int64(batch.count); $0.lastError = reason.reason }
+                status.update { $0.deadLettered += Int64(batch.count); $0.lastError = reason.reason; $0.lastErrorAtMillis = t }
                 logger.error("upstream refused a message; moved to dead letters", metadata: [
                     "reason": "\(reason.reason)", "message_id": "\(batch[0].messageID)",
                 ])
@@ -124,7 +132,7 @@ struct OutcomeHandler {
     private func logSpoolFailure(_ error: any Error, retryAt until: Int64, now t: Int64) -> FollowUp {
         logger.error("could not record a delivery outcome in the spool; the batch stays queued and will be sent again after a pause",
                      metadata: ["error": "\(error)", "retry_in_ms": "\(until - t)"])
-        status.update { $0.lastError = "the spool could not record a delivery outcome: \(error)"; $0.nextAttemptAtMillis = until }
+        status.update { $0.lastError = "the spool could not record a delivery outcome: \(error)"; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = until }
         return .backOff(untilMillis: until)
     }
 
@@ -133,7 +141,7 @@ struct OutcomeHandler {
         let retry = options.credentialRetryMillis
         status.update {
             $0.state = reason == .credentials ? .pausedCredentials : .pausedConfiguration
-            $0.lastError = error; $0.nextAttemptAtMillis = t + retry
+            $0.lastError = error; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = t + retry
         }
         switch reason {
         case .credentials:

@@ -21,6 +21,8 @@ public struct UpstreamStatus: Sendable, Hashable, Codable {
     public var state: State = .ok
     public var consecutiveFailures = 0
     public var lastError: String?
+    /// When `lastError` happened, unix milliseconds.
+    public var lastErrorAtMillis: Int64?
     public var lastSuccessAtMillis: Int64?
     public var nextAttemptAtMillis: Int64?
     public var requests: Int64 = 0
