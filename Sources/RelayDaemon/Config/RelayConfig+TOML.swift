@@ -98,8 +98,11 @@ extension RelayConfig {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         guard let eq = lines[n - 1].firstIndex(of: "=") else { return "" }
         var value = lines[n - 1][lines[n - 1].index(after: eq)...].trimmingCharacters(in: .whitespaces)
-        if !value.hasPrefix("\""), !value.hasPrefix("'"), let hash = value.firstIndex(of: "#") {
-            value = value[..<hash].trimmingCharacters(in: .whitespaces)  // a trailing comment
+        // Without a trailing comment: after a string's closing quote, or from `#`.
+        if let quote = value.first, quote == "\"" || quote == "'" {
+            if let end = value.dropFirst().firstIndex(of: quote) { value = String(value[...end]) }
+        } else if let hash = value.firstIndex(of: "#") {
+            value = value[..<hash].trimmingCharacters(in: .whitespaces)
         }
         let kind: String
         switch value.first {
@@ -128,7 +131,8 @@ extension RelayConfig {
     static func line(ofKey dottedKey: String, in text: String) -> Int? {
         guard !dottedKey.isEmpty else { return nil }
         let parts = dottedKey.split(separator: ".").map(String.init)
-        let (section, key) = parts.count == 1 ? (parts[0], nil) : (parts.dropLast().joined(separator: "."), parts.last)
+        let section = parts.count == 1 ? parts[0] : parts.dropLast().joined(separator: ".")
+        let key: String? = parts.count == 1 ? nil : parts.last
         var current = ""
         for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)

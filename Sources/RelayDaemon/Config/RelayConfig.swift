@@ -302,7 +302,8 @@ extension RelayConfig {
         guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
             return "expected an http:// or https:// URL, got \"\(url)\""
         }
-        guard let parsed = URL(string: url), let host = parsed.host, !host.isEmpty else {
+        guard let parsed = URL(string: url), let host = parsed.host, !host.isEmpty,
+              host.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:[]".contains($0) }) else {
             return "\"\(url)\" is not a valid URL (expected e.g. https://api.example.com)"
         }
         if parsed.query != nil || parsed.fragment != nil {

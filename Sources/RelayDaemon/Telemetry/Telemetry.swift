@@ -55,18 +55,20 @@ final class RelayObserver: Sendable {
     private let deadLetterBytes = Metrics.Gauge(label: "plainflow_spool_dead_letter_bytes")
     private let dedupeIDs = Metrics.Gauge(label: "plainflow_spool_dedupe_ids")
     private let upstreamFailing = Metrics.Gauge(label: "plainflow_upstream_consecutive_failures")
-    private let totals: Mutex<[Int64]>
-    private let counters: [Metrics.Counter] = [
+    /// The totals, in the order `metrics()` reads them.
+    private static let counterNames = [
         "plainflow_spool_expired_total", "plainflow_spool_dropped_total", "plainflow_spool_commits_total",
         "plainflow_upstream_delivered_messages_total", "plainflow_upstream_requests_total",
         "plainflow_upstream_dead_lettered_messages_total",
-    ].map { Metrics.Counter(label: $0) }
+    ]
+    private let counters = RelayObserver.counterNames.map { Metrics.Counter(label: $0) }
+    /// What each counter was last raised to.
+    private let totals = Mutex([Int64](repeating: 0, count: RelayObserver.counterNames.count))
     private let started = Telemetry.nowMillis()
 
     init(spool: Spool, forwarder: Forwarder) {
         self.spool = spool
         self.forwarder = forwarder
-        totals = Mutex([Int64](repeating: 0, count: counters.count))
     }
 
     func setListeners(_ l: [String]) { listeners.withLock { $0 = l } }

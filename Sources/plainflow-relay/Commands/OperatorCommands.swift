@@ -36,7 +36,7 @@ struct SpoolCommand: ParsableCommand {
             let admin = try location.open()
             let s = try admin.stats()
             // The configured bound, when this is the configuration's spool.
-            let maxBytes = location.spool == nil ? try? location.settings().spool.maxBytes : nil
+            let maxBytes: Int64? = location.spool == nil ? (try? location.settings())?.spool.maxBytes : nil
             if json {
                 printJSON(Telemetry.spoolDocument(s, path: admin.path, maxBytes: maxBytes, nowMillis: Spool.wallClockMillis()))
                 return
@@ -148,7 +148,7 @@ struct RejectedCommand: ParsableCommand {
         func run() throws {
             let calls = try location.open().rejected(limit: limit)
             if json {
-                printJSON(.array(calls.map { c in
+                printJSON(.array(calls.map { c -> JSONValue in
                     .object([
                         "id": .int(c.id), "received_at_ms": .int(c.receivedAtMillis),
                         "errors": .array(Self.errors(c).map { .string($0) }), "sample": .string(c.sample),

@@ -50,35 +50,40 @@ func reportAndExit(_ error: any Error, json: Bool) -> Never {
     if error is ExitCode || PlainflowRelay.exitCode(for: error) == .success {
         PlainflowRelay.exit(withError: error)  // help, --version, or already reported
     }
-    let (code, message, exitCode): (String, String, Int32)
-    switch error {
-    case let e as CommandFailure: (code, message, exitCode) = (e.code, e.description, e.exitCode)
-    case let e as ConfigError: (code, message, exitCode) = ("configuration", e.description, Exit.configuration)
-    case let e as SpoolError:
-        if case .full = e { (code, message, exitCode) = ("spool_full", e.description, Exit.spoolFull) } else { (code, message, exitCode) = ("spool", e.description, 1) }
-    case let e as ListenerError: (code, message, exitCode) = ("listener", e.description, 1)
-    default:
-        let usage = PlainflowRelay.exitCode(for: error)
-        if usage == .validationFailure {
-            (code, message, exitCode) = ("usage", PlainflowRelay.message(for: error), usage.rawValue)
-            if !json {
-                FileHandle.standardError.write(Data((PlainflowRelay.fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(exitCode)
+    let failure = CommandFailure(error)
+    if json {
+        let lines = failure.description.split(separator: "\n").map { JSONValue.string(String($0)) }
+        printJSON(.object([
+            "ok": .bool(false), "code": .string(failure.code), "message": lines.first ?? .string(failure.description),
+            "errors": .array(lines), "exit_code": .int(Int64(failure.exitCode)),
+        ]))
+    } else if failure.code == "usage" {
+        // ArgumentParser's text, with the usage of the command that was meant.
+        FileHandle.standardError.write(Data((PlainflowRelay.fullMessage(for: error) + "\n").utf8))
+    } else {
+        printError(failure.description.replacingOccurrences(of: "\n", with: "\n       "))
+    }
+    Foundation.exit(failure.exitCode)
+}
+
+extension CommandFailure {
+    /// Any error a command throws, with its code and exit code.
+    init(_ error: any Error) {
+        switch error {
+        case let e as CommandFailure: self = e
+        case let e as ConfigError: self.init("configuration", e.description, exitCode: Exit.configuration)
+        case let e as SpoolError:
+            if case .full = e { self.init("spool_full", e.description, exitCode: Exit.spoolFull) } else { self.init("spool", e.description) }
+        case let e as ListenerError: self.init("listener", e.description)
+        default:
+            let code = PlainflowRelay.exitCode(for: error)
+            if code == .validationFailure {
+                self.init("usage", PlainflowRelay.message(for: error), exitCode: code.rawValue)
+            } else {
+                self.init("failed", "\(error)", exitCode: code.rawValue)
             }
-        } else {
-            (code, message, exitCode) = ("failed", "\(error)", usage.rawValue)
         }
     }
-    if json {
-        let lines = message.split(separator: "\n").map { JSONValue.string(String($0)) }
-        printJSON(.object([
-            "ok": .bool(false), "code": .string(code), "message": lines.first ?? .string(message),
-            "errors": .array(lines), "exit_code": .int(Int64(exitCode)),
-        ]))
-    } else {
-        printError(message.replacingOccurrences(of: "\n", with: "\n       "))
-    }
-    Foundation.exit(exitCode)
 }
 
 /// `Error: …` on standard error, the one prefix every command uses.
