@@ -106,6 +106,7 @@ final class RelayObserver: Sendable {
             "spool": Telemetry.spoolDocument(spool.stats, path: spool.options.path, maxBytes: spool.options.maxBytes, nowMillis: now),
             "upstream": .object([
                 "state": .string(u.state.rawValue),
+                "state_since_ms": opt(u.stateSinceMillis),
                 "consecutive_failures": .int(Int64(u.consecutiveFailures)),
                 "last_error": u.lastError.map { .string($0) } ?? .null,
                 "last_error_at_ms": opt(u.lastErrorAtMillis),

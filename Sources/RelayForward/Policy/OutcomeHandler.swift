@@ -55,7 +55,7 @@ struct OutcomeHandler {
                 var before = UpstreamStatus()
                 status.update {
                     before = $0
-                    $0.state = .ok; $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
+                    $0.enter(.ok, at: t); $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
                     $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
                 }
                 if before.state != .ok {
@@ -72,7 +72,7 @@ struct OutcomeHandler {
                 let error = Self.describe(outcome)
                 let failures = breaker.consecutiveFailures
                 status.update {
-                    $0.state = .retrying; $0.consecutiveFailures = failures; $0.lastError = error; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = next
+                    $0.enter(.retrying, at: t); $0.consecutiveFailures = failures; $0.lastError = error; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = next
                 }
                 logger.warning("upstream delivery failed; will retry", metadata: [
                     "error": "\(error)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)", "consecutive_failures": "\(failures)",
@@ -140,7 +140,7 @@ struct OutcomeHandler {
         let error = Self.describe(outcome)
         let retry = options.credentialRetryMillis
         status.update {
-            $0.state = reason == .credentials ? .pausedCredentials : .pausedConfiguration
+            $0.enter(reason == .credentials ? .pausedCredentials : .pausedConfiguration, at: t)
             $0.lastError = error; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = t + retry
         }
         switch reason {

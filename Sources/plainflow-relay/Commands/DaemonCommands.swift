@@ -12,27 +12,25 @@ import RelaySpool
 struct DaemonClient {
     let settings: ResolvedSettings
 
+    /// Its socket when that exists, else its TCP address; nil when neither is configured.
+    private var endpoint: (base: String, socket: String?)? {
+        if let unix = settings.ingest.unixPath, FileManager.default.fileExists(atPath: unix) { return ("http://relay", unix) }
+        if let host = settings.ingest.tcpHost { return ("http://\(host.contains(":") ? "[\(host)]" : host):\(settings.ingest.tcpPort)", nil) }
+        return nil
+    }
+
     /// Where it asks, for messages: the socket, or the HTTP address.
     var target: String {
-        if let unix = settings.ingest.unixPath, FileManager.default.fileExists(atPath: unix) { return "the socket \(unix)" }
-        if let host = settings.ingest.tcpHost { return "http://\(host.contains(":") ? "[\(host)]" : host):\(settings.ingest.tcpPort)" }
+        if let endpoint { return endpoint.socket.map { "the socket \($0)" } ?? endpoint.base }
         if let unix = settings.ingest.unixPath { return "the socket \(unix) (it does not exist)" }
         return "no listener (listen.tcp and listen.unix are off)"
     }
 
     func request(_ path: String, body: [UInt8]? = nil, writeKey: String? = nil) async -> DeliveryOutcome {
+        guard let endpoint else { return .transportFailure(TransportFailure(code: 7, message: "no listener configured")) }
         let transport = CurlTransport(options: TransportOptions(connectTimeoutMillis: 2000, totalTimeoutMillis: 10_000, userAgent: "plainflow-relay-cli"))
-        let url: String
-        var socket: String?
-        if let unix = settings.ingest.unixPath, FileManager.default.fileExists(atPath: unix) {
-            url = "http://relay\(path)"
-            socket = unix
-        } else if let host = settings.ingest.tcpHost {
-            url = "http://\(host.contains(":") ? "[\(host)]" : host):\(settings.ingest.tcpPort)\(path)"
-        } else {
-            return .transportFailure(TransportFailure(code: 7, message: "no listener configured"))
-        }
-        return await transport.send(UpstreamRequest(url: url, body: body ?? [], writeKey: writeKey, isGet: body == nil, unixSocketPath: socket))
+        return await transport.send(UpstreamRequest(url: endpoint.base + path, body: body ?? [], writeKey: writeKey, isGet: body == nil,
+                                                    unixSocketPath: endpoint.socket))
     }
 
     /// Why the daemon did not answer, and what to do, for people.
@@ -92,7 +90,8 @@ struct Status: AsyncParsableCommand {
         print("spool:      \(count(int(spool, "depth"))) queued (\(ByteCount.format(int(spool, "bytes")))), oldest \(oldest); \(ByteCount.format(int(spool, "total_bytes"))) of \(ByteCount.format(int(spool, "max_bytes"))) used")
         print("            \(count(int(spool, "dead_letters"))) dead letters, \(count(int(spool, "rejected"))) rejected samples, \(count(int(spool, "dropped"))) dropped")
         let state = upstream["state"] as? String ?? "?"
-        print("upstream:   \(state), \(count(int(upstream, "delivered"))) delivered in \(count(int(upstream, "requests"))) requests, \(int(upstream, "consecutive_failures")) consecutive failures")
+        let since = (upstream["state_since_ms"] as? NSNumber).map { " since \(when($0.int64Value))" } ?? ""
+        print("upstream:   \(state)\(since); \(count(int(upstream, "delivered"))) delivered in \(count(int(upstream, "requests"))) requests, \(int(upstream, "consecutive_failures")) consecutive failures")
         if let e = upstream["last_error"] as? String {
             let at = (upstream["last_error_at_ms"] as? NSNumber).map { "at \(when($0.int64Value))" }
             let since = state == "ok" ? (upstream["last_success_at_ms"] as? NSNumber).map { "resolved: delivered since, last at \(when($0.int64Value))" } : nil
