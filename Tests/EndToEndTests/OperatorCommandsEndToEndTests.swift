@@ -89,7 +89,7 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
 
         let status = try cli(["status"], env: env)
         #expect(status.status == 3, "\(status.out)")
-        #expect(status.stderr.hasPrefix("Error: plainflow-relay is not running (nothing answers on http://127.0.0.1:"), "\(status.out)")
+        #expect(status.stderr.hasPrefix("Error: plainflow-relay is not running: nothing answers on http://127.0.0.1:"), "\(status.out)")
         #expect(!status.out.contains("transportFailure") && !status.out.contains("curl"), "\(status.out)")
         let statusJSON = try cli(["status", "--json"], env: env)
         #expect(statusJSON.status == 3)

@@ -46,7 +46,7 @@ struct DaemonClient {
         case .response(let status, _, let body):
             why = "\(target) answered HTTP \(status), not the relay's status: \(body.prefix(200))"
         }
-        return "plainflow-relay is not running (\(why)); start it (systemctl start plainflow-relay; in a clone, make run), or name its configuration with --config FILE or \(RelayConfig.fileVariable)"
+        return "plainflow-relay is not running: \(why); start it (systemctl start plainflow-relay; in a clone, make run), or name its configuration with --config FILE or \(RelayConfig.fileVariable)"
     }
 }
 
@@ -93,10 +93,11 @@ struct Status: AsyncParsableCommand {
         let since = (upstream["state_since_ms"] as? NSNumber).map { " since \(when($0.int64Value))" } ?? ""
         print("upstream:   \(state)\(since); \(count(int(upstream, "delivered"))) delivered in \(count(int(upstream, "requests"))) requests, \(int(upstream, "consecutive_failures")) consecutive failures")
         if let e = upstream["last_error"] as? String {
+            print("last error: \(e)")
             let at = (upstream["last_error_at_ms"] as? NSNumber).map { "at \(when($0.int64Value))" }
-            let since = state == "ok" ? (upstream["last_success_at_ms"] as? NSNumber).map { "resolved: delivered since, last at \(when($0.int64Value))" } : nil
-            let notes = [at, since].compactMap { $0 }
-            print("last error: \(e)\(notes.isEmpty ? "" : " (\(notes.joined(separator: "; ")))")")
+            let resolved = state == "ok" && upstream["last_success_at_ms"] is NSNumber ? "delivered since then" : nil
+            let notes = [at, resolved].compactMap { $0 }
+            if !notes.isEmpty { print("            \(notes.joined(separator: "; "))") }
         }
         if let next = upstream["next_attempt_at_ms"] as? NSNumber, state != "ok" { print("next try:   \(when(next.int64Value))") }
         if let advice = Self.advice(state) { print("to do:      \(advice)") }
