@@ -193,5 +193,8 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
         let value = { (name: String) in samples.first { $0["sample"] as? String == name }?["value"] as? Double }
         #expect(value("plainflow_upstream_delivered_messages_total") == 1)
         #expect(samples.contains { $0["sample"] as? String == "plainflow_spool_messages" && $0["type"] as? String == "gauge" })
+        #expect(value("plainflow_upstream_request_duration_seconds_count") == 1 && samples.contains {
+            $0["family"] as? String == "plainflow_upstream_request_duration_seconds" && $0["type"] as? String == "histogram"
+        }, "request latency is a histogram in seconds")
     }
 }
