@@ -126,6 +126,7 @@ extension ResolvedSettings {
 
 /// Byte counts for people: 1.5 KiB, 20.0 MiB, 1.0 GiB.
 public enum ByteCount {
+    /// `bytes` in the largest binary unit that keeps it at 1 or more, to one decimal.
     public static func format(_ bytes: Int64) -> String {
         let units = ["KiB", "MiB", "GiB", "TiB"]
         guard bytes >= 1024 else { return "\(bytes) B" }
