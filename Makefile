@@ -1,4 +1,5 @@
 # make run   install what is needed, build, and run the relay with a local upstream
+# make build  install what is needed, build, and make bin/plainflow-relay (the debug build with etc/relay.dev.toml)
 # make test  the whole test suite (what CI runs)
 # make test-clients  only the client examples and SDKs against the relay (docs/CLIENTS.md)
 # make bench  the benchmarks against PostgreSQL, SQLite, nginx, syslog-ng (not CI; ~15 min; writes BENCHMARKS.md)

@@ -43,6 +43,7 @@ let package = Package(
             .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
@@ -81,7 +82,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plainflow-relay", dependencies: [
-            "RelayDaemon", "RelaySpool", "RelayForward", "RelayImport",
+            "RelayDaemon", "RelayIngest", "RelayMessage", "RelaySpool", "RelayForward", "RelayImport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -69,7 +69,7 @@ grep -q '^path = "/var/lib/plainflow-relay/spool.db"$' etc/relay.toml ||
   die "etc/relay.toml: [spool] path must be /var/lib/plainflow-relay/spool.db (the unit's StateDirectory)"
 grep -q '^unix = "/run/plainflow-relay/relay.sock"$' etc/relay.toml ||
   die "etc/relay.toml: [listen] unix must be /run/plainflow-relay/relay.sock (the unit's RuntimeDirectory)"
-env -i PATH="$PATH" "$stripped" check-config --config etc/relay.toml >/dev/null || die "etc/relay.toml does not pass check-config"
+env -i PATH="$PATH" "$stripped" check-config --values-only --config etc/relay.toml >/dev/null || die "etc/relay.toml does not pass check-config"
 
 echo "== staging $deb"
 umask 022

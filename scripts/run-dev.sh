@@ -17,6 +17,8 @@ cat <<TXT
     curl -s -X POST http://127.0.0.1:8787/v1/identify -d '{"userId":"97980cfea0067","traits":{"name":"Mark Twain","plan":"premium"}}'
     echo '{"type":"identify","user_id":"42","traits":{"email":"a@b.c"}}' | socat - UNIX-CONNECT:run/relay.sock
     curl -s http://127.0.0.1:8787/v1/status
+    bin/plainflow-relay status          # the operator commands, from this directory
+    bin/plainflow-relay spool stats
 
 TXT
-.build/debug/plainflow-relay run --config etc/relay.dev.toml
+bin/plainflow-relay run

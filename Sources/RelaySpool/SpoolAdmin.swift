@@ -8,43 +8,67 @@
 // upstream still dedupes it; the running forwarder picks it up on its next
 // read.
 
-/// A message the upstream refused, or that expired.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A message the upstream refused, or that expired. Its JSON form uses the
+/// relay's one naming (snake_case, `_ms` for unix milliseconds), as `/v1/status`.
 public struct DeadLetter: Sendable, Hashable, Codable {
     public let id: Int64
     public let messageID: String
     public let reason: String
+    /// The upstream's HTTP status, when it answered.
     public let status: Int?
     public let attempts: Int
     public let receivedAtMillis: Int64
     public let deadAtMillis: Int64
+    /// The canonical JSON of the message.
     public let payload: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, reason, status, attempts, payload
+        case messageID = "message_id"
+        case receivedAtMillis = "received_at_ms"
+        case deadAtMillis = "dead_at_ms"
+    }
 }
 
-/// A sample of a call the relay refused.
-public struct RejectedCall: Sendable, Hashable, Codable {
+/// A sample of a call the relay refused. (Not Codable: `errors` is stored as
+/// JSON text, and the command line prints it as a real array.)
+public struct RejectedCall: Sendable, Hashable {
     public let id: Int64
     public let receivedAtMillis: Int64
     /// JSON array of "path: message".
     public let errors: String
+    /// The start of what the app sent.
     public let sample: String
 }
 
 /// Operator access to a spool file.
 public final class SpoolAdmin {
     private let db: SQLiteConnection
+    /// The spool file, for messages.
+    public let path: String
 
     /// Opens an existing spool (it must have been created by the relay).
+    /// Errors name the path and never suggest a write: most commands only read.
     public init(path: String) throws(SpoolError) {
+        self.path = path
+        guard access(path, F_OK) == 0 else { throw SpoolError.notFound(path: path) }
+        guard access(path, R_OK) == 0 else { throw SpoolError.cannotRead(path: path, reason: "permission denied") }
+        let version: Int64?
         do {
             db = try SQLiteConnection(path: path, readOnly: false, create: false)
             try db.execute("PRAGMA busy_timeout = 5000")
+            version = try db.scalarInt("PRAGMA user_version")
         } catch {
-            throw SpoolError.storage(error)
+            throw SpoolError.cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
         }
-        let version: Int64?
-        do { version = try db.scalarInt("PRAGMA user_version") } catch { throw SpoolError.storage(error) }
         guard let version, version > 0 else {
-            throw SpoolError.storage(SQLiteError(code: 26, message: "\(path) is not a plainflow-relay spool", sql: nil))
+            throw SpoolError.cannotRead(path: path, reason: "it is not a plainflow-relay spool")
         }
         if version > Schema.currentVersion {
             throw SpoolError.newerSchema(path: path, found: version, supported: Schema.currentVersion)
@@ -57,7 +81,12 @@ public final class SpoolAdmin {
     }
 
     public func stats() throws(SpoolError) -> SpoolStats {
-        do { return try SpoolStats.read(from: db) } catch { throw SpoolError.storage(error) }
+        do { return try SpoolStats.read(from: db) } catch { throw readFailed(error) }
+    }
+
+    /// A failed read, naming the file.
+    private func readFailed(_ error: SQLiteError) -> SpoolError {
+        .cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
     }
 
     /// Dead letters, newest first.
@@ -78,7 +107,7 @@ public final class SpoolAdmin {
             }
             return out
         } catch {
-            throw SpoolError.storage(error)
+            throw readFailed(error)
         }
     }
 
@@ -212,7 +241,7 @@ public final class SpoolAdmin {
             }
             return out
         } catch {
-            throw SpoolError.storage(error)
+            throw readFailed(error)
         }
     }
 }

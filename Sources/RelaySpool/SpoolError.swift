@@ -19,6 +19,10 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)
     /// SQLite did not apply the durability setting asked for.
     case durabilityNotApplied(path: String, asked: String, got: String)
+    /// An operator command found no spool file at `path`.
+    case notFound(path: String)
+    /// An operator command could not open or read the spool at `path`.
+    case cannotRead(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -57,6 +61,10 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
             return "cannot open \(path): \(reason); check that the directory exists and is writable by this user"
         case .durabilityNotApplied(let path, let asked, let got):
             return "\(path): asked SQLite for synchronous=\(asked) but it runs with \(got); refusing to acknowledge calls with weaker durability"
+        case .notFound(let path):
+            return "no spool at \(path): the relay creates it when it first runs; name the spool with --spool FILE, or the configuration that sets spool.path with --config FILE or PLAINFLOW_RELAY_CONFIG"
+        case .cannotRead(let path, let reason):
+            return "cannot read the spool \(path): \(reason); run this command as root or as the user the relay runs as (plainflow-relay)"
         }
     }
 
@@ -65,7 +73,7 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .full, .closed: return true
         case .storage(let e): return e.isStorageRefusal
-        case .newerSchema, .olderSchema, .migrationFailed, .locked, .cannotOpen, .durabilityNotApplied: return false
+        case .newerSchema, .olderSchema, .migrationFailed, .locked, .cannotOpen, .durabilityNotApplied, .notFound, .cannotRead: return false
         }
     }
 }

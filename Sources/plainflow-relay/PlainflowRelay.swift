@@ -11,43 +11,58 @@ struct PlainflowRelay: AsyncParsableCommand {
         commandName: "plainflow-relay",
         abstract: "A local relay for analytics calls: apps hand calls to it over a socket, it stores them durably and forwards them upstream.",
         discussion: """
-            Files (as packaged): the configuration /etc/plainflow-relay/relay.toml (PLAINFLOW_RELAY_* variables \
-            and flags override it); the spool /var/lib/plainflow-relay/spool.db; the socket \
-            /run/plainflow-relay/relay.sock, which members of the plainflow-relay group may use; the upstream \
-            write key /etc/plainflow-relay/write_key (mode 0640, root:plainflow-relay), which the systemd unit \
-            passes as the credential write_key.
+            Configuration: --config FILE, else the file named by PLAINFLOW_RELAY_CONFIG, else \
+            /etc/plainflow-relay/relay.toml when it exists, else the defaults; PLAINFLOW_RELAY_* variables and \
+            flags override it. Every command finds the spool and the daemon the same way; `check-config` says \
+            which file it read.
+
+            Files (as packaged): the configuration /etc/plainflow-relay/relay.toml; the spool \
+            /var/lib/plainflow-relay/spool.db; the socket /run/plainflow-relay/relay.sock, which members of the \
+            plainflow-relay group may use; the upstream write key /etc/plainflow-relay/write_key (mode 0640, \
+            root:plainflow-relay), which the systemd unit passes as the credential write_key.
 
             Signals: SIGTERM drains and stops; SIGHUP reads the configuration again and applies the \
             forwarding settings and the log level at once.
+
+            \(Exit.table)
             """,
-        version: RelayVersion.current,
+        version: "plainflow-relay \(RelayVersion.current)",
         subcommands: [Run.self, Status.self, Send.self, SpoolCommand.self, DeadLettersCommand.self, RejectedCommand.self,
                       Import.self, CheckConfig.self, Version.self]
     )
+
+    /// ArgumentParser's main, with the relay's own error reporting: one
+    /// style for every command, JSON with `--json`, the documented exit codes.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            var command = try await asyncParseAsRoot(arguments)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            reportAndExit(error, json: arguments.contains("--json"))
+        }
+    }
 }
 
 /// Options shared by every command that reads the configuration.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: "Config file (default: \(RelayConfig.defaultPath) when it exists).")
+    @Option(name: .long, help: "Config file (default: $\(RelayConfig.fileVariable), else \(RelayConfig.defaultPath) when it exists).")
     var config: String?
 
     /// The file (if any), then PLAINFLOW_RELAY_* variables.
     func load() throws -> RelayConfig {
-        var cfg: RelayConfig
-        if let path = config {
-            cfg = try RelayConfig.load(path: path)
-        } else if FileManager.default.fileExists(atPath: RelayConfig.defaultPath) {
-            cfg = try RelayConfig.load(path: RelayConfig.defaultPath)
-        } else {
-            cfg = RelayConfig()
-        }
-        cfg.applyEnvironment(ProcessInfo.processInfo.environment)
-        return cfg
+        try RelayConfig.locate(flag: config, environment: ProcessInfo.processInfo.environment)
     }
 }
 
 struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the relay daemon.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the relay daemon.",
+        discussion: "Refuses to start (exit 78), naming the path, when the spool's or the socket's directory is missing or not writable.")
 
     @OptionGroup var configOptions: ConfigOptions
     @Option(help: "Listen for HTTP on HOST:PORT (\"off\" to disable).") var tcp: String?
@@ -60,17 +75,19 @@ struct Run: AsyncParsableCommand {
     /// The file, the environment, then these flags.
     func settings() throws -> ResolvedSettings {
         var cfg = try configOptions.load()
-        if let tcp { cfg.listen = cfg.listen ?? .init(); cfg.listen!.tcp = tcp }
-        if let unix { cfg.listen = cfg.listen ?? .init(); cfg.listen!.unix = unix }
-        if let spool { cfg.spool = cfg.spool ?? .init(); cfg.spool!.path = spool }
-        if let upstream { cfg.upstream = cfg.upstream ?? .init(); cfg.upstream!.url = upstream }
-        if let writeKey { cfg.upstream = cfg.upstream ?? .init(); cfg.upstream!.write_key = writeKey }
-        if let logLevel { cfg.log = cfg.log ?? .init(); cfg.log!.level = logLevel }
+        if let tcp { cfg.listen = cfg.listen ?? .init(); cfg.listen!.tcp = tcp; cfg.markOverridden("listen.tcp") }
+        if let unix { cfg.listen = cfg.listen ?? .init(); cfg.listen!.unix = unix; cfg.markOverridden("listen.unix") }
+        if let spool { cfg.spool = cfg.spool ?? .init(); cfg.spool!.path = spool; cfg.markOverridden("spool.path") }
+        if let upstream { cfg.upstream = cfg.upstream ?? .init(); cfg.upstream!.url = upstream; cfg.markOverridden("upstream.url") }
+        if let writeKey { cfg.upstream = cfg.upstream ?? .init(); cfg.upstream!.write_key = writeKey; cfg.markOverridden("upstream.write_key") }
+        if let logLevel { cfg.log = cfg.log ?? .init(); cfg.log!.level = logLevel; cfg.markOverridden("log.level") }
         return try cfg.resolve()
     }
 
     func run() async throws {
         let settings = try settings()
+        let problems = settings.usabilityFindings().filter { $0.level == .problem }
+        if !problems.isEmpty { throw ConfigError(problems.map(\.message).joined(separator: "\n")) }
 
         // One level for the whole process: SIGHUP sets it to the reloaded log.level.
         let logLevel = LogLevelSwitch(Logger.Level(rawValue: settings.logLevel) ?? .info)
@@ -92,25 +109,47 @@ struct Run: AsyncParsableCommand {
 struct CheckConfig: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
-        abstract: "Read and check the configuration; exit 0 when it is usable.")
+        abstract: "Check that the configuration is usable here; exit 0 when it is, 78 when not.",
+        discussion: """
+            Prints which file it read (or that none exists and the defaults are used), then each finding: the \
+            values, the spool's directory (exists, writable by this user), the socket's directory, the listeners, \
+            the upstream URL. Run it as the user the relay runs as (e.g. sudo -u plainflow-relay).
+            """)
 
     @OptionGroup var configOptions: ConfigOptions
+    @Flag(help: "Print JSON: {\"ok\", \"findings\": [{\"level\", \"subject\", \"message\"}]}.") var json = false
+    @Flag(name: .customLong("values-only"), help: "Check the values only, not this machine's directories (e.g. on a build machine).") var valuesOnly = false
 
     func run() throws {
-        let settings = try configOptions.load().resolve()
-        print("configuration OK")
-        print("  tcp:      \(settings.ingest.tcpHost.map { "\($0):\(settings.ingest.tcpPort)" } ?? "off")")
-        print("  unix:     \(settings.ingest.unixPath ?? "off")")
-        print("  spool:    \(settings.spool.path) (max \(settings.spool.maxBytes) bytes, on_full = \(settings.spool.onFull.rawValue))")
-        print("  upstream: \(settings.forward.batchURL) (write key \(settings.forward.writeKey == nil ? "sent by apps" : "configured"))")
+        let config = try configOptions.load()
+        var findings = [config.sourceFinding]
+        do {
+            let settings = try config.resolve()
+            findings += valuesOnly ? [ConfigFinding(.ok, "values", "every value is valid (directories not checked: --values-only)")] : settings.usabilityFindings()
+        } catch {
+            findings += error.description.split(separator: "\n").map { ConfigFinding(.problem, "values", String($0)) }
+        }
+        let problems = findings.filter { $0.level == .problem }.count
+        if json {
+            try printJSON(Report(ok: problems == 0, findings: findings))
+        } else {
+            let width = findings.map(\.subject.count).max() ?? 0
+            for f in findings {
+                let mark = f.level == .problem ? "PROBLEM" : f.level.rawValue
+                print("\(mark.padding(toLength: 8, withPad: " ", startingAt: 0)) \((f.subject + ":").padding(toLength: width + 2, withPad: " ", startingAt: 0))\(f.message)")
+            }
+            print(problems == 0 ? "configuration OK" : "\(problems) problem(s): plainflow-relay would not start with this configuration")
+        }
+        if problems > 0 { throw ExitCode(Exit.configuration) }
+    }
+
+    struct Report: Encodable {
+        let ok: Bool
+        let findings: [ConfigFinding]
     }
 }
 
 struct Version: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the version.")
-    func run() { print("plainflow-relay \(RelayVersion.current)") }
-}
-
-extension ConfigError: LocalizedError {
-    public var errorDescription: String? { description }
+    static let configuration = CommandConfiguration(abstract: "Print the version (as --version does).")
+    func run() { print(PlainflowRelay.configuration.version) }
 }

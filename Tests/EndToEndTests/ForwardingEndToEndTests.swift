@@ -4,21 +4,6 @@
 import Foundation
 import Testing
 
-/// Runs `plainflow-relay ARGS` (or another program) to completion; returns exit status and output.
-func cli(_ args: [String], env: [String: String] = [:], executable: String = RelayProcess.binary) throws -> (status: Int32, out: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = args
-    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
 @Suite(.serialized) struct ForwardingEndToEndTests {
     @Test func onePoisonMessageInABatchOf100IsIsolatedAndReplayableLater() throws {
         let upstream = try TestUpstream()

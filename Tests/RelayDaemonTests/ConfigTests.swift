@@ -25,9 +25,9 @@ import RelaySpool
         #expect(fromTemplate.ingest.limits == defaults.ingest.limits)
     }
 
-    @Test func syntaxErrorsNameTheLine() {
+    @Test func syntaxErrorsNameTheLineOnOneLine() {
         #expect { try RelayConfig.parse(toml: "[upstream]\nurl = \n", path: "r.toml") } throws: { error in
-            "\(error)".hasPrefix("r.toml: line 2")
+            "\(error)".hasPrefix("r.toml:2:") && "\(error)".contains("TOML syntax error") && !"\(error)".contains("\n")
         }
     }
 
@@ -36,8 +36,25 @@ import RelaySpool
             "\(error)" == #"r.toml:3: unknown key "spool.max_byte""#
         }
         #expect { try RelayConfig.parse(toml: "[listen]\ntcp = 8787\n", path: "r.toml") } throws: { error in
-            "\(error)" == "r.toml:2: listen.tcp: expected a string" || "\(error)" == "r.toml:2: listen.tcp: has the wrong type"
+            "\(error)" == "r.toml:2: listen.tcp: expected a string, found an integer (8787)"
         }
+        #expect { try RelayConfig.parse(toml: "[upstream]\nurl = \"x\"\ngzip = \"yes\"  # on\n", path: "r.toml") } throws: { error in
+            "\(error)" == #"r.toml:3: upstream.gzip: expected true or false, found a string ("yes")"#
+        }
+        #expect { try RelayConfig.parse(toml: "[spool]\nmax_bytes = 1.5 # GiB\n", path: "r.toml") } throws: { error in
+            "\(error)" == "r.toml:2: spool.max_bytes: expected an integer, found a decimal number (1.5)"
+        }
+    }
+
+    @Test func everyFieldHasAnExpectedTypeForMessages() {
+        #expect(RelayConfig.expectedType("listen.tcp") == "a string")
+        #expect(RelayConfig.expectedType("listen.allow_remote") == "true or false")
+        #expect(RelayConfig.expectedType("upstream.max_in_flight") == "an integer")
+        #expect(RelayConfig.expectedType("upstream.max_age_hours") == "a number")
+        #expect(RelayConfig.expectedType("spool.max_bytes") == "an integer")
+        #expect(RelayConfig.expectedType("limits.accepted_write_keys") == "an array of strings")
+        #expect(RelayConfig.expectedType("log") == "a table")
+        #expect(RelayConfig.expectedType("nope.key") == nil)
     }
 
     @Test func badValuesAreAllReported() throws {
@@ -52,11 +69,69 @@ import RelaySpool
             """, path: "r.toml")
         #expect { try cfg.resolve() } throws: { error in
             let text = "\(error)"
-            return text.contains("listen.tcp: 0.0.0.0 is not a loopback address")
-                && text.contains(#"spool.on_full: expected "reject" or "drop_oldest", got "panic""#)
-                && text.contains("upstream.url: expected an http:// or https:// URL")
-                && text.contains("upstream.batch_max_messages: must be a positive number, got 0")
+            return text.contains("r.toml:2: listen.tcp: 0.0.0.0 is not a loopback address")
+                && text.contains(#"r.toml:4: spool.on_full: expected "reject" or "drop_oldest", got "panic""#)
+                && text.contains("r.toml:6: upstream.url: expected an http:// or https:// URL")
+                && text.contains("r.toml:7: upstream.batch_max_messages: must be a positive number, got 0")
         }
+    }
+
+    @Test func aValueFromTheEnvironmentIsNotBlamedOnTheFile() throws {
+        var cfg = try RelayConfig.parse(toml: "[upstream]\nurl = \"http://127.0.0.1:1\"\n", path: "r.toml")
+        cfg.applyEnvironment(["PLAINFLOW_RELAY_UPSTREAM_URL": "http://"])
+        #expect { try cfg.resolve() } throws: { error in
+            "\(error)".hasPrefix("upstream.url: ") && "\(error)".hasSuffix("(set by the environment or a flag)")
+        }
+    }
+
+    @Test(arguments: ["http://", "https:///v1", "http://exa mple.com", "https://api.example.com?x=1"])
+    func anUpstreamURLMustParse(_ url: String) {
+        #expect(RelayConfig.urlProblem(url) != nil)
+    }
+
+    @Test func aGoodUpstreamURLPasses() {
+        #expect(RelayConfig.urlProblem("https://api.example.com") == nil)
+        #expect(RelayConfig.urlProblem("http://127.0.0.1:8788/base") == nil)
+    }
+
+    @Test func theConfigFileComesFromTheFlagThenTheVariable() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[spool]\npath = \"\(dir)/a.db\"\n".write(toFile: dir + "/a.toml", atomically: true, encoding: .utf8)
+        try "[spool]\npath = \"\(dir)/b.db\"\n".write(toFile: dir + "/b.toml", atomically: true, encoding: .utf8)
+        let env = [RelayConfig.fileVariable: dir + "/a.toml"]
+        #expect(try RelayConfig.locate(flag: nil, environment: env).resolve().spool.path == dir + "/a.db")
+        #expect(try RelayConfig.locate(flag: dir + "/b.toml", environment: env).resolve().spool.path == dir + "/b.db")
+        #expect(try RelayConfig.locate(flag: nil, environment: env).sourceFinding == ConfigFinding(.ok, "config", "read \(dir)/a.toml"))
+        #expect { try RelayConfig.locate(flag: nil, environment: [RelayConfig.fileVariable: dir + "/none.toml"]) } throws: { error in
+            "\(error)".hasPrefix("\(dir)/none.toml: no such configuration file (named by PLAINFLOW_RELAY_CONFIG)")
+        }
+        #expect(RelayConfig().sourceFinding.level == .note)
+        #expect(RelayConfig().sourceFinding.message.contains("defaults"))
+    }
+
+    @Test func usabilityNamesAMissingSpoolOrSocketDirectory() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var good = RelayConfig()
+        good.spool = .init(); good.spool!.path = dir + "/spool.db"
+        good.listen = .init(); good.listen!.unix = dir + "/relay.sock"
+        #expect(try good.resolve().usabilityFindings().allSatisfy { $0.level != .problem })
+        var bad = good
+        bad.spool!.path = dir + "/missing/spool.db"
+        bad.listen!.unix = dir + "/gone/relay.sock"
+        let problems = try bad.resolve().usabilityFindings().filter { $0.level == .problem }
+        #expect(problems.map(\.subject) == ["spool", "listen.unix"])
+        #expect(problems[0].message.contains("the directory \(dir)/missing does not exist"))
+        #expect(problems[1].message.contains("the directory \(dir)/gone does not exist"))
+    }
+
+    @Test func sizesReadForPeople() {
+        #expect(ByteCount.format(512) == "512 B")
+        #expect(ByteCount.format(1536) == "1.5 KiB")
+        #expect(ByteCount.format(1 << 30) == "1.0 GiB")
     }
 
     @Test func remoteListenersNeedAllowRemote() throws {

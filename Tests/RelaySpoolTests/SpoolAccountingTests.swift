@@ -235,3 +235,35 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         #expect(try SQLiteConnection(path: dir.db).scalarInt("PRAGMA user_version") == 1, "left as it was")
     }
 }
+
+@Suite struct SpoolAdminMessageTests {
+    @Test func aMissingOrForeignSpoolIsNamedWithoutSpeakingOfWrites() throws {
+        let dir = TempDir()
+        let missing = dir.path + "/nowhere/spool.db"
+        #expect {
+            _ = try SpoolAdmin(path: missing)
+        } throws: { error in
+            guard case SpoolError.notFound(missing) = error else { return false }
+            let text = "\(error)"
+            return text.contains(missing) && !text.contains("write") && text.contains("--spool")
+        }
+        try "not a database, just text".write(toFile: dir.db, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try SpoolAdmin(path: dir.db)
+        } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("cannot read the spool \(dir.db): ") && !text.contains("write")
+        }
+    }
+
+    @Test func deadLettersEncodeWithTheRelaysSnakeCaseNames() throws {
+        let letter = DeadLetter(id: 7, messageID: "m-1", reason: "HTTP 400", status: 400, attempts: 2,
+                                receivedAtMillis: 1_000, deadAtMillis: 2_000, payload: "{}")
+        let e = JSONEncoder()
+        e.outputFormatting = .sortedKeys
+        let json = String(decoding: try e.encode(letter), as: UTF8.self)
+        #expect(json == #"{"attempts":2,"dead_at_ms":2000,"id":7,"message_id":"m-1","payload":"{}","reason":"HTTP 400","received_at_ms":1000,"status":400}"#)
+        let stats = String(decoding: try e.encode(SpoolStats(depth: 1, bytes: 2, oldestReceivedAtMillis: 3, deadLetters: 4, rejected: 5)), as: UTF8.self)
+        #expect(!stats.contains { $0.isUppercase }, "\(stats)")
+    }
+}

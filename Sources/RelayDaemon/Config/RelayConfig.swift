@@ -92,7 +92,35 @@ public struct RelayConfig: Sendable, Codable, Equatable {
     public var limits: Limits?
     public var log: Log?
 
+    /// Where the values came from, so that errors can name the file and line.
+    public struct Source: Sendable, Equatable {
+        /// The file that was read.
+        public var path: String
+        /// Its text, to find a key's line.
+        public var text: String
+        /// Dotted keys set afterwards by the environment or a flag: their
+        /// values are not the file's, so errors about them name no line.
+        public var overridden: Set<String> = []
+
+        public init(path: String, text: String) {
+            self.path = path
+            self.text = text
+        }
+    }
+
+    /// The file these values were read from; nil for the defaults.
+    public var source: Source?
+
+    enum CodingKeys: String, CodingKey {
+        case listen, upstream, spool, limits, log
+    }
+
     public init() {}
+
+    /// Notes that `key` (dotted, e.g. `spool.path`) no longer holds the file's value.
+    public mutating func markOverridden(_ key: String) {
+        source?.overridden.insert(key)
+    }
 }
 
 /// A number that may be written `100` or `0.5` in the file.
@@ -130,12 +158,12 @@ extension RelayConfig {
 
     /// Applies `PLAINFLOW_RELAY_*` environment overrides.
     public mutating func applyEnvironment(_ env: [String: String]) {
-        if let v = env["PLAINFLOW_RELAY_WRITE_KEY"] { upstream = upstream ?? .init(); upstream!.write_key = v }
-        if let v = env["PLAINFLOW_RELAY_UPSTREAM_URL"] { upstream = upstream ?? .init(); upstream!.url = v }
-        if let v = env["PLAINFLOW_RELAY_SPOOL"] { spool = spool ?? .init(); spool!.path = v }
-        if let v = env["PLAINFLOW_RELAY_TCP"] { listen = listen ?? .init(); listen!.tcp = v }
-        if let v = env["PLAINFLOW_RELAY_UNIX"] { listen = listen ?? .init(); listen!.unix = v }
-        if let v = env["PLAINFLOW_RELAY_LOG_LEVEL"] { log = log ?? .init(); log!.level = v }
+        if let v = env["PLAINFLOW_RELAY_WRITE_KEY"] { upstream = upstream ?? .init(); upstream!.write_key = v; markOverridden("upstream.write_key") }
+        if let v = env["PLAINFLOW_RELAY_UPSTREAM_URL"] { upstream = upstream ?? .init(); upstream!.url = v; markOverridden("upstream.url") }
+        if let v = env["PLAINFLOW_RELAY_SPOOL"] { spool = spool ?? .init(); spool!.path = v; markOverridden("spool.path") }
+        if let v = env["PLAINFLOW_RELAY_TCP"] { listen = listen ?? .init(); listen!.tcp = v; markOverridden("listen.tcp") }
+        if let v = env["PLAINFLOW_RELAY_UNIX"] { listen = listen ?? .init(); listen!.unix = v; markOverridden("listen.unix") }
+        if let v = env["PLAINFLOW_RELAY_LOG_LEVEL"] { log = log ?? .init(); log!.level = v; markOverridden("log.level") }
         // Under systemd, `LoadCredential=write_key:...` puts the key in $CREDENTIALS_DIRECTORY. An empty
         // credential (the unit's `SetCredential=write_key:` default while the key file is absent) is no key.
         if let dir = env["CREDENTIALS_DIRECTORY"], upstream?.write_key?.isEmpty ?? true, upstream?.write_key_file == nil,
@@ -199,7 +227,7 @@ extension RelayConfig {
 
         var forward = ForwarderOptions()
         if let url = upstream?.url {
-            if url.hasPrefix("https://") || url.hasPrefix("http://") { forward.upstream = url } else { problems.append("upstream.url: expected an http:// or https:// URL, got \"\(url)\"") }
+            if let problem = Self.urlProblem(url) { problems.append("upstream.url: \(problem)") } else { forward.upstream = url }
         }
         forward.writeKey = upstream?.write_key.flatMap { $0.isEmpty ? nil : $0 }
         if let file = upstream?.write_key_file, !file.isEmpty {
@@ -254,8 +282,34 @@ extension RelayConfig {
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) {
             problems.append("log.level: expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
         }
-        if !problems.isEmpty { throw ConfigError(problems.joined(separator: "\n")) }
+        if !problems.isEmpty { throw ConfigError(problems.map(located).joined(separator: "\n")) }
         return ResolvedSettings(ingest: ingest, spool: spoolOptions, forward: forward, logLevel: level)
+    }
+
+    /// "FILE:LINE: problem" when the problem's key (its text up to the first
+    /// ": ") holds the file's value, "FILE: problem" when it is the file's
+    /// but not on a line of its own; as it is when it came from elsewhere.
+    func located(_ problem: String) -> String {
+        guard let source else { return problem }
+        let key = problem.prefix { $0 != ":" }
+        if source.overridden.contains(String(key)) { return "\(problem) (set by the environment or a flag)" }
+        if let line = Self.line(ofKey: String(key), in: source.text) { return "\(source.path):\(line): \(problem)" }
+        return "\(source.path): \(problem)"
+    }
+
+    /// Why `url` cannot be the upstream, or nil when it can.
+    static func urlProblem(_ url: String) -> String? {
+        guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+            return "expected an http:// or https:// URL, got \"\(url)\""
+        }
+        guard let parsed = URL(string: url), let host = parsed.host, !host.isEmpty,
+              host.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:[]".contains($0) }) else {
+            return "\"\(url)\" is not a valid URL (expected e.g. https://api.example.com)"
+        }
+        if parsed.query != nil || parsed.fragment != nil {
+            return "expected the upstream's base URL without ?query or #fragment, got \"\(url)\" (batches go to {url}/v1/batch)"
+        }
+        return nil
     }
 
     /// `127.0.0.1:8787`, `[::1]:8787` → host and port.

@@ -17,7 +17,12 @@ import Glibc
 public enum Telemetry {
     private static let bootstrap: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Every series carries the same `host` label, whichever module made it.
+        factory.nameAndLabelSanitizer = { name, labels in
+            (name, labels.contains { $0.0 == "host" } ? labels : labels + [("host", Telemetry.hostName)])
+        }
+        MetricsSystem.bootstrap(factory)
         return registry
     }()
 
@@ -35,40 +40,35 @@ public enum Telemetry {
 /// Builds `/metrics` and `/v1/status` from the live relay: from counters in
 /// memory only (the spool's and the forwarder's), never a query, so both
 /// answer in microseconds whatever the spool holds.
+///
+/// Levels (depth, bytes, ages) are gauges. Totals (`*_total`) are Prometheus
+/// counters: the spool and the forwarder keep exact running totals, and each
+/// scrape adds what they grew by since the last one.
 final class RelayObserver: Sendable {
     private let spool: Spool
     private let forwarder: Forwarder
     private let listeners = Mutex<[String]>([])
-    private let depth: Metrics.Gauge
-    private let bytes: Metrics.Gauge
-    private let oldestAge: Metrics.Gauge
-    private let deadLetters: Metrics.Gauge
-    private let deadLetterBytes: Metrics.Gauge
-    private let dedupeIDs: Metrics.Gauge
-    private let expired: Metrics.Gauge
-    private let upstreamDelivered: Metrics.Gauge
-    private let upstreamRequests: Metrics.Gauge
-    private let upstreamFailing: Metrics.Gauge
-    private let dropped: Metrics.Gauge
-    private let commits: Metrics.Gauge
+    private let depth = Metrics.Gauge(label: "plainflow_spool_messages")
+    private let bytes = Metrics.Gauge(label: "plainflow_spool_bytes")
+    private let oldestAge = Metrics.Gauge(label: "plainflow_spool_oldest_age_seconds")
+    private let deadLetters = Metrics.Gauge(label: "plainflow_spool_dead_letters")
+    private let deadLetterBytes = Metrics.Gauge(label: "plainflow_spool_dead_letter_bytes")
+    private let dedupeIDs = Metrics.Gauge(label: "plainflow_spool_dedupe_ids")
+    private let upstreamFailing = Metrics.Gauge(label: "plainflow_upstream_consecutive_failures")
+    /// The totals, in the order `metrics()` reads them.
+    private static let counterNames = [
+        "plainflow_spool_expired_total", "plainflow_spool_dropped_total", "plainflow_spool_commits_total",
+        "plainflow_upstream_delivered_messages_total", "plainflow_upstream_requests_total",
+        "plainflow_upstream_dead_lettered_messages_total",
+    ]
+    private let counters = RelayObserver.counterNames.map { Metrics.Counter(label: $0) }
+    /// What each counter was last raised to.
+    private let totals = Mutex([Int64](repeating: 0, count: RelayObserver.counterNames.count))
     private let started = Telemetry.nowMillis()
 
     init(spool: Spool, forwarder: Forwarder) {
         self.spool = spool
         self.forwarder = forwarder
-        let host = [("host", Telemetry.hostName)]
-        depth = Metrics.Gauge(label: "plainflow_spool_messages", dimensions: host)
-        bytes = Metrics.Gauge(label: "plainflow_spool_bytes", dimensions: host)
-        oldestAge = Metrics.Gauge(label: "plainflow_spool_oldest_age_seconds", dimensions: host)
-        deadLetters = Metrics.Gauge(label: "plainflow_spool_dead_letters", dimensions: host)
-        deadLetterBytes = Metrics.Gauge(label: "plainflow_spool_dead_letter_bytes", dimensions: host)
-        dedupeIDs = Metrics.Gauge(label: "plainflow_spool_dedupe_ids", dimensions: host)
-        expired = Metrics.Gauge(label: "plainflow_spool_expired_total", dimensions: host)
-        dropped = Metrics.Gauge(label: "plainflow_spool_dropped_total", dimensions: host)
-        commits = Metrics.Gauge(label: "plainflow_spool_commits_total", dimensions: host)
-        upstreamDelivered = Metrics.Gauge(label: "plainflow_upstream_delivered_messages_total", dimensions: host)
-        upstreamRequests = Metrics.Gauge(label: "plainflow_upstream_requests_total", dimensions: host)
-        upstreamFailing = Metrics.Gauge(label: "plainflow_upstream_consecutive_failures", dimensions: host)
     }
 
     func setListeners(_ l: [String]) { listeners.withLock { $0 = l } }
@@ -82,17 +82,18 @@ final class RelayObserver: Sendable {
         deadLetters.record(s.deadLetters)
         deadLetterBytes.record(s.deadLetterBytes)
         dedupeIDs.record(s.dedupeIDs)
-        expired.record(s.expired)
-        dropped.record(s.dropped)
-        commits.record(s.commits)
-        upstreamDelivered.record(u.delivered)
-        upstreamRequests.record(u.requests)
         upstreamFailing.record(u.consecutiveFailures)
+        let now = [s.expired, s.dropped, s.commits, u.delivered, u.requests, u.deadLettered]
+        totals.withLock { last in
+            for i in counters.indices where now[i] > last[i] {
+                counters[i].increment(by: now[i] - last[i])
+                last[i] = now[i]
+            }
+        }
         return Telemetry.registry.emitToBuffer()
     }
 
     func status() -> [UInt8] {
-        let s = spool.stats
         let u = forwarder.status
         let now = Telemetry.nowMillis()
         func opt(_ v: Int64?) -> JSONValue { v.map { .int($0) } ?? .null }
@@ -102,27 +103,13 @@ final class RelayObserver: Sendable {
             "host": .string(Telemetry.hostName),
             "uptime_seconds": .int((now - started) / 1000),
             "listeners": .array(listeners.withLock { $0 }.map { .string($0) }),
-            "spool": .object([
-                "path": .string(spool.options.path),
-                "depth": .int(s.depth),
-                "bytes": .int(s.bytes),
-                "total_bytes": .int(s.totalBytes),
-                "max_bytes": .int(spool.options.maxBytes),
-                "oldest_age_seconds": s.oldestReceivedAtMillis.map { .int(max(0, now - $0) / 1000) } ?? .null,
-                "dead_letters": .int(s.deadLetters),
-                "dead_letter_bytes": .int(s.deadLetterBytes),
-                "dedupe_ids": .int(s.dedupeIDs),
-                "dedupe_bytes": .int(s.dedupeBytes),
-                "rejected": .int(s.rejected),
-                "dropped": .int(s.dropped),
-                "expired": .int(s.expired),
-                "dedupe_evicted": .int(s.dedupeEvicted),
-                "commits": .int(s.commits),
-            ]),
+            "spool": Telemetry.spoolDocument(spool.stats, path: spool.options.path, maxBytes: spool.options.maxBytes, nowMillis: now),
             "upstream": .object([
                 "state": .string(u.state.rawValue),
+                "state_since_ms": opt(u.stateSinceMillis),
                 "consecutive_failures": .int(Int64(u.consecutiveFailures)),
                 "last_error": u.lastError.map { .string($0) } ?? .null,
+                "last_error_at_ms": opt(u.lastErrorAtMillis),
                 "last_success_at_ms": opt(u.lastSuccessAtMillis),
                 "next_attempt_at_ms": opt(u.nextAttemptAtMillis),
                 "requests": .int(u.requests),
@@ -130,6 +117,33 @@ final class RelayObserver: Sendable {
                 "dead_lettered": .int(u.deadLettered),
             ]),
         ]).encoded()
+    }
+}
+
+extension Telemetry {
+    /// The spool's numbers as `/v1/status` shows them under "spool", and
+    /// `spool stats --json` prints them: one naming for both.
+    /// - Parameter maxBytes: the configured bound, when known.
+    public static func spoolDocument(_ s: SpoolStats, path: String, maxBytes: Int64?, nowMillis: Int64) -> JSONValue {
+        var doc: JSONObject = [
+            "path": .string(path),
+            "depth": .int(s.depth),
+            "bytes": .int(s.bytes),
+            "total_bytes": .int(s.totalBytes),
+            "oldest_age_seconds": s.oldestReceivedAtMillis.map { .int(max(0, nowMillis - $0) / 1000) } ?? .null,
+            "oldest_received_at_ms": s.oldestReceivedAtMillis.map { .int($0) } ?? .null,
+            "dead_letters": .int(s.deadLetters),
+            "dead_letter_bytes": .int(s.deadLetterBytes),
+            "dedupe_ids": .int(s.dedupeIDs),
+            "dedupe_bytes": .int(s.dedupeBytes),
+            "rejected": .int(s.rejected),
+            "dropped": .int(s.dropped),
+            "expired": .int(s.expired),
+            "dedupe_evicted": .int(s.dedupeEvicted),
+            "commits": .int(s.commits),
+        ]
+        if let maxBytes { _ = doc.updateValue(.int(maxBytes), forKey: "max_bytes") }
+        return .object(doc)
     }
 }
 

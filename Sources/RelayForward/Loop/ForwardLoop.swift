@@ -24,6 +24,7 @@
 //   when `run()` returns.
 
 import Logging
+import Metrics
 import RelaySpool
 
 /// The forwarding loop: lives in `Forwarder.run()`'s task only.
@@ -45,6 +46,8 @@ struct ForwardLoop {
     /// The last round's delivered batches, still leased: acknowledged beside
     /// the next round's first request, or at once before a sleep or a stop.
     private var unacknowledged: [[SpoolMessage]] = []
+    /// How long each upstream request took, answered or not (a histogram in /metrics).
+    private let requestDuration = Metrics.Timer(label: "plainflow_upstream_request_duration_seconds")
 
     init(queue: any ForwardQueue, transports: [any UpstreamTransport], clock: any ForwardClock,
          currentOptions: @escaping @Sendable () -> ForwarderOptions, takeResumeRequest: @escaping @Sendable () -> Bool,
@@ -154,7 +157,14 @@ struct ForwardLoop {
                 let index = started.count
                 let transport = transports[index]
                 started.append((batch, request.body.count))
-                group.addTask { (index, await transport.send(request)) }
+                let duration = requestDuration
+                group.addTask {
+                    let start = ContinuousClock.now
+                    let answer = await transport.send(request)
+                    let elapsed = start.duration(to: .now).components
+                    duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+                    return (index, answer)
+                }
                 if index == 0, let followUp = await acknowledgePrevious() {
                     followUps.append(followUp)  // committed while the request travels
                 }

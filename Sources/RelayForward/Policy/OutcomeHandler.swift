@@ -69,9 +69,17 @@ struct OutcomeHandler {
             switch decision {
             case .delivered:
                 releases = false  // the loop acknowledges, then releases
+                var before = UpstreamStatus()
                 status.update {
-                    $0.state = .ok; $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
+                    before = $0
+                    $0.enter(.ok, at: t); $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
                     $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
+                }
+                if before.state != .ok {
+                    logger.notice("forwarding recovered: the upstream accepted a batch again", metadata: [
+                        "was": "\(before.state.rawValue)", "failed_attempts": "\(before.consecutiveFailures)",
+                        "last_error": "\(before.lastError ?? "-")", "messages": "\(batch.count)",
+                    ])
                 }
                 logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(bodyBytes)"])
                 return .acknowledge(batch)
@@ -81,7 +89,7 @@ struct OutcomeHandler {
                 let error = Self.describe(outcome)
                 let failures = breaker.consecutiveFailures
                 status.update {
-                    $0.state = .retrying; $0.consecutiveFailures = failures; $0.lastError = error; $0.nextAttemptAtMillis = next
+                    $0.enter(.retrying, at: t); $0.consecutiveFailures = failures; $0.lastError = error; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = next
                 }
                 let metadata: Logger.Metadata = [
                     "error": "\(error)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)", "consecutive_failures": "\(failures)",
@@ -108,7 +116,7 @@ struct OutcomeHandler {
             case .split:
                 let reason = DeadLetterReason(reason: Self.describe(outcome), status: Self.status(outcome))
                 try await queue.deadLetter(batch, reason: reason, nowMillis: t)
-                status.update { $0.deadLettered += Int64(batch.count); $0.lastError = reason.reason }
+                status.update { $0.deadLettered += Int64(batch.count); $0.lastError = reason.reason; $0.lastErrorAtMillis = t }
                 logger.error("upstream refused a message; moved to dead letters", metadata: [
                     "reason": "\(reason.reason)", "message_id": "\(batch[0].messageID)",
                 ])
@@ -150,7 +158,7 @@ struct OutcomeHandler {
     private func logSpoolFailure(_ error: any Error, retryAt until: Int64, now t: Int64) -> FollowUp {
         logger.error("could not record a delivery outcome in the spool; the batch stays queued and will be sent again after a pause",
                      metadata: ["error": "\(error)", "retry_in_ms": "\(until - t)"])
-        status.update { $0.lastError = "the spool could not record a delivery outcome: \(error)"; $0.nextAttemptAtMillis = until }
+        status.update { $0.lastError = "the spool could not record a delivery outcome: \(error)"; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = until }
         return .backOff(untilMillis: until)
     }
 
@@ -158,8 +166,8 @@ struct OutcomeHandler {
         let error = Self.describe(outcome)
         let retry = options.credentialRetryMillis
         status.update {
-            $0.state = reason == .credentials ? .pausedCredentials : .pausedConfiguration
-            $0.lastError = error; $0.nextAttemptAtMillis = t + retry
+            $0.enter(reason == .credentials ? .pausedCredentials : .pausedConfiguration, at: t)
+            $0.lastError = error; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = t + retry
         }
         switch reason {
         case .credentials:

@@ -19,13 +19,24 @@ public struct UpstreamStatus: Sendable, Hashable, Codable {
     }
 
     public var state: State = .ok
+    /// When `state` began, unix milliseconds; nil while it is the first state, ok.
+    public var stateSinceMillis: Int64?
     public var consecutiveFailures = 0
     public var lastError: String?
+    /// When `lastError` happened, unix milliseconds.
+    public var lastErrorAtMillis: Int64?
     public var lastSuccessAtMillis: Int64?
     public var nextAttemptAtMillis: Int64?
     public var requests: Int64 = 0
     public var delivered: Int64 = 0
     public var deadLettered: Int64 = 0
+
+    /// Sets `state`, noting when it changed.
+    mutating func enter(_ new: State, at millis: Int64) {
+        guard new != state else { return }
+        state = new
+        stateSinceMillis = millis
+    }
 }
 
 /// The one place the status lives: written by the loop, read by anyone.

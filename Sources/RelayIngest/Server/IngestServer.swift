@@ -83,13 +83,20 @@ public final class IngestServer: Service, Sendable {
         var channels: [any Channel] = []
         do {
             if let host = options.tcpHost {
-                let ch = try await bootstrap.bind(host: host, port: options.tcpPort).get()
+                let address = "\(host.contains(":") ? "[\(host)]" : host):\(options.tcpPort)"
+                let ch: any Channel
+                do { ch = try await bootstrap.bind(host: host, port: options.tcpPort).get() } catch {
+                    throw ListenerError.cannotListen(on: "TCP \(address)", setting: "listen.tcp", error)
+                }
                 channels.append(ch)
                 bound.append("tcp \(ch.localAddress.map { "\($0.ipAddress ?? host):\($0.port ?? options.tcpPort)" } ?? host)")
             }
             if let path = options.unixPath {
                 try UnixSocketFile.clearStale(path)
-                let ch = try await bootstrap.bind(unixDomainSocketPath: path).get()
+                let ch: any Channel
+                do { ch = try await bootstrap.bind(unixDomainSocketPath: path).get() } catch {
+                    throw ListenerError.cannotListen(on: "the Unix socket \(path)", setting: "listen.unix", error)
+                }
                 channels.append(ch)
                 try UnixSocketFile.applyPermissions(path, mode: options.unixMode, group: options.unixGroup)
                 bound.append("unix \(path)")

@@ -5,11 +5,32 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import NIOCore
 
 /// Why a listener could not be set up.
 public struct ListenerError: Error, Sendable, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+
+    /// A failed bind, said for the operator: the address, the cause, the fix.
+    /// - Parameter setting: the configuration key that chose the address.
+    static func cannotListen(on address: String, setting: String, _ error: any Error) -> ListenerError {
+        guard let io = error as? IOError else { return ListenerError("cannot listen on \(address): \(error)") }
+        let fix: String
+        switch io.errnoCode {
+        case EADDRINUSE:
+            fix = "the address is already in use, by another plainflow-relay or another program (`ss -ltnpx` shows which); stop it, or set \(setting) (or its flag) to a free address"
+        case EACCES, EPERM:
+            fix = "permission denied; choose a port above 1023, or a directory this user may write, with \(setting)"
+        case EADDRNOTAVAIL:
+            fix = "this host has no such address; use 127.0.0.1 or ::1 in \(setting)"
+        case ENOENT, ENOTDIR:
+            fix = "its directory does not exist; create it, or set \(setting) to a path in a directory that exists"
+        default:
+            fix = "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
+        }
+        return ListenerError("cannot listen on \(address): \(fix)")
+    }
 }
 
 enum UnixSocketFile {

@@ -54,7 +54,7 @@ struct Import: ParsableCommand {
         var spool: SpoolImporter?
         if !check {
             if settings.forward.writeKey == nil {
-                throw ValidationError("import needs upstream.write_key (or write_key_file) in the configuration: imported calls are sent with the relay's own key")
+                throw ConfigError("import needs upstream.write_key (or write_key_file) in the configuration: imported calls are sent with the relay's own key")
             }
             let path = try location.path()
             let importer = try openSpool(path: path, options: settings.spool)
@@ -208,10 +208,6 @@ func count(_ n: Int64) -> String {
         out.append(c)
     }
     return n < 0 ? "-" + out : out
-}
-
-func printError(_ message: String) {
-    FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
 }
 
 func shellQuoted(_ s: String) -> String {

@@ -1,0 +1,141 @@
+// Which configuration file a command reads, and whether the settings can be
+// used on this machine (not only parsed): the spool's directory exists and
+// this user may write there, the socket's directory exists. `check-config`
+// prints every finding; `run` refuses to start on a problem, naming the
+// path, before SQLite or the listeners would fail less clearly.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// One thing found about a configuration.
+public struct ConfigFinding: Sendable, Equatable, Encodable {
+    public enum Level: String, Sendable, Encodable {
+        /// Usable as it is.
+        case ok
+        /// Worth knowing, not a problem (e.g. no file: the defaults).
+        case note
+        /// The relay cannot run like this.
+        case problem
+    }
+
+    public var level: Level
+    /// What it is about: "config", "spool", "listen.unix", "upstream", ...
+    public var subject: String
+    public var message: String
+
+    public init(_ level: Level, _ subject: String, _ message: String) {
+        self.level = level
+        self.subject = subject
+        self.message = message
+    }
+}
+
+extension RelayConfig {
+    /// The variable that names the configuration file for every command.
+    public static let fileVariable = "PLAINFLOW_RELAY_CONFIG"
+
+    /// The configuration a command uses: `--config FILE`, else
+    /// `$PLAINFLOW_RELAY_CONFIG`, else `/etc/plainflow-relay/relay.toml` when it
+    /// exists, else the defaults; then the `PLAINFLOW_RELAY_*` variables.
+    /// A file named by the flag or the variable must exist.
+    public static func locate(flag: String?, environment: [String: String]) throws(ConfigError) -> RelayConfig {
+        var config: RelayConfig
+        if let path = flag ?? environment[fileVariable].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard FileManager.default.fileExists(atPath: path) else {
+                let how = flag != nil ? "--config" : fileVariable
+                throw ConfigError("\(path): no such configuration file (named by \(how)); give an existing file, or leave it out to use \(defaultPath)")
+            }
+            config = try load(path: path)
+        } else if FileManager.default.fileExists(atPath: defaultPath) {
+            config = try load(path: defaultPath)
+        } else {
+            config = RelayConfig()
+        }
+        config.applyEnvironment(environment)
+        return config
+    }
+
+    /// Where the values came from, as `check-config` says it.
+    public var sourceFinding: ConfigFinding {
+        if let source { return ConfigFinding(.ok, "config", "read \(source.path)") }
+        return ConfigFinding(.note, "config", "no configuration file: \(Self.defaultPath) does not exist, so the defaults are used (give a file with --config FILE or \(Self.fileVariable)=FILE)")
+    }
+}
+
+extension ResolvedSettings {
+    /// Whether these settings can be used here by this user: the spool's
+    /// directory and file, the socket's directory, the listeners, the upstream.
+    public func usabilityFindings() -> [ConfigFinding] {
+        var found: [ConfigFinding] = []
+        let spoolPath = spool.path
+        let spoolDir = Self.directory(of: spoolPath)
+        if let problem = Self.writableDirectoryProblem(spoolDir) {
+            found.append(ConfigFinding(.problem, "spool", "spool.path \(spoolPath): \(problem), or set spool.path (or --spool) to a file in a directory that exists"))
+        } else if FileManager.default.fileExists(atPath: spoolPath) {
+            if access(spoolPath, R_OK | W_OK) != 0 {
+                found.append(ConfigFinding(.problem, "spool", "spool.path \(spoolPath): this user (uid \(getuid())) may not read and write it; run as its owner (the plainflow-relay user) or fix its mode"))
+            } else {
+                found.append(ConfigFinding(.ok, "spool", "\(spoolPath) exists and is writable (max \(ByteCount.format(spool.maxBytes)), on_full = \(spool.onFull.rawValue))"))
+            }
+        } else {
+            found.append(ConfigFinding(.ok, "spool", "\(spoolPath) will be created at the first run (directory \(spoolDir) is writable; max \(ByteCount.format(spool.maxBytes)))"))
+        }
+
+        if let unix = ingest.unixPath {
+            let dir = Self.directory(of: unix)
+            if let problem = Self.writableDirectoryProblem(dir) {
+                found.append(ConfigFinding(.problem, "listen.unix", "listen.unix \(unix): \(problem), or set listen.unix (\"off\" to disable the socket)"))
+            } else if unix.utf8.count > 107 {
+                found.append(ConfigFinding(.problem, "listen.unix", "listen.unix \(unix): \(unix.utf8.count) bytes, longer than a socket path may be (107); choose a shorter path"))
+            } else {
+                found.append(ConfigFinding(.ok, "listen.unix", "socket \(unix) (mode \(String(ingest.unixMode, radix: 8))\(ingest.unixGroup.map { ", group \($0)" } ?? ""))"))
+            }
+        } else {
+            found.append(ConfigFinding(.note, "listen.unix", "no Unix socket (listen.unix = \"off\")"))
+        }
+        if let host = ingest.tcpHost {
+            found.append(ConfigFinding(.ok, "listen.tcp", "HTTP on \(host.contains(":") ? "[\(host)]" : host):\(ingest.tcpPort)"))
+        } else {
+            found.append(ConfigFinding(.note, "listen.tcp", "no TCP listener (listen.tcp = \"off\")"))
+        }
+        found.append(ConfigFinding(.ok, "upstream", "batches go to \(forward.batchURL) (write key \(forward.writeKey == nil ? "sent by each app" : "configured"))"))
+        return found
+    }
+
+    /// The directory part of `path` ("." for a bare file name).
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// Why this user cannot create files in `dir`, or nil when it can.
+    static func writableDirectoryProblem(_ dir: String) -> String? {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
+            return "the directory \(dir) does not exist; create it (mkdir -p \(dir), owned by the user the relay runs as)"
+        }
+        guard isDir.boolValue else { return "\(dir) is not a directory" }
+        guard access(dir, W_OK | X_OK) == 0 else {
+            return "this user (uid \(getuid())) may not create files in \(dir); run as the user that owns it (the plainflow-relay user) or change its owner"
+        }
+        return nil
+    }
+}
+
+/// Byte counts for people: 1.5 KiB, 20.0 MiB, 1.0 GiB.
+public enum ByteCount {
+    /// `bytes` in the largest binary unit that keeps it at 1 or more, to one decimal.
+    public static func format(_ bytes: Int64) -> String {
+        let units = ["KiB", "MiB", "GiB", "TiB"]
+        guard bytes >= 1024 else { return "\(bytes) B" }
+        var value = Double(bytes) / 1024
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return "\((value * 10).rounded() / 10) \(units[unit])"
+    }
+}
