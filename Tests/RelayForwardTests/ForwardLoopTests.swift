@@ -211,7 +211,7 @@ final class Captured<T: Sendable>: Sendable {
         #expect(loud.filter { $0.hasPrefix("upstream delivery failed") }.count == 1, "\(loud)")
         let still = loud.filter { $0.hasPrefix("upstream delivery still failing") }.count
         #expect(still >= 2 && still <= 3, "about once a minute over 200 s: \(still)")
-        #expect(loud.filter { $0.hasPrefix("upstream delivery recovered") }.count == 1)
+        #expect(loud.filter { $0.hasPrefix("forwarding recovered") }.count == 1)
         #expect(attempts > loud.count, "fewer lines than attempts (\(attempts) attempts)")
         #expect(h.queue.snapshot.acknowledged == ["m0"])
     }

@@ -55,12 +55,10 @@ struct OutcomeHandler {
                 options: ForwarderOptions, breaker: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
         status.update { $0.requests += 1 }
         let decision = RetryClassifier.classify(outcome)
+        // Any answer but a retry ends an outage (logged below on delivery).
+        var outageBegan: Int64?
         if case .retry = decision {} else {
-            if let since = outage.end() {
-                logger.notice("upstream delivery recovered; the queued messages are being sent", metadata: [
-                    "failed_attempts": "\(breaker.consecutiveFailures)", "outage_seconds": "\((t - since) / 1000)",
-                ])
-            }
+            outageBegan = outage.end()
             breaker.recordSuccess()
         }
         var releases = true
@@ -76,10 +74,12 @@ struct OutcomeHandler {
                     $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
                 }
                 if before.state != .ok {
-                    logger.notice("forwarding recovered: the upstream accepted a batch again", metadata: [
+                    var metadata: Logger.Metadata = [
                         "was": "\(before.state.rawValue)", "failed_attempts": "\(before.consecutiveFailures)",
                         "last_error": "\(before.lastError ?? "-")", "messages": "\(batch.count)",
-                    ])
+                    ]
+                    if let outageBegan { metadata["outage_seconds"] = "\((t - outageBegan) / 1000)" }
+                    logger.notice("forwarding recovered: the upstream accepted a batch again", metadata: metadata)
                 }
                 logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(bodyBytes)"])
                 return .acknowledge(batch)
