@@ -196,5 +196,8 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
         #expect(value("plainflow_upstream_request_duration_seconds_count") == 1 && samples.contains {
             $0["family"] as? String == "plainflow_upstream_request_duration_seconds" && $0["type"] as? String == "histogram"
         }, "request latency is a histogram in seconds")
+        #expect(value("plainflow_ingest_ack_duration_seconds_count") == 1 && samples.contains {
+            $0["family"] as? String == "plainflow_ingest_ack_duration_seconds" && $0["type"] as? String == "histogram"
+        }, "the acknowledgement's latency is a histogram in seconds")
     }
 }

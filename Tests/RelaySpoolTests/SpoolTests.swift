@@ -221,7 +221,10 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
         try blocker.execute("PRAGMA busy_timeout = 0; BEGIN IMMEDIATE")
         // busy_timeout is 5 s in the writer; release after a moment and it succeeds
-        Task.detached { try? await Task.sleep(for: .milliseconds(300)); try? blocker.execute("COMMIT") }
+        // A thread of its own, not a task: with the whole suite running, blocking
+        // tests can keep the cooperative pool busy for longer than the writer waits.
+        nonisolated(unsafe) let releasing = blocker
+        Thread.detachNewThread { usleep(300_000); try? releasing.execute("COMMIT") }
         #expect(try await spool.append([record("x")]) == [.stored])
         await spool.close()
     }

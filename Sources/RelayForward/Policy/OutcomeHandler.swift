@@ -79,6 +79,7 @@ struct OutcomeHandler {
                         "last_error": "\(before.lastError ?? "-")", "messages": "\(batch.count)",
                     ]
                     if let outageBegan { metadata["outage_seconds"] = "\((t - outageBegan) / 1000)" }
+                    if let queued = queue.queuedMessages { metadata["queued"] = "\(queued)" }
                     logger.notice("forwarding recovered: the upstream accepted a batch again", metadata: metadata)
                 }
                 logger.debug("batch delivered", metadata: ["messages": "\(batch.count)", "bytes": "\(bodyBytes)"])

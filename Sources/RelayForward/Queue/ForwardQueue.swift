@@ -32,4 +32,11 @@ public protocol ForwardQueue {
     func scheduleRetry(_ messages: [SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64) async throws
     /// The upstream will never take these: move them to dead letters.
     func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws
+    /// How many messages are queued, when the queue knows it without a
+    /// query (for the log line that says delivery recovered); nil otherwise.
+    var queuedMessages: Int64? { get }
+}
+
+extension ForwardQueue {
+    public var queuedMessages: Int64? { nil }
 }

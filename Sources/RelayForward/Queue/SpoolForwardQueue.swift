@@ -36,6 +36,9 @@ public final class SpoolForwardQueue: ForwardQueue {
         try await spool.scheduleRetry(messages, error: error, nextAttemptAtMillis: nextAttemptAtMillis, nowMillis: nowMillis)
     }
 
+    /// The spool's in-memory count (exact as of its last commit).
+    public var queuedMessages: Int64? { spool.stats.depth }
+
     public func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws {
         try await spool.deadLetter(messages, reason: reason, nowMillis: nowMillis)
     }

@@ -45,6 +45,8 @@ public final class IngestPipeline: Sendable {
     private let invalid = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "invalid")])
     private let unavailable = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "unavailable")])
     private let unauthorized = Counter(label: "plainflow_ingest_requests_unauthorized_total")
+    /// From a request's body in hand to its answer after the commit (stored or duplicate).
+    private let ackDuration = Metrics.Timer(label: "plainflow_ingest_ack_duration_seconds")
 
     public init(options: IngestOptions, store: any MessageStore, logger: Logger = Logger(label: "plainflow-relay.ingest"),
                 now: @escaping @Sendable () -> Date = { Date() },
@@ -117,9 +119,11 @@ public final class IngestPipeline: Sendable {
         case .success(let message):
             let record = SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
                                      receivedAtMillis: Self.millis(receivedAt), payload: message.encoded)
+            let started = ContinuousClock.now
             store.append([record], on: executor) { [self] result in
                 switch result {
                 case .success(let outcomes):
+                    recordAck(since: started)
                     let duplicate = outcomes.first == .duplicate
                     (duplicate ? duplicates : stored).increment()
                     completion(.stored(messageID: message.messageID, duplicate: duplicate))
@@ -184,9 +188,11 @@ public final class IngestPipeline: Sendable {
             return
         }
         let count = records.count
+        let started = ContinuousClock.now
         store.append(records, on: executor) { [self, ids, rejected] result in
             switch result {
             case .success(let outcomes):
+                recordAck(since: started)
                 let dup = outcomes.filter { $0 == .duplicate }.count
                 stored.increment(by: Int64(outcomes.count - dup))
                 duplicates.increment(by: Int64(dup))
@@ -204,6 +210,11 @@ public final class IngestPipeline: Sendable {
     }
 
     // MARK: - Helpers
+
+    private func recordAck(since started: ContinuousClock.Instant) {
+        let d = started.duration(to: .now).components
+        ackDuration.recordNanoseconds(d.seconds * 1_000_000_000 + d.attoseconds / 1_000_000_000)
+    }
 
     private func spoolFailure(_ error: SpoolError, count: Int) -> IngestReply {
         unavailable.increment(by: Int64(count))
