@@ -13,6 +13,7 @@ import Glibc
     @Test func expect100ContinueIsAnsweredBeforeTheBodyIsSent() throws {
         let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
         try relay.start()
+        defer { relay.stop() }
         let body = Array(#"{"userId":"u-100","traits":{"pad":"\#(String(repeating: "x", count: 3000))"}}"#.utf8)
         let conn = try SocketConnection(relay.tcp, timeoutSeconds: 1)
         try conn.write(Array("POST /v1/identify HTTP/1.1\r\nHost: relay\r\nContent-Length: \(body.count)\r\nExpect: 100-continue\r\n\r\n".utf8))
@@ -23,7 +24,6 @@ import Glibc
         try conn.write(body)
         let final = try conn.read { String(decoding: $0, as: UTF8.self).contains(#""ok":true"#) }
         #expect(String(decoding: final, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
-        relay.stop()
     }
 
     @Test(arguments: [true, false])
@@ -39,6 +39,7 @@ import Glibc
             max_connections = 20
             """)
         try relay.start()
+        defer { relay.stop() }
         var statuses: [Int: Int] = [:]
         for i in 0..<200 {
             let conn = try SocketConnection(overUnixSocket ? relay.unix : relay.tcp, timeoutSeconds: 5)
@@ -46,12 +47,12 @@ import Glibc
             statuses[status, default: 0] += 1
         }
         #expect(statuses == [200: 200], "\(statuses)")
-        relay.stop()
     }
 
     @Test func anEarly413ReachesEveryClientInsteadOfAReset() throws {
         let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
         try relay.start()
+        defer { relay.stop() }
         let port = relay.port
         let body = [UInt8](repeating: UInt8(ascii: "x"), count: 2 << 20)
         let statuses = Collected()
@@ -74,7 +75,6 @@ import Glibc
         #expect(eventually(60) { statuses.items.count == 20 })
         let answered = statuses.items
         #expect(answered.filter { $0.hasPrefix("HTTP/1.1 413") }.count == 20, "every client reads the 413: \(answered)")
-        relay.stop()
     }
 }
 
@@ -145,6 +145,7 @@ final class Collected: @unchecked Sendable {
     @Test func aTightScrapeLoopIsHeldToThePaceWhileCallsGoThrough() throws {
         let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
         try relay.start()
+        defer { relay.stop() }
         let scraped = Collected()
         let stop = Date().addingTimeInterval(2)
         let endpoint = relay.tcp
@@ -164,12 +165,12 @@ final class Collected: @unchecked Sendable {
         #expect(answers.allSatisfy { $0 == "200" }, "a lone scraper waits, it is not refused: \(Set(answers))")
         #expect(answers.count >= 10 && answers.count <= 60, "about 20 a second after a burst of 10, not thousands: \(answers.count)")
         #expect(calls > 10, "apps' calls are answered meanwhile")
-        relay.stop()
     }
 
     @Test func aCrowdBeyondTheWaitBoundIsAnswered429WithRetryAfter() throws {
         let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
         try relay.start()
+        defer { relay.stop() }
         let conns = try (0..<50).map { _ in try SocketConnection(relay.tcp, timeoutSeconds: 5) }
         for c in conns { try c.write(Array("GET /v1/status HTTP/1.1\r\nHost: relay\r\n\r\n".utf8)) }
         let heads = try conns.map { c in
@@ -180,6 +181,5 @@ final class Collected: @unchecked Sendable {
         #expect(ok.count + refused.count == 50, "\(heads.map { $0.prefix(12) })")
         #expect(ok.count >= 25 && ok.count <= 35, "the burst and a second's worth are answered: \(ok.count)")
         #expect(!refused.isEmpty && refused.allSatisfy { $0.contains("retry-after: 1") })
-        relay.stop()
     }
 }
