@@ -21,6 +21,7 @@ import Glibc
         // The upstream is down: calls are acknowledged after their commit and stay queued.
         let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
         try relay.start()
+        defer { relay.stop() }
         let pid = try #require(relay.process?.processIdentifier)
         let conn = try SocketConnection(relay.unix)
         // Sends give up after 2 s without progress: that is the push-back we look for.
@@ -73,6 +74,5 @@ import Glibc
         }
         #expect(replies == sent)
         #expect(inOrder, "replies come one per call, in call order, each after its commit")
-        relay.stop()
     }
 }
