@@ -9,6 +9,7 @@
 // named twice, or a name that is both a value and an object
 // (`address`, `address.city`), is an error for the whole file.
 
+import Foundation
 import RelayMessage
 
 /// Maps CSV rows to identify calls.
@@ -35,7 +36,7 @@ public struct CSVMapping: Sendable {
         var seen: [String: Int] = [:]
         var traitPaths: [[String]] = []
         for (i, raw) in header.enumerated() {
-            let name = raw.trimmingCharacters(in: " \t")
+            let name = raw.trimmingCharacters(in: .whitespaces)
             if name.isEmpty { throw ImportError("CSV header: column \(i + 1) has no name") }
             if let first = seen[name] { throw ImportError("CSV header: column \"\(name)\" appears twice (columns \(first + 1) and \(i + 1))") }
             seen[name] = i
@@ -106,15 +107,5 @@ public struct CSVMapping: Sendable {
             return .double(d)
         }
         return Int64(cell).map { .int($0) } ?? .string(cell)
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        let chars = Set(set)
-        var s = Substring(self)
-        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
-        while let l = s.last, chars.contains(l) { s = s.dropLast() }
-        return String(s)
     }
 }

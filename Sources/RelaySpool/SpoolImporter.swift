@@ -52,6 +52,7 @@ public final class SpoolImporter {
     private let dedupeWindowMillis: Int64
     private let claim: SQLiteStatement
     private let insert: SQLiteStatement
+    private let saveRun: SQLiteStatement
     private let path: String
     private var lastDaemonCheck: Int64?
     private var daemonRunning = false
@@ -73,6 +74,12 @@ public final class SpoolImporter {
             }
             claim = try db.prepare(SpoolSQL.claimID)
             insert = try db.prepare(SpoolSQL.insertOutbox)
+            saveRun = try db.prepare("""
+            INSERT INTO import_runs (fingerprint, path, size, records, offset, stored, duplicates, invalid, started_at, updated_at, finished_at)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            ON CONFLICT (fingerprint) DO UPDATE SET path = ?2, size = ?3, records = ?4, offset = ?5, stored = ?6,
+                duplicates = ?7, invalid = ?8, started_at = ?9, updated_at = ?10, finished_at = ?11
+            """)
         } catch let error as SpoolError {
             throw error
         } catch let error as SQLiteError {
@@ -179,12 +186,7 @@ public final class SpoolImporter {
     }
 
     private func record(_ run: ImportRun, atMillis now: Int64) throws(SQLiteError) {
-        let st = try db.prepare("""
-            INSERT INTO import_runs (fingerprint, path, size, records, offset, stored, duplicates, invalid, started_at, updated_at, finished_at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-            ON CONFLICT (fingerprint) DO UPDATE SET path = ?2, size = ?3, records = ?4, offset = ?5, stored = ?6,
-                duplicates = ?7, invalid = ?8, started_at = ?9, updated_at = ?10, finished_at = ?11
-            """)
+        let st = saveRun
         try st.bind(1, run.fingerprint)
         try st.bind(2, run.path)
         try st.bind(3, run.size)

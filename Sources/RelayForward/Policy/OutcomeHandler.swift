@@ -39,10 +39,10 @@ struct OutcomeHandler {
     let logger: Logger
     /// Picks the backoff delay from [0, ceiling] (full jitter).
     let jitter: @Sendable (Int64) -> Int64
-    /// When the current run of failures began and when it was last logged:
-    /// an outage is logged when it starts, once a minute while it lasts
-    /// (not once per retry), and when delivery recovers.
-    private let outage = OutageLog()
+    /// When an outage's "still failing" line was last logged: an outage is
+    /// logged when it starts (the status enters `retrying`), once a minute
+    /// while it lasts (not once per retry), and when delivery recovers.
+    private let outageLogged = OutageLog()
 
     init(status: StatusBoard, logger: Logger, jitter: @escaping @Sendable (Int64) -> Int64) {
         self.status = status
@@ -55,12 +55,7 @@ struct OutcomeHandler {
                 options: ForwarderOptions, breaker: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
         status.update { $0.requests += 1 }
         let decision = RetryClassifier.classify(outcome)
-        // Any answer but a retry ends an outage (logged below on delivery).
-        var outageBegan: Int64?
-        if case .retry = decision {} else {
-            outageBegan = outage.end()
-            breaker.recordSuccess()
-        }
+        if case .retry = decision {} else { breaker.recordSuccess() }
         var releases = true
         defer { if releases { queue.release(batch) } }
         do {
@@ -78,7 +73,7 @@ struct OutcomeHandler {
                         "was": "\(before.state.rawValue)", "failed_attempts": "\(before.consecutiveFailures)",
                         "last_error": "\(before.lastError ?? "-")", "messages": "\(batch.count)",
                     ]
-                    if let outageBegan { metadata["outage_seconds"] = "\((t - outageBegan) / 1000)" }
+                    if before.state == .retrying, let since = before.stateSinceMillis { metadata["outage_seconds"] = "\((t - since) / 1000)" }
                     if let queued = queue.queuedMessages { metadata["queued"] = "\(queued)" }
                     logger.notice("forwarding recovered: the upstream accepted a batch again", metadata: metadata)
                 }
@@ -89,13 +84,15 @@ struct OutcomeHandler {
                 let next = breaker.recordFailure(nowMillis: t, retryAfter: retryAfter, draw: jitter)
                 let error = Self.describe(outcome)
                 let failures = breaker.consecutiveFailures
+                var before = UpstreamStatus()
                 status.update {
+                    before = $0
                     $0.enter(.retrying, at: t); $0.consecutiveFailures = failures; $0.lastError = error; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = next
                 }
                 let metadata: Logger.Metadata = [
                     "error": "\(error)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)", "consecutive_failures": "\(failures)",
                 ]
-                switch outage.failure(atMillis: t) {
+                switch outageLogged.entry(failingSince: before.state == .retrying ? before.stateSinceMillis : nil, atMillis: t) {
                 case .began:
                     logger.warning("upstream delivery failed; retrying with backoff, nothing is lost meanwhile", metadata: metadata)
                 case .stillFailing(let since):
@@ -201,28 +198,22 @@ struct OutcomeHandler {
     }
 }
 
-/// The current outage, for its log lines: one when it begins, one a minute
-/// while it lasts, one when delivery recovers. Used by the loop's task only.
+/// Which line a failed attempt logs: the outage's first (it began now), a
+/// "still failing" one a minute, or none. Used by the loop's task only.
 final class OutageLog {
     enum Entry { case began, stillFailing(sinceMillis: Int64), quiet }
-    private var sinceMillis: Int64?
     private var loggedAtMillis: Int64 = 0
     static let intervalMillis: Int64 = 60_000
 
-    func failure(atMillis t: Int64) -> Entry {
-        guard let since = sinceMillis else {
-            sinceMillis = t
+    /// - Parameter failingSince: when the outage began (the status's
+    ///   `retrying` since), nil when this failure begins it.
+    func entry(failingSince: Int64?, atMillis t: Int64) -> Entry {
+        guard let since = failingSince else {
             loggedAtMillis = t
             return .began
         }
         guard t - loggedAtMillis >= Self.intervalMillis else { return .quiet }
         loggedAtMillis = t
         return .stillFailing(sinceMillis: since)
-    }
-
-    /// Ends the outage, if there was one; returns when it began.
-    func end() -> Int64? {
-        defer { sinceMillis = nil }
-        return sinceMillis
     }
 }

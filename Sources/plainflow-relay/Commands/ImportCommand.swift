@@ -10,7 +10,7 @@ import RelayImport
 import RelaySpool
 import Synchronization
 
-struct Import: ParsableCommand {
+struct Import: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Import historical calls (NDJSON or CSV) into the spool; the relay forwards them after live calls.",
         discussion: """
@@ -40,7 +40,7 @@ struct Import: ParsableCommand {
         if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be read only once") }
     }
 
-    func run() throws {
+    func run() async throws {
         let settings = try location.settings()
         var options = ImportOptions()
         options.format = format.flatMap(ImportFormat.init(rawValue:))
@@ -57,7 +57,7 @@ struct Import: ParsableCommand {
                 throw ConfigError("import needs upstream.write_key (or write_key_file) in the configuration: imported calls are sent with the relay's own key")
             }
             let path = try location.path()
-            let importer = try openSpool(path: path, options: settings.spool)
+            let importer = try await openSpool(path: path, options: settings.spool)
             if importer.daemonIsRunning {
                 // Beside a running relay: short transactions, and the relay's
                 // threads first for the CPU (this thread and the ones it starts).
@@ -105,7 +105,7 @@ struct Import: ParsableCommand {
 
     /// The spool at the current schema; creates or migrates it first when
     /// no daemon holds it (a running daemon has done that already).
-    private func openSpool(path: String, options: SpoolOptions) throws -> SpoolImporter {
+    private func openSpool(path: String, options: SpoolOptions) async throws -> SpoolImporter {
         do {
             return try SpoolImporter(path: path, maxBytes: options.maxBytes, dedupeWindowMillis: options.dedupeWindowMillis)
         } catch {
@@ -113,9 +113,7 @@ struct Import: ParsableCommand {
             if case .olderSchema = error { older = true }
             guard older || !FileManager.default.fileExists(atPath: path) else { throw error }
             let spool = try Spool(options: options)  // creates or migrates; refuses while a daemon holds it
-            let done = DispatchSemaphore(value: 0)
-            Task { await spool.close(); done.signal() }
-            done.wait()
+            await spool.close()
             return try SpoolImporter(path: path, maxBytes: options.maxBytes, dedupeWindowMillis: options.dedupeWindowMillis)
         }
     }
