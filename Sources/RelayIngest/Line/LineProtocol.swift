@@ -69,6 +69,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private var answered = 0
     private var ready: [Int: [UInt8]] = [:]
     private var closeWhenDone = false
+    /// A flush is queued on the loop: the replies of one commit (run as one
+    /// loop task) leave in one write, not one system call each.
+    private var flushQueued = false
     /// A read the pipeline asked for and we held back.
     private var readHeld = false
 
@@ -108,28 +111,39 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         pipeline.handle(.single(nil), body: bytes, writeKey: nil, on: executors.executor(for: loop)) { reply in
             loop.runOnLoop {
                 let (handler, context) = bound.value
-                handler.ready[index] = Self.line(for: reply)
+                handler.ready[index] = reply.body
                 handler.flushInOrder(context)
             }
         }
     }
 
-    /// The reply line: the JSON answer (failures carry their `"status"`).
-    static func line(for reply: IngestReply) -> [UInt8] {
-        reply.body + [UInt8(ascii: "\n")]
-    }
-
+    /// Writes the replies that are next in call order, each the JSON answer
+    /// (failures carry their `"status"`) and a newline. The flush comes once
+    /// the loop's current task (a whole commit's completions) is done.
     private func flushInOrder(_ context: ChannelHandlerContext) {
         var wrote = false
-        while let bytes = ready.removeValue(forKey: answered) {
-            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
+        while let body = ready.removeValue(forKey: answered) {
+            var buffer = context.channel.allocator.buffer(capacity: body.count + 1)
+            buffer.writeBytes(body)
+            buffer.writeInteger(UInt8(ascii: "\n"))
             context.write(wrapOutboundOut(buffer), promise: nil)
             answered += 1
             wrote = true
         }
-        if wrote { context.flush() }
-        if closeWhenDone && answered == received { context.close(promise: nil); return }
+        if closeWhenDone && answered == received {
+            context.flush()
+            context.close(promise: nil)
+            return
+        }
+        if wrote && !flushQueued {
+            flushQueued = true
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.flushQueued = false
+                context.flush()
+            }
+        }
         resumeReadingIfHeld(context)
     }
 
@@ -145,7 +159,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let tooLong = error as? LineTooLongError {
             let reply = IngestReply.failure(413, ["line is longer than \(tooLong.limit) bytes"])
-            ready[received] = Self.line(for: reply)
+            ready[received] = reply.body
             received += 1
             closeWhenDone = true
             flushInOrder(context)
