@@ -202,4 +202,40 @@ import Testing
             ms += 86_400_000 * 97 + 3_600_123
         }
     }
+
+    /// The integer fast path accepts only what Foundation's parser accepts,
+    /// at the same instant, and leaves every other string to Foundation.
+    @Test func theFastPathAgreesWithFoundation() {
+        let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        let withoutFraction = Date.ISO8601FormatStyle()
+        func foundation(_ s: String) -> Int64? {
+            let d = (try? withFraction.parse(s)) ?? (try? withoutFraction.parse(s))
+            return d.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
+        }
+        var generator = SystemRandomNumberGenerator()
+        var accepted = 0
+        for _ in 0..<4_000 {
+            let year = Int.random(in: 1...9999, using: &generator) / (Bool.random(using: &generator) ? 1 : 4) + 1500
+            let fields = [Int.random(in: 0...13, using: &generator), Int.random(in: 0...32, using: &generator),
+                          Int.random(in: 0...24, using: &generator), Int.random(in: 0...60, using: &generator),
+                          Int.random(in: 0...60, using: &generator)]
+            func pad(_ v: Int, _ w: Int) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
+            let zones = ["Z", "+01:00", "-05:30", "+14:00", "-12:45", "+23:59", "+24:00", "z", "+0100", ""]
+            let fraction = ["", ".\(pad(Int.random(in: 0...999, using: &generator), 3))", ".5", ".123456"].randomElement(using: &generator)!
+            let s = "\(pad(year, 4))-\(pad(fields[0], 2))-\(pad(fields[1], 2))T\(pad(fields[2], 2)):\(pad(fields[3], 2)):\(pad(fields[4], 2))"
+                + fraction + zones.randomElement(using: &generator)!
+            if let fast = ISO8601.commonDateTimeMillis(s) {
+                accepted += 1
+                #expect(foundation(s) == fast, "\(s)")
+            }
+            let viaRelay = ISO8601.parseDateTime(s).map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
+            #expect(viaRelay == foundation(s), "\(s)")
+        }
+        #expect(accepted > 500)
+        for s in ["2016-02-29T00:00:00Z", "2100-02-28T23:59:59.999-00:30"] { #expect(ISO8601.commonDateTimeMillis(s) != nil, "\(s)") }
+        for s in ["2015-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2017-04-31T00:00:00Z", "2017-02-09T24:00:00Z",
+                  "2017-02-09T12:08:32.111", "2017-02-09 12:08:32Z", "1500-01-01T00:00:00Z"] {
+            #expect(ISO8601.commonDateTimeMillis(s) == nil, "\(s)")
+        }
+    }
 }
