@@ -27,6 +27,7 @@ let package = Package(
         // C libraries, reached through module maps and typed shims only.
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CMalloc"),  // glibc's malloc.h: the daemon returns freed heap to the OS
 
         // 1. message: the identify contract. Pure: no I/O, clock passed in.
         .target(name: "RelayMessage"),
@@ -70,7 +71,7 @@ let package = Package(
 
         // Composition root: config, telemetry, one ServiceGroup. No business logic.
         .target(name: "RelayDaemon", dependencies: [
-            "RelayIngest", "RelayMessage", "RelaySpool", "RelayForward",
+            "RelayIngest", "RelayMessage", "RelaySpool", "RelayForward", "CMalloc",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,7 +1,7 @@
 // A client that pipelines calls on the line protocol and never reads its
 // replies must be pushed back (the relay stops reading it), not buffered:
 // the relay's memory stays flat, and once the client reads, every reply
-// arrives, in order.
+// arrives, in order. And memory a burst took is given back once it is over.
 
 import Foundation
 import Testing
@@ -11,10 +11,37 @@ import Glibc
 
 @Suite(.serialized) struct BackpressureEndToEndTests {
     /// Resident memory of a process, in KiB.
-    static func rssKiB(_ pid: Int32) -> Int {
+    static func rssKiB(_ pid: Int32, _ field: String = "VmRSS") -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    @Test func memoryABurstTookIsGivenBackWhenItIsOver() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url)
+        try relay.start()
+        defer { relay.stop() }
+        let pid = try #require(relay.process?.processIdentifier)
+        let conn = try SocketConnection(relay.unix, timeoutSeconds: 30)
+        let pad = String(repeating: "x", count: 400)
+        // 10,000 calls pipelined 500 at a time: megabytes of parsing, replies and batches.
+        for window in 0..<20 {
+            var lines: [UInt8] = []
+            for i in 0..<500 {
+                lines += Array(#"{"type":"identify","user_id":"u\#(i)","message_id":"burst-\#(window)-\#(i)","traits":{"pad":"\#(pad)"}}"#.utf8) + [10]
+            }
+            try conn.write(lines)
+            _ = try conn.read { data in data.reduce(0) { $0 + ($1 == 10 ? 1 : 0) } >= 500 }
+        }
+        let afterBurst = Self.rssKiB(pid, "RssAnon")
+        var now = afterBurst
+        let gaveBack = eventually(8) {
+            now = Self.rssKiB(pid, "RssAnon")
+            return afterBurst - now >= 2048
+        }
+        #expect(gaveBack, "private memory was \(afterBurst) KiB after the burst and still \(now) KiB 8 s later")
     }
 
     @Test func aClientThatNeverReadsIsPushedBackAndThenGetsEveryReplyInOrder() throws {

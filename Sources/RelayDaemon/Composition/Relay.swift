@@ -56,6 +56,7 @@ public final class Relay: Sendable {
             SpoolService(spool: spool, logger: logger),
             forwarder,
             ReloadService(forwarder: forwarder, spool: spool, running: settings, reload: reload, logLevel: logLevel, logger: logger),
+            HeapTrimService(logger: logger.named("memory")),
             ingest,
         ]
         var config = ServiceGroupConfiguration(
