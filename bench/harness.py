@@ -31,7 +31,7 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
-BIN = os.path.join(ROOT, ".build-release", "release", "plainflow-relay")
+BIN = os.path.join(ROOT, ".build-deb", "plainflow-relay")  # what the .deb ships (make release)
 DRV = os.path.join(ROOT, ".build-release", "bench-drivers")
 LOADGEN = os.path.join(DRV, "loadgen")
 SINK = os.path.join(DRV, "sink")
@@ -172,9 +172,12 @@ def proc_mem(pid):
     out = {}
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")):
                 out[line.split(":")[0]] = int(line.split()[1]) / 1024.0  # MiB
-    return {"rss_mib": round(out.get("VmRSS", 0), 1), "hwm_mib": round(out.get("VmHWM", 0), 1)}
+    # RssAnon: the relay's private memory (heap, stacks, SQLite's cache); RssFile: pages of the
+    # binary and shared libraries mapped from the page cache (shared, clean, reclaimable).
+    return {"rss_mib": round(out.get("VmRSS", 0), 1), "hwm_mib": round(out.get("VmHWM", 0), 1),
+            "anon_mib": round(out.get("RssAnon", 0), 1), "file_mib": round(out.get("RssFile", 0), 1)}
 
 
 def run_json(argv, timeout, cwd=ROOT):
@@ -544,6 +547,8 @@ def m3_sqlite(cfg):
                 commits = m1.get("plainflow_spool_commits_total", 0) - m0.get("plainflow_spool_commits_total", 0)
                 out["calls_per_commit"] = round(calls / commits, 1) if commits else None
                 out["mem"] = relay.mem()
+                time.sleep(3)  # quiet: what the relay keeps after a burst
+                out["mem_after_3s"] = relay.mem()
                 run["relay_" + kind] = out
                 log("  run %d relay %s: %.0f calls/s acked (%d calls, %.1f us CPU/call)" % (r + 1, kind, out["rate"], calls, out["cpu_us_per_call"]))
             except Exception as e:

@@ -33,9 +33,9 @@ if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
   python3 -c "import matplotlib" 2>/dev/null || apt-get install -y -qq python3-matplotlib >/dev/null || true
 fi
 
-say "building the relay (release) from $root"
-swift build -c release --scratch-path .build-release --product plainflow-relay 2>&1 | tail -n 3
-[ -x .build-release/release/plainflow-relay ] || { say "the relay did not build; nothing to measure"; exit 1; }
+say "building the relay as the .deb ships it (release, static Swift runtime, stripped) from $root"
+packaging/build-deb.sh --binary-only 2>&1 | tail -n 3
+[ -x .build-deb/plainflow-relay ] || { say "the relay did not build; nothing to measure"; exit 1; }
 
 say "building the drivers (gcc) and the SwiftNIO ceiling server"
 mkdir -p .build-release/bench-drivers
