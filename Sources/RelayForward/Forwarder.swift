@@ -98,3 +98,8 @@ public final class Forwarder: Service, Sendable {
         logger.info("forwarder stopped")
     }
 }
+
+// The name swift-service-lifecycle logs for this service.
+extension Forwarder: CustomStringConvertible {
+    public var description: String { "forwarder" }
+}

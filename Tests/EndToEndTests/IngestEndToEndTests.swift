@@ -66,6 +66,34 @@ import Testing
         #expect(eventually { upstream.delivered.count == n - 1 })
     }
 
+    /// A client that writes its calls, half-closes and reads afterwards gets
+    /// every reply before the relay closes: one answered at once (a refusal),
+    /// and thousands it reads only after a pause (more than socket buffers hold).
+    @Test func aClientThatHalfClosesGetsEveryReplyBeforeTheClose() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        defer { relay.stop() }
+
+        let refused = try SocketConnection(relay.unix)
+        try refused.write(Array(#"{"type":"identify","traits":{}}"#.utf8) + [0x0A])
+        refused.shutdownWrite()
+        let one = String(decoding: try refused.read { _ in false }, as: UTF8.self)  // until the relay closes
+        #expect(one.split(separator: "\n").count == 1 && one.contains(#""status":400"#), "got: \(one)")
+
+        let n = 5_000
+        var lines: [UInt8] = []
+        for i in 0..<n { lines += Array(#"{"type":"identify","user_id":"hc-\#(i)","message_id":"hc-id-\#(i)"}"#.utf8) + [0x0A] }
+        let late = try SocketConnection(relay.unix, timeoutSeconds: 30)
+        try late.write(lines)
+        late.shutdownWrite()
+        Thread.sleep(forTimeInterval: 1.5)
+        let replies = String(decoding: try late.read { _ in false }, as: UTF8.self).split(separator: "\n")
+        #expect(replies.count == n)
+        #expect(replies.last?.contains(#""message_id":"hc-id-\#(n - 1)""#) == true)
+    }
+
     @Test func oversizedAndDeeplyNestedBodiesAreRefusedAndTheRelayKeepsServing() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }

@@ -1,18 +1,22 @@
 // HeapTrimService: gives the heap the relay freed back to the kernel.
 //
-// glibc keeps freed memory in its arenas (one per thread that allocates:
-// event loops, the spool writer, the forwarder) for reuse, and returns it
-// only from the top of the main heap. After a burst (a client pipelining
-// thousands of calls, a drain) that is megabytes of resident memory the relay
-// no longer uses, held until the next burst, if any. Once a second this
-// reads the slack: resident private memory (`/proc/self/statm`) minus what
-// malloc has handed out (`mallinfo2`), i.e. freed memory still resident.
-// When the slack rose more than `thresholdBytes` above its lowest since the
-// last trim, `malloc_trim` releases the free pages. What a trim cannot
-// release (pages partly in use) becomes the new floor, so it is not retried
-// every second; an idle relay does nothing. Both reads take microseconds.
+// glibc keeps freed memory in its arenas (shared by the threads that
+// allocate: event loops, the spool writer, the forwarder) for reuse, and
+// returns it only when it sits at the top of a heap. After a burst (a client
+// pipelining thousands of calls, a drain) that is megabytes of resident
+// memory the relay no longer uses, held until the next burst, if any.
+//
+// Once a second this reads the slack: resident private memory
+// (`/proc/self/statm`) minus what malloc has handed out (`mallinfo2`), i.e.
+// freed memory still resident. When the slack rose more than
+// `thresholdBytes` above its lowest since the last trim and stopped growing
+// (the burst is over), `malloc_trim` releases the free pages. What a trim
+// cannot release (pages partly in use) becomes the new floor, so an idle
+// relay does nothing and a busy one trims only between bursts. Both reads
+// take microseconds. A failed read skips a tick; the service never ends
+// before the relay does (every service ending would stop the relay).
 
-#if canImport(CMalloc)
+#if os(Linux) && canImport(Glibc)
 import CMalloc
 import Glibc
 #endif
@@ -20,31 +24,37 @@ import Logging
 import ServiceLifecycle
 
 struct HeapTrimService: Service {
-    /// Free arena bytes past which a trim is worth its page faults later.
+    /// How far the slack must rise above its floor before a trim is worth
+    /// the page faults of taking that memory again later.
     var thresholdBytes = 2 << 20
     let logger: Logger
 
     func run() async throws {
-        #if canImport(CMalloc)
+        #if os(Linux) && canImport(Glibc)
         let threshold = thresholdBytes
         let logger = logger
         await cancelWhenGracefulShutdown {
-            guard var floor = Self.slack() else { return }
+            var floor = Int.max
+            var previous = Int.max
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
-                guard let slack = Self.slack() else { return }
+                guard let slack = Self.slack() else { continue }
+                defer { previous = slack }
                 floor = min(floor, slack)
-                guard slack - floor > threshold else { continue }
+                guard slack - floor > threshold, slack <= previous else { continue }
                 malloc_trim(0)
-                floor = Self.slack() ?? slack
-                logger.trace("returned freed heap to the kernel", metadata: ["slack_bytes": "\(slack)", "slack_after": "\(floor)"])
+                let after = Self.slack() ?? slack
+                floor = after
+                logger.trace("returned freed heap to the kernel", metadata: ["slack_bytes": "\(slack)", "slack_after_bytes": "\(after)"])
             }
         }
+        #else
+        try? await gracefulShutdown()
         #endif
     }
 }
 
-#if canImport(CMalloc)
+#if os(Linux) && canImport(Glibc)
 extension HeapTrimService {
     /// Resident private bytes not handed out by malloc; nil when /proc cannot be read.
     static func slack() -> Int? {
@@ -64,5 +74,5 @@ extension HeapTrimService {
 #endif
 
 extension HeapTrimService: CustomStringConvertible {
-    var description: String { "HeapTrimService" }
+    var description: String { "memory trim" }
 }

@@ -155,9 +155,9 @@ extension Logger {
 // swift-service-lifecycle logs each service at debug level: describe them by
 // name only, so no setting (the write key above all) reaches the log.
 extension SpoolService: CustomStringConvertible {
-    var description: String { "SpoolService" }
+    var description: String { "spool" }
 }
 
 extension ReloadService: CustomStringConvertible {
-    var description: String { "ReloadService" }
+    var description: String { "reload" }
 }

@@ -72,6 +72,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// A flush is queued on the loop: the replies of one commit (run as one
     /// loop task) leave in one write, not one system call each.
     private var flushQueued = false
+    private var closing = false
     /// A read the pipeline asked for and we held back.
     private var readHeld = false
 
@@ -131,8 +132,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             wrote = true
         }
         if closeWhenDone && answered == received {
-            context.flush()
-            context.close(promise: nil)
+            closeAfterReplies(context)
             return
         }
         if wrote && !flushQueued {
@@ -150,10 +150,23 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent || (event as? ChannelEvent) == .inputClosed {
             closeWhenDone = true
-            if answered == received { context.close(promise: nil) }
+            if answered == received { closeAfterReplies(context) }
             return
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Closes once every reply written so far has reached the socket (NIO's
+    /// close drops writes still pending, flushed or not): an empty write
+    /// after them completes when they are written. A client that never reads
+    /// them is left to the idle timeout.
+    private func closeAfterReplies(_ context: ChannelHandlerContext) {
+        guard !closing else { return }
+        closing = true
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -163,8 +176,10 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             received += 1
             closeWhenDone = true
             flushInOrder(context)
+        } else if closeWhenDone, case .dataReceivedInErrorState? = error as? ByteToMessageDecoderError {
+            return  // the rest of the over-long line: dropped, the 413 is on its way
         } else {
-            context.close(promise: nil)
+            closeAfterReplies(context)
         }
     }
 }

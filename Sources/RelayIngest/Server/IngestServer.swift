@@ -142,3 +142,8 @@ public final class IngestServer: Service, Sendable {
         return true
     }
 }
+
+// The name swift-service-lifecycle logs for this service.
+extension IngestServer: CustomStringConvertible {
+    public var description: String { "ingest" }
+}

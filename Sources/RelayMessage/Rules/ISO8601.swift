@@ -80,8 +80,13 @@ public enum ISO8601 {
                 return nil
             }
             let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-            let monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-            guard year >= 1600, (1...12).contains(month), day >= 1, day <= monthDays[month - 1],
+            let monthDays: Int
+            switch month {
+            case 2: monthDays = leap ? 29 : 28
+            case 4, 6, 9, 11: monthDays = 30
+            default: monthDays = 31
+            }
+            guard year >= 1600, (1...12).contains(month), day >= 1, day <= monthDays,
                   hour < 24, minute < 60, second < 60
             else { return nil }
             // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
