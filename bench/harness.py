@@ -769,6 +769,9 @@ def tool_versions():
     except Exception as e:
         v["relay"] = "?"
     try:
+        if os.environ.get("PLAINFLOW_BENCH_BUILT_FROM"):  # recorded by harness.sh when it built the relay
+            v["relay_commit"] = os.environ["PLAINFLOW_BENCH_BUILT_FROM"]
+            return v
         v["relay_commit"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "Sources", "Package.swift"], capture_output=True, text=True).stdout.strip()
         if dirty:

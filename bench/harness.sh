@@ -34,7 +34,13 @@ if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 
 say "building the relay as the .deb ships it (release, static Swift runtime, stripped) from $root"
-packaging/build-deb.sh --binary-only 2>&1 | tail -n 3
+rm -f .build-deb/plainflow-relay  # never measure a stale build
+# What the binary is built from, recorded now: later edits to the tree do not change it.
+PLAINFLOW_BENCH_BUILT_FROM="$(git rev-parse --short HEAD)$(git status --porcelain Sources Package.swift | grep -q . && echo ' (with uncommitted changes to Sources)')"
+export PLAINFLOW_BENCH_BUILT_FROM
+packaging/build-deb.sh --binary-only >/tmp/plainflow-bench-build.$$.log 2>&1 ||
+  { tail -n 20 /tmp/plainflow-bench-build.$$.log; say "the relay did not build; nothing to measure"; exit 1; }
+tail -n 2 /tmp/plainflow-bench-build.$$.log
 [ -x .build-deb/plainflow-relay ] || { say "the relay did not build; nothing to measure"; exit 1; }
 
 say "building the drivers (gcc) and the SwiftNIO ceiling server"

@@ -288,8 +288,8 @@ def main():
     memrow("idle after start (from 5)", "m5", "idle_mem")
     memrow("10,000 queued", "m5", "mem_10k")
     memrow("{:,} queued".format(nb), "m5", "mem_full")
-    memrow("right after 200,000 pipelined line calls (run 3)", "m3", "relay_line", "mem")
-    memrow("3 s later, quiet", "m3", "relay_line", "mem_after_3s")
+    memrow("right after {:,} pipelined line calls (run 3)".format(int(get(res, "config", "calls") or 0)), "m3", "relay_line", "mem")
+    memrow("3 s later, no more calls (the forwarder may still be draining)", "m3", "relay_line", "mem_after_3s")
     w("")
     w("| peak (VmHWM) | MiB |")
     w("|---|---|")
@@ -300,11 +300,19 @@ def main():
     w("| runs 5/6 (backlog, scrape, drain) | %s |" % fmt(stat(series(res, "m5", "relay_mem", "hwm_mib")), "", 1))
     w("| run 7 (app side) | %s |" % fmt(stat(series(res, "m7", "relay_mem", "hwm_mib")), "", 1))
     w("")
-    allpeaks = [max(x) for x in zip(*[v for v in (series(res, "m1", "relay_mem", "hwm_mib"), m3peak,
-                                                  series(res, "m4", "relay", "mem", "hwm_mib"),
-                                                  series(res, "m5", "relay_mem", "hwm_mib")) if v])] if m3peak else []
-    rp.target("7. idle RSS (private + file-backed)", stat(series(res, "m5", "idle_mem", "rss_mib")), "≤", 16, " MiB", 1)
-    rp.target("7. peak RSS, worst of runs 1, 3, 4, 5/6", stat(allpeaks), "≤", 24, " MiB", 1)
+    # The worst peak of each run index over measurements 1, 3, 4 and 5/6 (a failed measurement just has no value).
+    def run_values(key, *path):
+        return [get(r, *path) for r in (get(res, "results", key, "runs") or [])]
+    m3runs = [max([v for v in x if isinstance(v, (int, float))], default=None)
+              for x in zip(run_values("m3", "relay_batch", "mem", "hwm_mib"), run_values("m3", "relay_line", "mem", "hwm_mib"))]
+    columns = [run_values("m1", "relay_mem", "hwm_mib"), m3runs, run_values("m4", "relay", "mem", "hwm_mib"), run_values("m5", "relay_mem", "hwm_mib")]
+    allpeaks = []
+    for i in range(max(len(c) for c in columns)):
+        vals = [c[i] for c in columns if i < len(c) and isinstance(c[i], (int, float))]
+        if vals:
+            allpeaks.append(max(vals))
+    rp.target("8. idle RSS (private + file-backed)", stat(series(res, "m5", "idle_mem", "rss_mib")), "≤", 16, " MiB", 1)
+    rp.target("8. peak RSS, worst of runs 1, 3, 4, 5/6", stat(allpeaks), "≤", 24, " MiB", 1)
     w("CPU seconds per call (utime+stime of the relay from `/proc/PID/stat`, before/after): run 1 %s µs (1 client) and %s µs "
       "(32), run 3 %s µs (batch) and %s µs (line), run 4 %s µs (end to end, ingest and forwarding)." % (
           fmt(stat(series(res, "m1", "relay_c1", "cpu_us_per_call")), "", 1), fmt(stat(series(res, "m1", "relay_c32", "cpu_us_per_call")), "", 1),
