@@ -164,6 +164,25 @@ final class Captured<T: Sendable>: Sendable {
         #expect(h.forwarder.status.state == .ok && h.forwarder.status.consecutiveFailures == 0)
     }
 
+    /// While the upstream is down, each probe reads one batch from the spool,
+    /// not a whole round it would give back after the probe failed.
+    @Test func whileProbingOnlyTheProbesBatchIsRead() async throws {
+        let h = Harness(Harness.options { $0.maxBatchCount = 5 }) { $0.index < 6 ? Harness.status(503) : Harness.status(200) }
+        for i in 0..<40 { h.queue.add("m\(i)") }
+        try await h.run()
+
+        let requests = h.upstream.requests
+        let firstFailureAt = try #require(h.queue.snapshot.retries.first?.atMillis)
+        let recoveredAt = try #require(requests.first { $0.index >= 6 }?.atMillis)
+        // The probes that failed (the one that succeeded shares its moment with the next round's reads).
+        let probes = requests.filter { $0.atMillis > firstFailureAt && $0.atMillis < recoveredAt }
+        let leased = h.queue.snapshot.leases.filter { $0.atMillis > firstFailureAt && $0.atMillis < recoveredAt }
+        #expect(probes.count >= 3)
+        #expect(leased.reduce(0) { $0 + $1.count } <= probes.count * 5,
+                "\(probes.count) probes, messages leased meanwhile: \(leased.map(\.count))")
+        #expect(Set(h.queue.snapshot.acknowledged) == Set((0..<40).map { "m\($0)" }))
+    }
+
     @Test func retryAfterIsHonoured() async throws {
         let h = Harness { $0.index == 0 ? Harness.status(429, retryAfter: "3") : Harness.status(200) }
         for i in 0..<3 { h.queue.add("m\(i)") }

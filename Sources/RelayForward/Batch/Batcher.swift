@@ -96,11 +96,15 @@ struct Batcher {
     // MARK: Filling
 
     /// Leases due messages and adds them to the pending batches, until the
-    /// queue has no more (a short lease) or no batch has room.
-    mutating func topUp(from queue: any ForwardQueue, nowMillis: Int64) throws {
+    /// queue has no more (a short lease) or no batch has room; at most
+    /// `maxBatches` batches are held (fewer than `maxPending` while the
+    /// upstream is probed: a probe needs one, and rows read for the others
+    /// would only be given back after its failure).
+    mutating func topUp(from queue: any ForwardQueue, nowMillis: Int64, maxBatches: Int? = nil) throws {
         let payloadBudget = max(1, limits.maxBytes - BatchEncoder.envelopeBytes)
-        for _ in 0..<maxPending {
-            guard pending.count < maxPending || pending.contains(where: { !isFull($0) }) else { return }
+        let limit = min(max(1, maxBatches ?? maxPending), maxPending)
+        for _ in 0..<limit {
+            guard pending.count < limit || pending.contains(where: { !isFull($0) }) else { return }
             let lease = try queue.leaseBatch(nowMillis: nowMillis, maxCount: limits.maxCount, maxBytes: payloadBudget)
             if lease.isEmpty { return }
             let leftover = add(lease)

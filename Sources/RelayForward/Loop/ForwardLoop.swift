@@ -102,7 +102,8 @@ struct ForwardLoop {
             }
 
             do {
-                try batcher.topUp(from: queue, nowMillis: now)
+                // A sick upstream gets one probe at a time: read one batch for it, not a full round.
+                try batcher.topUp(from: queue, nowMillis: now, maxBatches: breaker.state == .closed ? nil : 1)
             } catch {
                 logger.error("could not read the spool; retrying in a second", metadata: ["error": "\(error)"])
                 await acknowledgeNow()

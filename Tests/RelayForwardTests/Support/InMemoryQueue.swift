@@ -20,6 +20,8 @@ final class InMemoryQueue: ForwardQueue, Sendable {
         var deadLetters: [(id: String, status: Int?)] = []
         var retries: [(ids: [String], nextAttemptAtMillis: Int64, atMillis: Int64)] = []
         var nonEmptyLeases = 0
+        /// Every non-empty lease: when, and how many messages.
+        var leases: [(atMillis: Int64, count: Int)] = []
         var violations: [String] = []
     }
     private let state = Mutex(State())
@@ -53,7 +55,10 @@ final class InMemoryQueue: ForwardQueue, Sendable {
                 if batch.count >= maxCount { break }
             }
             for m in batch { s.leased.insert(m.seq) }
-            if !batch.isEmpty { s.nonEmptyLeases += 1 }
+            if !batch.isEmpty {
+                s.nonEmptyLeases += 1
+                s.leases.append((nowMillis, batch.count))
+            }
             return batch
         }
     }
