@@ -21,7 +21,10 @@ public final class SpoolReader {
         self.shared = shared
         do {
             db = try SQLiteConnection(path: path)
-            try db.execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1")
+            // A small page cache: SQLite empties a reader's cache whenever
+            // another connection has committed (here: every commit of the
+            // writer), so a large one only holds memory.
+            try db.execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1; PRAGMA cache_size = -256")
             due = try db.prepare("""
                 SELECT seq, message_id, write_key, received_at, attempts, payload
                 FROM outbox WHERE next_attempt_at <= ?1
