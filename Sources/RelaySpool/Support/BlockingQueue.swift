@@ -10,28 +10,34 @@ import Darwin
 
 /// A FIFO that one consumer thread drains in bulk.
 final class BlockingQueue<Element>: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
-    private var items: [Element] = []
-    private var closed = false
+    // Allocated once, never moved: a pthread mutex or condition must keep its
+    // address, which a stored property passed with `&` does not promise.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var items: [Element] = []  // guarded by mutex
+    private var closed = false         // guarded by mutex
 
     init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
+        mutex.initialize(to: pthread_mutex_t())
+        cond.initialize(to: pthread_cond_t())
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(cond, nil)
     }
 
     deinit {
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
+        cond.deallocate()
+        mutex.deallocate()
     }
 
     /// Adds an item; false when the queue is closed.
     func push(_ item: Element) -> Bool {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         if closed { return false }
         items.append(item)
-        pthread_cond_signal(&cond)
+        pthread_cond_signal(cond)
         return true
     }
 
@@ -39,12 +45,12 @@ final class BlockingQueue<Element>: @unchecked Sendable {
     /// pushed after it. The consumer drains what is left, then `takeAll`
     /// returns nil. False when the queue was already closed.
     func pushAndClose(_ item: Element) -> Bool {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         if closed { return false }
         items.append(item)
         closed = true
-        pthread_cond_broadcast(&cond)
+        pthread_cond_broadcast(cond)
         return true
     }
 
@@ -54,19 +60,19 @@ final class BlockingQueue<Element>: @unchecked Sendable {
     /// `idleNanos` (the consumer's chance to do periodic work), nil once the
     /// queue is closed and empty.
     func takeAll(lingerNanos: Int64, idleNanos: Int64, enough: ([Element]) -> Bool) -> [Element]? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         if items.isEmpty && !closed {
             var deadline = Self.deadline(after: idleNanos)
             while items.isEmpty && !closed {
-                if pthread_cond_timedwait(&cond, &mutex, &deadline) == ETIMEDOUT { break }
+                if pthread_cond_timedwait(cond, mutex, &deadline) == ETIMEDOUT { break }
             }
         }
         if items.isEmpty { return closed ? nil : [] }
         if lingerNanos > 0 && !closed && !enough(items) {
             var deadline = Self.deadline(after: lingerNanos)
             while !closed && !enough(items) {
-                if pthread_cond_timedwait(&cond, &mutex, &deadline) == ETIMEDOUT { break }
+                if pthread_cond_timedwait(cond, mutex, &deadline) == ETIMEDOUT { break }
             }
         }
         let taken = items
