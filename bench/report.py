@@ -343,7 +343,7 @@ def main():
     # Put the targets right after the machine section.
     idx = L.index("## 1. Durable single identify vs PostgreSQL 15")
     L[idx:idx] = T + F
-    L += ["## Reproduce", "", "```sh", "bench/harness.sh            # full: 3 runs each, about 15 minutes",
+    L += ["## Reproduce", "", "```sh", "bench/harness.sh            # full: 3 runs each, about 10 minutes",
           "bench/harness.sh --quick    # 1 run each, smaller backlogs, about 4 minutes", "```", "",
           "It installs its packages (apt-get, pip), builds the relay as the .deb ships it (`packaging/build-deb.sh "
           "--binary-only`, i.e. `make release`) from the checkout it lives in, the C drivers in `bench/drivers/` (gcc) and "
