@@ -153,3 +153,55 @@ import RelaySpool
         #expect(user("Basic !!!") == nil)
     }
 }
+
+/// The bound on what waits for the disk, over a store that commits only when
+/// told (a stalled disk): calls past it are refused at once, and admitted
+/// again once the commit came.
+@Suite struct PendingBoundTests {
+    /// A MessageStore whose commits wait for `commitAll()`.
+    final class StalledStore: MessageStore, @unchecked Sendable {
+        private let lock = NSLock()
+        private var held: [(Int, @Sendable (Result<[AppendOutcome], SpoolError>) -> Void)] = []
+        func append(_ messages: [SpoolAppend], on executor: (any CompletionExecutor)?,
+                    completion: @escaping @Sendable (Result<[AppendOutcome], SpoolError>) -> Void) {
+            lock.withLock { held.append((messages.count, completion)) }
+        }
+        func recordRejected(errorsJSON: String, sample: [UInt8], atMillis: Int64) {}
+        var waiting: Int { lock.withLock { held.count } }
+        func commitAll() {
+            let all = lock.withLock { defer { held = [] }; return held }
+            for (count, completion) in all { completion(.success(Array(repeating: .stored, count: count))) }
+        }
+    }
+
+    final class Replies: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [IngestReply] = []
+        func add(_ r: IngestReply) { lock.withLock { list.append(r) } }
+        var all: [IngestReply] { lock.withLock { list } }
+    }
+
+    @Test func callsPastThePendingBoundAreRefusedWith503AndAdmittedAfterTheCommit() throws {
+        let store = StalledStore()
+        var options = IngestOptions()
+        options.relayHasWriteKey = true
+        options.maxPendingBytes = 2_000
+        let pipeline = IngestPipeline(options: options, store: store)
+        let replies = Replies()
+        let body = Array(#"{"userId":"u","traits":{"bio":"\#(String(repeating: "x", count: 300))"}}"#.utf8)
+        for _ in 0..<10 { pipeline.handle(.single(.identify), body: body, writeKey: nil) { replies.add($0) } }
+
+        let admitted = store.waiting
+        #expect(admitted >= 3 && admitted < 10, "about 2,000 bytes of ~450-byte calls wait: \(admitted)")
+        let refused = replies.all
+        #expect(refused.count == 10 - admitted)
+        #expect(refused.allSatisfy { $0.status == 503 && $0.retryAfterSeconds == 1 })
+        let json = try #require(refused.first.flatMap { try JSONSerialization.jsonObject(with: Data($0.body)) as? [String: Any] })
+        #expect((json["message"] as? String)?.contains("waiting for the disk") == true)
+
+        store.commitAll()
+        #expect(replies.all.filter { $0.status == 200 }.count == admitted, "the waiting calls are acknowledged")
+        pipeline.handle(.single(.identify), body: body, writeKey: nil) { replies.add($0) }
+        #expect(store.waiting == 1, "after the commit, calls are admitted again")
+    }
+}

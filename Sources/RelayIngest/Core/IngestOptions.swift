@@ -33,6 +33,10 @@ public struct IngestOptions: Sendable {
     public var acceptedWriteKeys: [String]?
     /// How long shutdown waits for open connections to finish.
     public var drainTimeoutSeconds: Int64
+    /// Payload bytes waiting for the spool's commit, all connections together,
+    /// past which new calls are refused (503, retry in a second): memory stays
+    /// bounded when the disk stalls however many apps keep sending.
+    public var maxPendingBytes: Int
 
     public init(
         tcpHost: String? = "127.0.0.1", tcpPort: Int = 8787, allowRemote: Bool = false,
@@ -40,7 +44,7 @@ public struct IngestOptions: Sendable {
         lineProtocolOnTCP: Bool = false, limits: MessageLimits = MessageLimits(),
         maxRequestBytes: Int = 500 * 1024, maxBatchMessages: Int = 2500, maxConnections: Int = 1024,
         idleTimeoutSeconds: Int64 = 300, requestTimeoutSeconds: Int64 = 30, retryAfterSeconds: Int = 5, relayHasWriteKey: Bool = false,
-        acceptedWriteKeys: [String]? = nil, drainTimeoutSeconds: Int64 = 5
+        acceptedWriteKeys: [String]? = nil, drainTimeoutSeconds: Int64 = 5, maxPendingBytes: Int = 64 << 20
     ) {
         self.tcpHost = tcpHost
         self.tcpPort = tcpPort
@@ -59,5 +63,6 @@ public struct IngestOptions: Sendable {
         self.relayHasWriteKey = relayHasWriteKey
         self.acceptedWriteKeys = acceptedWriteKeys
         self.drainTimeoutSeconds = drainTimeoutSeconds
+        self.maxPendingBytes = maxPendingBytes
     }
 }

@@ -10,6 +10,10 @@
 //   refuses writes is `503` with Retry-After, a refused key is `401`.
 // - A batch stores every valid message and lists each invalid one by index;
 //   it is `400` only when none was valid.
+// - At most `maxPendingBytes` of payload wait for the spool's commit at once,
+//   across all connections; a call past it is refused with `503` at once
+//   (each connection already stops reading past its own few calls in
+//   flight; this bounds them all together when the disk stalls).
 // - Never blocks: completion runs at once (refusals) or after the commit, on
 //   the caller's executor (its event loop) when it gave one.
 
@@ -22,6 +26,7 @@ import Logging
 import Metrics
 import RelayMessage
 import RelaySpool
+import Synchronization
 
 /// What kind of request a body is.
 public enum IngestRoute: Sendable, Hashable {
@@ -39,6 +44,8 @@ public final class IngestPipeline: Sendable {
     private let logger: Logger
     private let now: @Sendable () -> Date
     private let makeMessageID: @Sendable () -> String
+    /// Payload bytes handed to the store and not yet committed.
+    private let pendingBytes = Atomic<Int>(0)
 
     private let stored = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "stored")])
     private let duplicates = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "duplicate")])
@@ -119,8 +126,14 @@ public final class IngestPipeline: Sendable {
         case .success(let message):
             let record = SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
                                      receivedAtMillis: Self.millis(receivedAt), payload: message.encoded)
+            let bytes = record.payload.count
+            guard reservePending(bytes) else {
+                completion(busy(count: 1))
+                return
+            }
             let started = ContinuousClock.now
             store.append([record], on: executor) { [self] result in
+                pendingBytes.subtract(bytes, ordering: .relaxed)
                 switch result {
                 case .success(let outcomes):
                     recordAck(since: started)
@@ -188,8 +201,14 @@ public final class IngestPipeline: Sendable {
             return
         }
         let count = records.count
+        let bytes = records.reduce(0) { $0 + $1.payload.count }
+        guard reservePending(bytes) else {
+            completion(busy(count: count))
+            return
+        }
         let started = ContinuousClock.now
         store.append(records, on: executor) { [self, ids, rejected] result in
+            pendingBytes.subtract(bytes, ordering: .relaxed)
             switch result {
             case .success(let outcomes):
                 recordAck(since: started)
@@ -210,6 +229,22 @@ public final class IngestPipeline: Sendable {
     }
 
     // MARK: - Helpers
+
+    /// Takes `bytes` of the pending budget; false (nothing taken) when that
+    /// would pass `maxPendingBytes`, unless nothing else is pending.
+    private func reservePending(_ bytes: Int) -> Bool {
+        let now = pendingBytes.add(bytes, ordering: .relaxed).newValue
+        guard now > options.maxPendingBytes, now != bytes else { return true }
+        pendingBytes.subtract(bytes, ordering: .relaxed)
+        return false
+    }
+
+    private func busy(count: Int) -> IngestReply {
+        unavailable.increment(by: Int64(count))
+        logger.debug("refusing calls: too many wait for the disk", metadata: ["messages": "\(count)"])
+        let limit = options.maxPendingBytes >= 1 << 20 ? "\(options.maxPendingBytes >> 20) MiB" : "\(options.maxPendingBytes) bytes"
+        return .failure(503, ["the relay is busy: more than \(limit) of calls are waiting for the disk; retry in a second"], retryAfter: 1)
+    }
 
     private func recordAck(since started: ContinuousClock.Instant) {
         let d = started.duration(to: .now).components
