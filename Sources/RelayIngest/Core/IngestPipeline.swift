@@ -126,23 +126,8 @@ public final class IngestPipeline: Sendable {
         case .success(let message):
             let record = SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
                                      receivedAtMillis: Self.millis(receivedAt), payload: message.encoded)
-            let bytes = record.payload.count
-            guard reservePending(bytes) else {
-                completion(busy(count: 1))
-                return
-            }
-            let started = ContinuousClock.now
-            store.append([record], on: executor) { [self] result in
-                pendingBytes.subtract(bytes, ordering: .relaxed)
-                switch result {
-                case .success(let outcomes):
-                    recordAck(since: started)
-                    let duplicate = outcomes.first == .duplicate
-                    (duplicate ? duplicates : stored).increment()
-                    completion(.stored(messageID: message.messageID, duplicate: duplicate))
-                case .failure(let error):
-                    completion(spoolFailure(error, count: 1))
-                }
+            commit([record], executor: executor, completion: completion) { outcomes in
+                .stored(messageID: message.messageID, duplicate: outcomes.first == .duplicate)
             }
         }
     }
@@ -200,35 +185,46 @@ public final class IngestPipeline: Sendable {
             completion(.failure(400, calls.isEmpty ? ["batch: is empty"] : allErrors, extra: ["rejected": .array(rejected)]))
             return
         }
-        let count = records.count
+        commit(records, executor: executor, completion: completion) { [ids, rejected] outcomes in
+            let dup = outcomes.filter { $0 == .duplicate }.count
+            return IngestReply(status: 200, body: JSONValue.object([
+                "duplicates": .int(Int64(dup)),
+                "message_ids": .array(ids.map { .string($0) }),
+                "ok": .bool(true),
+                "rejected": .array(rejected),
+                "stored": .int(Int64(outcomes.count - dup)),
+            ]).encoded())
+        }
+    }
+
+    // MARK: - The durable append
+
+    /// Hands `records` to the store within the pending budget and answers
+    /// after the commit: `answer(outcomes)` when stored, 503 when the budget
+    /// or the spool refuses; counts each outcome and times the acknowledgement.
+    private func commit(_ records: [SpoolAppend], executor: (any CompletionExecutor)?,
+                       completion: @escaping @Sendable (IngestReply) -> Void,
+                       answer: @escaping @Sendable ([AppendOutcome]) -> IngestReply) {
         let bytes = records.reduce(0) { $0 + $1.payload.count }
         guard reservePending(bytes) else {
-            completion(busy(count: count))
+            completion(busy(count: records.count))
             return
         }
         let started = ContinuousClock.now
-        store.append(records, on: executor) { [self, ids, rejected] result in
+        store.append(records, on: executor) { [self] result in
             pendingBytes.subtract(bytes, ordering: .relaxed)
             switch result {
             case .success(let outcomes):
                 recordAck(since: started)
                 let dup = outcomes.filter { $0 == .duplicate }.count
-                stored.increment(by: Int64(outcomes.count - dup))
-                duplicates.increment(by: Int64(dup))
-                completion(IngestReply(status: 200, body: JSONValue.object([
-                    "duplicates": .int(Int64(dup)),
-                    "message_ids": .array(ids.map { .string($0) }),
-                    "ok": .bool(true),
-                    "rejected": .array(rejected),
-                    "stored": .int(Int64(outcomes.count - dup)),
-                ]).encoded()))
+                if outcomes.count > dup { stored.increment(by: Int64(outcomes.count - dup)) }
+                if dup > 0 { duplicates.increment(by: Int64(dup)) }
+                completion(answer(outcomes))
             case .failure(let error):
-                completion(spoolFailure(error, count: count))
+                completion(spoolFailure(error, count: records.count))
             }
         }
     }
-
-    // MARK: - Helpers
 
     /// Takes `bytes` of the pending budget; false (nothing taken) when that
     /// would pass `maxPendingBytes`, unless nothing else is pending.
@@ -245,6 +241,8 @@ public final class IngestPipeline: Sendable {
         let limit = options.maxPendingBytes >= 1 << 20 ? "\(options.maxPendingBytes >> 20) MiB" : "\(options.maxPendingBytes) bytes"
         return .failure(503, ["the relay is busy: more than \(limit) of calls are waiting for the disk; retry in a second"], retryAfter: 1)
     }
+
+    // MARK: - Helpers
 
     private func recordAck(since started: ContinuousClock.Instant) {
         let d = started.duration(to: .now).components
