@@ -69,10 +69,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private var answered = 0
     private var ready: [Int: [UInt8]] = [:]
     private var closeWhenDone = false
-    /// A write of the ready replies is queued on the loop: the replies of one
-    /// commit (its completions run as one loop task) leave in one buffer and
-    /// one system call, not one each.
-    private var writeQueued = false
+    /// A flush is queued on the loop: the replies of one commit (run as one
+    /// loop task) leave in one write, not one system call each.
+    private var flushQueued = false
     private var closing = false
     /// A read the pipeline asked for and we held back.
     private var readHeld = false
@@ -114,38 +113,36 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             loop.runOnLoop {
                 let (handler, context) = bound.value
                 handler.ready[index] = reply.body
-                handler.queueWrite(context)
+                handler.flushInOrder(context)
             }
         }
     }
 
-    /// Writes the ready replies once the loop's current task is done.
-    private func queueWrite(_ context: ChannelHandlerContext) {
-        guard !writeQueued else { return }
-        writeQueued = true
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let (handler, context) = bound.value
-            handler.writeQueued = false
-            handler.flushInOrder(context)
-        }
-    }
-
-    /// Writes and flushes the replies that are next in call order, each the
-    /// JSON answer (failures carry their `"status"`) and a newline, in one
-    /// buffer; closes when the connection is done.
+    /// Writes the replies that are next in call order, each the JSON answer
+    /// (failures carry their `"status"`) and a newline. The flush comes once
+    /// the loop's current task (a whole commit's completions) is done.
     private func flushInOrder(_ context: ChannelHandlerContext) {
-        var buffer: ByteBuffer?
+        var wrote = false
         while let body = ready.removeValue(forKey: answered) {
-            if buffer == nil { buffer = context.channel.allocator.buffer(capacity: body.count + 1) }
-            buffer!.writeBytes(body)
-            buffer!.writeInteger(UInt8(ascii: "\n"))
+            var buffer = context.channel.allocator.buffer(capacity: body.count + 1)
+            buffer.writeBytes(body)
+            buffer.writeInteger(UInt8(ascii: "\n"))
+            context.write(wrapOutboundOut(buffer), promise: nil)
             answered += 1
+            wrote = true
         }
-        if let buffer { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
         if closeWhenDone && answered == received {
             closeAfterReplies(context)
             return
+        }
+        if wrote && !flushQueued {
+            flushQueued = true
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.flushQueued = false
+                context.flush()
+            }
         }
         resumeReadingIfHeld(context)
     }
