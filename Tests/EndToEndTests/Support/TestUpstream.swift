@@ -69,7 +69,7 @@ final class TestUpstream: @unchecked Sendable {
             .childChannelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try ch.pipeline.syncOperations.addHandler(Handler(upstream: { box.upstream! }))
+                    try ch.pipeline.syncOperations.addHandler(Handler(upstream: { box.upstream }))
                 }
             }
         let ch = try bootstrap.bind(host: "127.0.0.1", port: port).wait()
@@ -120,10 +120,12 @@ final class TestUpstream: @unchecked Sendable {
     private final class Handler: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let upstream: () -> TestUpstream
+        /// nil for a request that arrives between the bind and the end of
+        /// init (a relay of an earlier test retrying to a reused port).
+        let upstream: () -> TestUpstream?
         var head: HTTPRequestHead?
         var body = Data()
-        init(upstream: @escaping () -> TestUpstream) { self.upstream = upstream }
+        init(upstream: @escaping () -> TestUpstream?) { self.upstream = upstream }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
@@ -133,7 +135,7 @@ final class TestUpstream: @unchecked Sendable {
                 guard let head else { return }
                 var headers: [String: String] = [:]
                 for (k, v) in head.headers { headers[k.lowercased()] = v }
-                let up = upstream()
+                guard let up = upstream() else { context.close(promise: nil); return }
                 up.begin()
                 let a = up.answer(Request(path: head.uri, headers: headers, body: body, receivedAt: Date()))
                 if a.hang { return }
