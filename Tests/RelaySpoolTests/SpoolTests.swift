@@ -268,4 +268,17 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         #expect(normal.synchronousLevel == 1)
         await normal.close()
     }
+
+    #if os(Linux)
+    @Test func theWriterThreadIsNamedForTopAndPs() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        _ = try await spool.append([record("m1")])  // the writer has run
+        let names = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").map {
+            (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)) ?? ""
+        }
+        #expect(names.contains("spool-writer\n"), "thread names: \(names)")
+        await spool.close()
+    }
+    #endif
 }

@@ -88,16 +88,35 @@ final class BlockingQueue<Element>: @unchecked Sendable {
     }
 }
 
-/// Starts `body` on a new detached OS thread.
+/// Starts `body` on a new detached OS thread named `name` (as `top -H` and
+/// `/proc/PID/task/*/comm` show it; Linux keeps the first 15 bytes).
 func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
-    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    final class Box {
+        let name: String
+        let body: @Sendable () -> Void
+        init(_ n: String, _ b: @escaping @Sendable () -> Void) { name = n; body = b }
+    }
+    let box = Unmanaged.passRetained(Box(name, body)).toOpaque()
     var tid = pthread_t()
     let rc = pthread_create(&tid, nil, { arg in
         let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+        nameThisThread(box.name)
         box.body()
         return nil
     }, box)
     precondition(rc == 0, "pthread_create failed: \(rc)")
     pthread_detach(tid)
+}
+
+/// Names the calling thread (best effort). Glibc's `pthread_setname_np` is
+/// not visible to Swift without `_GNU_SOURCE`, so on Linux this writes the
+/// thread's own `comm` file, which is what that function does too.
+private func nameThisThread(_ name: String) {
+    #if os(Linux)
+    let fd = open("/proc/thread-self/comm", O_WRONLY)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    #endif
 }
