@@ -7,6 +7,14 @@
 // batch's outcome. After a crash no lease survives, so every unsent row is
 // simply read again.
 //
+// A lease reads from where the in-flight rows end, not from the head of the
+// outbox: from the LeaseTable's cursor, per priority, below which every row
+// is leased or gone. It moves only over rows a read saw leased (or leased
+// itself), and moves back when a row below it is given back still queued
+// (retried, or released unsent). So a read does not re-read the thousands
+// of rows in flight, and never skips a row that is queued and not leased,
+// due now or later (a row in backoff stops the cursor).
+//
 // Not thread-safe: one owner (the forwarder).
 
 import CSQLite
@@ -14,7 +22,7 @@ import CSQLite
 /// Reads due messages in FIFO order (live before bulk) and tracks leases.
 public final class SpoolReader {
     private let db: SQLiteConnection
-    private let due: SQLiteStatement
+    private let rows: SQLiteStatement
     private let shared: Spool.Shared
 
     init(path: String, shared: Spool.Shared) throws(SpoolError) {
@@ -25,10 +33,11 @@ public final class SpoolReader {
             // another connection has committed (here: every commit of the
             // writer), so a large one only holds memory.
             try db.execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1; PRAGMA cache_size = -256")
-            due = try db.prepare("""
-                SELECT seq, message_id, write_key, received_at, attempts, payload
-                FROM outbox WHERE next_attempt_at <= ?1
-                ORDER BY priority, seq LIMIT ?2
+            // Every row past the cursor, due or not: a row in backoff must
+            // stop the cursor, so it cannot be filtered out unseen.
+            rows = try db.prepare("""
+                SELECT seq, message_id, write_key, received_at, attempts, payload, next_attempt_at
+                FROM outbox WHERE priority = ?1 AND seq > ?2 ORDER BY seq
                 """)
         } catch {
             throw SpoolError.storage(error)
@@ -44,37 +53,65 @@ public final class SpoolReader {
         var key: String?
         // Commits finished before this read: removals up to there are not in its snapshot.
         let committed = shared.commits.load(ordering: .acquiring)
-        let unavailable = shared.leases.withLock { $0.beginRead(committedBeforeRead: committed) }
+        var start = shared.leases.withLock { $0.beginRead(committedBeforeRead: committed) }
+        // Due rows a read may pass over (other write keys, in flight), as before the cursor.
+        var budget = maxCount * 4 + start.unavailable.count
+        // Per priority read: the last seq of the leading run of rows that are leased or taken.
+        var runs: [(priority: Int, through: Int64)] = []
         do {
-            defer { due.reset() }
-            try due.bind(1, nowMillis)
-            try due.bind(2, Int64(maxCount * 4 + unavailable.count))
-            while try due.step() {
-                let seq = due.int64(0)
-                if unavailable.contains(seq) { continue }
-                let writeKey = due.string(2) ?? ""
-                if let key, key != writeKey { continue }
-                let payload = due.bytes(5)
-                if !batch.isEmpty && size + payload.count > maxBytes { break }
-                key = writeKey
-                size += payload.count
-                batch.append(SpoolMessage(
-                    seq: seq, messageID: due.string(1) ?? "", writeKey: writeKey,
-                    receivedAtMillis: due.int64(3), attempts: Int(due.int64(4)), payload: payload))
-                if batch.count >= maxCount { break }
+            read: for priority in [SpoolPriority.live, .bulk] {
+                let p = Int(priority.rawValue)
+                defer { rows.reset() }
+                try rows.bind(1, priority.rawValue)
+                try rows.bind(2, start.after[p])
+                var inRun = true
+                var through = start.after[p]
+                defer { runs.append((p, through)) }
+                while try rows.step() {
+                    let seq = rows.int64(0)
+                    if rows.int64(6) > nowMillis { inRun = false; continue }  // in backoff: stops the cursor
+                    if budget <= 0 { break read }
+                    budget -= 1
+                    if start.unavailable.contains(seq) {
+                        if inRun && start.leased.contains(seq) { through = seq } else { inRun = false }
+                        continue
+                    }
+                    let writeKey = rows.string(2) ?? ""
+                    if let key, key != writeKey { inRun = false; continue }
+                    let payload = rows.bytes(5)
+                    if !batch.isEmpty && size + payload.count > maxBytes { break read }
+                    key = writeKey
+                    size += payload.count
+                    batch.append(SpoolMessage(
+                        seq: seq, messageID: rows.string(1) ?? "", writeKey: writeKey,
+                        receivedAtMillis: rows.int64(3), attempts: Int(rows.int64(4)), payload: payload))
+                    if inRun { through = seq }
+                    if batch.count >= maxCount { break read }
+                }
             }
         } catch {
             _ = shared.leases.withLock { $0.endRead(leasing: []) }
             throw SpoolError.storage(error)
         }
+        // Drop this read's copies of the sets first, so that leasing does not copy them.
+        start.unavailable = []
+        start.leased = []
         // The writer may have claimed a row for removal since the snapshot above.
-        let refused = shared.leases.withLock { $0.endRead(leasing: batch.map(\.seq)) }
+        let refused = shared.leases.withLock { $0.endRead(leasing: batch.map(\.seq), start: start, runs: runs) }
         return refused.isEmpty ? batch : batch.filter { !refused.contains($0.seq) }
     }
 
-    /// Ends the lease on these rows (after their outcome was committed, or to give them back).
+    /// Ends the lease on these rows (after their outcome was committed, or to
+    /// give them back); rows still queued are read again, oldest first.
     public func release(_ messages: [SpoolMessage]) {
         shared.leases.withLock { $0.release(messages.lazy.map(\.seq)) }
+    }
+
+    /// Ends the lease on rows the spool has just removed for good (their
+    /// delivery or dead-lettering committed): nothing can read them again,
+    /// so reads go on from where they were.
+    public func releaseRemoved(_ messages: [SpoolMessage]) {
+        shared.leases.withLock { $0.release(messages.lazy.map(\.seq), removed: true) }
     }
 
 }

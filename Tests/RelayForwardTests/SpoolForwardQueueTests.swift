@@ -15,9 +15,73 @@ import RelaySpool
         return (try Spool(options: SpoolOptions(path: dir + "/spool.db"), nowMillis: { 1_000 }), dir)
     }
 
-    static func append(_ spool: Spool, _ ids: [String], key: String = "k", at: Int64 = 0) async throws {
-        _ = try await spool.append(ids.map { SpoolAppend(messageID: $0, writeKey: key, receivedAtMillis: at,
+    static func append(_ spool: Spool, _ ids: [String], key: String = "k", priority: SpoolPriority = .live, at: Int64 = 0) async throws {
+        _ = try await spool.append(ids.map { SpoolAppend(messageID: $0, writeKey: key, priority: priority, receivedAtMillis: at,
                                                           payload: Array(#"{"message_id":"\#($0)"}"#.utf8)) })
+    }
+
+    // A lease reads on from where the rows in flight end (SpoolReader's
+    // cursor); these pin down that it never skips a row that is still queued.
+
+    @Test func rowsGivenBackUnsentAreLeasedAgainBeforeNewerOnes() async throws {
+        let (spool, dir) = try Self.freshSpool()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.append(spool, (0..<6).map { "m\($0)" })
+        let q = try SpoolForwardQueue(spool: spool)
+        let first = try q.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000)
+        let second = try q.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000)
+        #expect(first.map(\.messageID) == ["m0", "m1"] && second.map(\.messageID) == ["m2", "m3"])
+        q.release(first)  // given back unsent (the forwarder stopped, or the upstream is being probed)
+        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000).map(\.messageID) == ["m0", "m1"])
+        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["m4", "m5"])
+        await spool.close()
+    }
+
+    @Test func rowsInBackoffBehindTheRowsInFlightAreLeasedOnceDue() async throws {
+        let (spool, dir) = try Self.freshSpool()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.append(spool, (0..<8).map { "m\($0)" })
+        let q = try SpoolForwardQueue(spool: spool)
+        let first = try q.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000)
+        let second = try q.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000)
+        try await q.scheduleRetry(first, error: "HTTP 503", nextAttemptAtMillis: 5_000, nowMillis: 1_000)
+        q.release(first)
+        // Later rows go while m0 and m1 wait, and reads pass over them more than once.
+        #expect(try q.leaseBatch(nowMillis: 2_000, maxCount: 2, maxBytes: 10_000).map(\.messageID) == ["m4", "m5"])
+        try await q.acknowledge(second, nowMillis: 2_000)
+        q.release(second)
+        #expect(try q.leaseBatch(nowMillis: 3_000, maxCount: 2, maxBytes: 10_000).map(\.messageID) == ["m6", "m7"])
+        #expect(try q.leaseBatch(nowMillis: 4_000, maxCount: 10, maxBytes: 10_000).isEmpty)
+        #expect(try q.leaseBatch(nowMillis: 5_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["m0", "m1"])
+        await spool.close()
+    }
+
+    @Test func backoffLeftByAnEarlierRunIsNotSkippedEither() async throws {
+        let (spool, dir) = try Self.freshSpool()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.append(spool, (0..<4).map { "m\($0)" })
+        let before = try SpoolForwardQueue(spool: spool)
+        let tried = try before.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000)
+        try await before.scheduleRetry(tried, error: "HTTP 503", nextAttemptAtMillis: 5_000, nowMillis: 1_000)
+        await spool.close()
+        // A restart: the file keeps m0 and m1's next attempt, memory keeps no lease.
+        let reopened = try Spool(options: SpoolOptions(path: dir + "/spool.db"), nowMillis: { 1_000 })
+        let q = try SpoolForwardQueue(spool: reopened)
+        #expect(try q.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["m2", "m3"])
+        #expect(try q.leaseBatch(nowMillis: 5_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["m0", "m1"])
+        await reopened.close()
+    }
+
+    @Test func liveCallsGoFirstWhileImportedOnesAreInFlight() async throws {
+        let (spool, dir) = try Self.freshSpool()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.append(spool, ["b0", "b1"], priority: .bulk)
+        let q = try SpoolForwardQueue(spool: spool)
+        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["b0", "b1"])
+        try await Self.append(spool, ["l0"])
+        try await Self.append(spool, ["b2"], priority: .bulk)
+        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["l0", "b2"])
+        await spool.close()
     }
 
     @Test func leasesSettlesAndReleasesThroughTheSpool() async throws {

@@ -12,8 +12,10 @@
 //   message larger than it) at most `maxBytes` of payload; it marks them
 //   leased. Empty when nothing is due.
 // - `acknowledge`, `scheduleRetry` and `deadLetter` settle leased messages
-//   durably; they do not end the lease. `release` ends it (after the
-//   outcome was recorded, or to give the messages back unsent).
+//   durably. `release` ends the lease (after the outcome was recorded, or to
+//   give the messages back unsent); `acknowledge` and `deadLetter` may end
+//   it already, since no lease can read a removed message again, and
+//   `release` of a message whose lease ended does nothing.
 // - One owner: the forwarder's loop calls it from one task at a time.
 
 import RelaySpool

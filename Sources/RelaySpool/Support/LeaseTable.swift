@@ -15,6 +15,11 @@
 //   starts a read past the mark's commit, by the writer when no read is
 //   under way or the one under way started past it. So the marks stay few
 //   even while the forwarder does not read (paused, backing off).
+// - The read cursor (`leasedThrough`, per priority): every row at or below
+//   it is leased or gone. A read moves it forward only over rows that were
+//   leased when it began or that it leased itself, and only if no release
+//   moved it back meanwhile (`cursorMoves`); releasing a row that is still
+//   queued moves it back below that row. Removed rows need not move it.
 
 /// The in-flight rows and the rows being removed.
 struct LeaseTable {
@@ -23,28 +28,59 @@ struct LeaseTable {
     /// The commit count when the read under way started; nil when none is.
     private var readSince: Int64?
 
-    /// A read starts: returns the rows it must skip (leased or being
-    /// removed), forgetting the marks of rows whose removal committed
-    /// before `committedBeforeRead`.
-    mutating func beginRead(committedBeforeRead: Int64) -> Set<Int64> {
-        readSince = committedBeforeRead
-        forget(upTo: committedBeforeRead)
-        return removing.isEmpty ? leased : leased.union(removing.keys)
+    /// Per priority (index = `SpoolPriority.rawValue`): every row of that
+    /// priority with a seq at or below this is leased or gone.
+    private(set) var leasedThrough: [Int64] = [.min, .min]
+    /// Bumped whenever a release moves the cursor back.
+    private var cursorMoves = 0
+
+    /// What a read starts from.
+    struct ReadStart {
+        /// Rows to skip: leased or being removed.
+        var unavailable: Set<Int64>
+        /// The leased ones among them.
+        var leased: Set<Int64>
+        /// Where to read from, per priority (`leasedThrough`).
+        var after: [Int64]
+        fileprivate var cursorMoves: Int
     }
 
-    /// The read ends: leases what is still free of `seqs`; returns the seqs
-    /// it could not lease.
-    mutating func endRead(leasing seqs: [Int64]) -> Set<Int64> {
+    /// A read starts: returns the rows it must skip and where to read from,
+    /// forgetting the marks of rows whose removal committed before
+    /// `committedBeforeRead`.
+    mutating func beginRead(committedBeforeRead: Int64) -> ReadStart {
+        readSince = committedBeforeRead
+        forget(upTo: committedBeforeRead)
+        return ReadStart(unavailable: removing.isEmpty ? leased : leased.union(removing.keys), leased: leased,
+                         after: leasedThrough, cursorMoves: cursorMoves)
+    }
+
+    /// The read ends: leases what is still free of `seqs` and returns the
+    /// seqs it could not lease. `runs` are, per priority read, the last seq
+    /// of the leading run of rows that were leased or are in `seqs`: the
+    /// cursor moves there (short of a refused row) unless a release moved
+    /// it back since `start`. Without `start` (a failed read) it stays.
+    mutating func endRead(leasing seqs: [Int64], start: ReadStart? = nil, runs: [(priority: Int, through: Int64)] = []) -> Set<Int64> {
         readSince = nil
         var refused: Set<Int64> = []
         for seq in seqs {
             if removing[seq] != nil || leased.contains(seq) { refused.insert(seq) } else { leased.insert(seq) }
         }
+        if let start, start.cursorMoves == cursorMoves {
+            let firstRefused = refused.min() ?? .max
+            for run in runs { leasedThrough[run.priority] = max(leasedThrough[run.priority], min(run.through, firstRefused - 1)) }
+        }
         return refused
     }
 
-    mutating func release(_ seqs: some Sequence<Int64>) {
-        for seq in seqs { leased.remove(seq) }
+    /// Ends these leases. Rows still queued (`removed` false: retried or
+    /// given back) will be read again: the cursor moves back below them.
+    mutating func release(_ seqs: some Sequence<Int64>, removed: Bool = false) {
+        var lowest: Int64?
+        for seq in seqs where leased.remove(seq) != nil { lowest = min(lowest ?? seq, seq) }
+        guard !removed, let lowest else { return }
+        for p in leasedThrough.indices where leasedThrough[p] >= lowest { leasedThrough[p] = lowest - 1 }
+        cursorMoves += 1
     }
 
     /// Marks for removal by commit `commit` those of `rows` that are not
