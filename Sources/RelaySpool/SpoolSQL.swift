@@ -29,13 +29,15 @@ enum SpoolSQL {
 
 extension SQLiteStatement {
     /// Runs `SpoolSQL.insertOutbox` (prepared in this statement) for `m`.
+    /// The id, key and payload are bound in place, not copied.
     func insertOutbox(_ m: SpoolAppend) throws(SQLiteError) {
-        try bind(1, m.messageID)
-        try bind(2, m.writeKey)
         try bind(3, m.priority.rawValue)
         try bind(4, m.receivedAtMillis)
-        try bind(5, bytes: m.payload)
         try bind(6, Int64(m.payload.count))
-        try run()
+        try withBound(1, text: m.messageID) { () throws(SQLiteError) in
+            try withBound(2, text: m.writeKey) { () throws(SQLiteError) in
+                try withBound(5, bytes: m.payload) { () throws(SQLiteError) in try run() }
+            }
+        }
     }
 }

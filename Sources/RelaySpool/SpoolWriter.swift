@@ -30,6 +30,7 @@ final class SpoolWriter {
     private let insert: SQLiteStatement
     private let claimID: SQLiteStatement
     private let delete: SQLiteStatement
+    private let deleteRange: SQLiteStatement
     private let refreshID: SQLiteStatement
     private let forgetID: SQLiteStatement
     private let retry: SQLiteStatement
@@ -65,6 +66,7 @@ final class SpoolWriter {
             insert = try db.prepare(SpoolSQL.insertOutbox)
             claimID = try db.prepare(SpoolSQL.claimID)
             delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1")
+            deleteRange = try db.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2")
             refreshID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1")
             forgetID = try db.prepare("DELETE FROM message_ids WHERE message_id = (SELECT message_id FROM outbox WHERE seq = ?1)")
             retry = try db.prepare("""
@@ -245,17 +247,19 @@ final class SpoolWriter {
             turn.complete(on: executor) { completion(.success(result)) }
 
         case .acknowledge(let messages, let at, let completion):
-            for m in messages {
-                try delete.bind(1, m.seq)
-                try delete.run()
-                // The id stays for the dedupe window from delivery: it was last
-                // seen on receipt, which the prune's margin covers unless the
-                // message waited longer than that.
-                if m.receivedAtMillis < at - Self.pruneMarginMillis {
-                    try refreshID.bind(1, m.messageID)
-                    try refreshID.bind(2, at)
-                    try refreshID.run()
-                }
+            // Consecutive seqs in one statement: no other row can lie between them.
+            for run in Self.consecutiveRuns(messages.map(\.seq)) {
+                try deleteRange.bind(1, run.first)
+                try deleteRange.bind(2, run.last)
+                try deleteRange.run()
+            }
+            // The id stays for the dedupe window from delivery: it was last
+            // seen on receipt, which the prune's margin covers unless the
+            // message waited longer than that.
+            for m in messages where m.receivedAtMillis < at - Self.pruneMarginMillis {
+                try refreshID.bind(1, m.messageID)
+                try refreshID.bind(2, at)
+                try refreshID.run()
             }
             turn.completions.append { completion($0) }
 
@@ -424,11 +428,23 @@ final class SpoolWriter {
     /// still holds it: queued (seen since the oldest queued message) or
     /// delivered within the dedupe window.
     private func claim(_ id: String, seenAt: Int64) throws(SQLiteError) -> Bool {
-        try claimID.bind(1, id)
         try claimID.bind(2, seenAt)
         try claimID.bind(3, min(seenAt - options.dedupeWindowMillis, stats.oldestReceivedAtMillis ?? .max))
-        try claimID.run()
+        try claimID.withBound(1, text: id) { () throws(SQLiteError) in try claimID.run() }
         return db.changes == 1
+    }
+
+    /// `seqs` as runs of consecutive integers, in ascending order.
+    static func consecutiveRuns(_ seqs: [Int64]) -> [(first: Int64, last: Int64)] {
+        var runs: [(first: Int64, last: Int64)] = []
+        for seq in seqs.sorted() {
+            if let last = runs.last?.last, seq <= last + 1 {
+                runs[runs.count - 1].last = max(last, seq)
+            } else {
+                runs.append((seq, seq))
+            }
+        }
+        return runs
     }
 
     /// Ids live this much longer than the window, so that a message delivered

@@ -20,6 +20,8 @@
 //   leased when it began or that it leased itself, and only if no release
 //   moved it back meanwhile (`cursorMoves`); releasing a row that is still
 //   queued moves it back below that row. Removed rows need not move it.
+//   This relies on a seq never being used twice (the outbox's AUTOINCREMENT):
+//   a new row always lands past every cursor.
 
 /// The in-flight rows and the rows being removed.
 struct LeaseTable {
