@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import Logging
 import Testing
 @testable import RelayIngest
 import RelayMessage
@@ -181,12 +182,31 @@ import RelaySpool
         var all: [IngestReply] { lock.withLock { list } }
     }
 
+    final class Lines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [String] = []
+        func add(_ line: String) { lock.withLock { list.append(line) } }
+        var all: [String] { lock.withLock { list } }
+    }
+
+    /// Keeps the warnings logged.
+    struct Warnings: LogHandler {
+        let lines: Lines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? { get { metadata[key] } set { metadata[key] = newValue } }
+        func log(event: LogEvent) {
+            if event.level == .warning { lines.add(event.message.description) }
+        }
+    }
+
     @Test func callsPastThePendingBoundAreRefusedWith503AndAdmittedAfterTheCommit() throws {
         let store = StalledStore()
         var options = IngestOptions()
         options.relayHasWriteKey = true
         options.maxPendingBytes = 2_000
-        let pipeline = IngestPipeline(options: options, store: store)
+        let warnings = Lines()
+        let pipeline = IngestPipeline(options: options, store: store, logger: Logger(label: "test") { _ in Warnings(lines: warnings) })
         let replies = Replies()
         let body = Array(#"{"userId":"u","traits":{"bio":"\#(String(repeating: "x", count: 300))"}}"#.utf8)
         for _ in 0..<10 { pipeline.handle(.single(.identify), body: body, writeKey: nil) { replies.add($0) } }
@@ -198,6 +218,8 @@ import RelaySpool
         #expect(refused.allSatisfy { $0.status == 503 && $0.retryAfterSeconds == 1 })
         let json = try #require(refused.first.flatMap { try JSONSerialization.jsonObject(with: Data($0.body)) as? [String: Any] })
         #expect((json["message"] as? String)?.contains("waiting for the disk") == true)
+        #expect(warnings.all.count == 1 && warnings.all[0].hasPrefix("refusing calls (503): more than"),
+                "one warning for all the refusals, not one per call: \(warnings.all)")
 
         store.commitAll()
         #expect(replies.all.filter { $0.status == 200 }.count == admitted, "the waiting calls are acknowledged")

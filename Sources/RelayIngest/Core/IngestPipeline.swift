@@ -14,6 +14,9 @@
 //   across all connections; a call past it is refused with `503` at once
 //   (each connection already stops reading past its own few calls in
 //   flight; this bounds them all together when the disk stalls).
+// - Refusals for want of storage are logged when they start, once a minute
+//   while they last, and when calls are stored again (RefusalLog), never
+//   once per call.
 // - Never blocks: completion runs at once (refusals) or after the commit, on
 //   the caller's executor (its event loop) when it gave one.
 
@@ -46,6 +49,10 @@ public final class IngestPipeline: Sendable {
     private let makeMessageID: @Sendable () -> String
     /// Payload bytes handed to the store and not yet committed.
     private let pendingBytes = Atomic<Int>(0)
+    /// Refusals for want of storage, told once a minute (RefusalLog).
+    private let refusals = Mutex(RefusalLog())
+    /// True while `refusals` has a reason: the stored path looks at it only then.
+    private let refusing = Atomic<Bool>(false)
 
     private let stored = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "stored")])
     private let duplicates = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "duplicate")])
@@ -216,6 +223,7 @@ public final class IngestPipeline: Sendable {
             switch result {
             case .success(let outcomes):
                 recordAck(since: started)
+                if refusing.load(ordering: .relaxed) { noteStored() }
                 let dup = outcomes.filter { $0 == .duplicate }.count
                 if outcomes.count > dup { stored.increment(by: Int64(outcomes.count - dup)) }
                 if dup > 0 { duplicates.increment(by: Int64(dup)) }
@@ -237,9 +245,27 @@ public final class IngestPipeline: Sendable {
 
     private func busy(count: Int) -> IngestReply {
         unavailable.increment(by: Int64(count))
-        logger.debug("refusing calls: too many wait for the disk", metadata: ["messages": "\(count)"])
         let limit = options.maxPendingBytes >= 1 << 20 ? "\(options.maxPendingBytes >> 20) MiB" : "\(options.maxPendingBytes) bytes"
+        noteRefused(count, reason: "more than \(limit) of calls are waiting for the disk to commit them (a slow or stalled disk)")
         return .failure(503, ["the relay is busy: more than \(limit) of calls are waiting for the disk; retry in a second"], retryAfter: 1)
+    }
+
+    private func noteRefused(_ count: Int, reason: String) {
+        let now = Self.millis(self.now())
+        let line = refusals.withLock { log in
+            defer { refusing.store(true, ordering: .relaxed) }
+            return log.refused(count, reason: reason, nowMillis: now)
+        }
+        if let line { logger.warning("\(line.message)", metadata: line.metadata.mapValues { .string($0) }) }
+    }
+
+    private func noteStored() {
+        let now = Self.millis(self.now())
+        let line = refusals.withLock { log in
+            defer { refusing.store(log.reason != nil, ordering: .relaxed) }
+            return log.stored(nowMillis: now)
+        }
+        if let line { logger.notice("\(line.message)", metadata: line.metadata.mapValues { .string($0) }) }
     }
 
     // MARK: - Helpers
@@ -251,7 +277,7 @@ public final class IngestPipeline: Sendable {
 
     private func spoolFailure(_ error: SpoolError, count: Int) -> IngestReply {
         unavailable.increment(by: Int64(count))
-        logger.warning("refusing calls: the spool cannot store them", metadata: ["error": "\(error)", "messages": "\(count)"])
+        noteRefused(count, reason: "the spool cannot store them: \(error)")
         if error.isTransient {
             return .failure(503, [error.description], retryAfter: options.retryAfterSeconds)
         }

@@ -1,0 +1,40 @@
+// What the operator reads while calls are refused for want of storage: a
+// line when it starts, one a minute while it lasts, one when it is over.
+
+import Testing
+@testable import RelayIngest
+
+@Suite struct RefusalLogTests {
+    @Test func aFloodOfRefusalsIsOneLineAMinuteWithExactCounts() {
+        var log = RefusalLog()
+        let first = log.refused(1, reason: "the disk is stalled", nowMillis: 0)
+        #expect(first == RefusalLog.Line(message: "refusing calls (503): the disk is stalled", metadata: ["messages": "1"]))
+        for t in stride(from: Int64(1), to: 60_000, by: 600) {  // 100 more within the minute: quiet
+            #expect(log.refused(1, reason: "the disk is stalled", nowMillis: t) == nil)
+        }
+        let still = log.refused(5, reason: "the disk is stalled", nowMillis: 60_000)
+        #expect(still == RefusalLog.Line(message: "still refusing calls (503): the disk is stalled",
+                                         metadata: ["refused_since_last_line": "105", "refused_total": "106"]))
+        #expect(log.refused(1, reason: "the disk is stalled", nowMillis: 60_001) == nil)
+    }
+
+    @Test func theAllClearComesOnceNothingWasRefusedFor10Seconds() {
+        var log = RefusalLog()
+        #expect(log.stored(nowMillis: 0) == nil, "nothing to clear")
+        _ = log.refused(3, reason: "busy", nowMillis: 1_000)
+        // A slow disk: commits go on while other calls are refused.
+        #expect(log.stored(nowMillis: 1_500) == nil)
+        #expect(log.refused(2, reason: "busy", nowMillis: 5_000) == nil)
+        #expect(log.stored(nowMillis: 14_999) == nil)
+        #expect(log.stored(nowMillis: 15_000) == RefusalLog.Line(message: "calls are stored again", metadata: ["refused_total": "5", "was": "busy"]))
+        #expect(log.stored(nowMillis: 16_000) == nil, "told once")
+        #expect(log.refused(1, reason: "busy", nowMillis: 17_000)?.message == "refusing calls (503): busy", "a new episode is told at once")
+    }
+
+    @Test func aNewReasonIsToldAtOnce() {
+        var log = RefusalLog()
+        _ = log.refused(1, reason: "busy", nowMillis: 0)
+        let line = log.refused(1, reason: "the spool is full", nowMillis: 1_000)
+        #expect(line == RefusalLog.Line(message: "refusing calls (503): the spool is full", metadata: ["messages": "1", "was": "busy"]))
+    }
+}
