@@ -26,15 +26,22 @@ import Testing
         #expect(log.stored(nowMillis: 1_500) == nil)
         #expect(log.refused(2, reason: "busy", nowMillis: 5_000) == nil)
         #expect(log.stored(nowMillis: 14_999) == nil)
-        #expect(log.stored(nowMillis: 15_000) == RefusalLog.Line(message: "calls are stored again", metadata: ["refused_total": "5", "was": "busy"]))
+        #expect(log.stored(nowMillis: 15_000) == RefusalLog.Line(message: "calls are stored again", metadata: ["refused_total": "5", "last_reason": "busy"]))
         #expect(log.stored(nowMillis: 16_000) == nil, "told once")
         #expect(log.refused(1, reason: "busy", nowMillis: 17_000)?.message == "refusing calls (503): busy", "a new episode is told at once")
     }
 
-    @Test func aNewReasonIsToldAtOnce() {
+    @Test func reasonsThatAlternateAreOneEpisodeCountedByReason() {
+        // A stalled, failing disk: the pending bound and failed commits, interleaved.
         var log = RefusalLog()
-        _ = log.refused(1, reason: "busy", nowMillis: 0)
-        let line = log.refused(1, reason: "the spool is full", nowMillis: 1_000)
-        #expect(line == RefusalLog.Line(message: "refusing calls (503): the spool is full", metadata: ["messages": "1", "was": "busy"]))
+        #expect(log.refused(1, reason: "busy", nowMillis: 0)?.message == "refusing calls (503): busy")
+        for t in Int64(1)...1_000 {
+            #expect(log.refused(1, reason: t % 2 == 0 ? "busy" : "disk I/O error \(t % 7)", nowMillis: t) == nil)
+        }
+        let line = log.refused(1, reason: "busy", nowMillis: 60_000)
+        #expect(line?.message == "still refusing calls (503): busy")
+        #expect(line?.metadata["refused_since_last_line"] == "1001" && line?.metadata["refused_total"] == "1002")
+        #expect(line?.metadata["reasons"] == "disk I/O error 1 (72); busy (501); disk I/O error 3 (72); other reasons (356)",
+                "at most 4 reasons apart: \(line?.metadata["reasons"] ?? "none")")
     }
 }

@@ -75,6 +75,19 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         await spool.close()
     }
 
+    @Test func anIdWithANulInsideIsKeptWhole() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        #expect(try await spool.append([record("a\u{0}b", key: "k\u{0}1")]) == [.stored])
+        #expect(try await spool.append([record("a")]) == [.stored], "another id than a\\0b")
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: 2_000, maxCount: 1, maxBytes: 1 << 20)
+        #expect(batch.map(\.messageID) == ["a\u{0}b"] && batch.map(\.writeKey) == ["k\u{0}1"])
+        try await spool.acknowledge(batch, atMillis: 2_000)
+        #expect(try await spool.append([record("a\u{0}b", at: 2_500)]) == [.duplicate])
+        await spool.close()
+    }
+
     @Test func retryCountsTheAttemptAndHoldsTheRowsUntilTheirTime() async throws {
         let dir = TempDir()
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })

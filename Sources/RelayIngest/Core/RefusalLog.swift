@@ -2,18 +2,17 @@
 // relay cannot store them (a full spool, a stalled or failing disk).
 //
 // Such refusals come in floods, one per call, for as long as the cause
-// lasts; a line per call would bury the log and cost the disk more. So: one
-// line when refusing starts or its reason changes, then at most one a
-// minute with how many were refused meanwhile, and one when calls are
-// stored again with none refused for 10 s, with the total refused (calls
+// lasts, often for more than one reason at once (a stalled disk both fills
+// the pending bound and fails commits, with varying errors); a line per call
+// or per change of reason would bury the log. So one refusing period is one
+// episode, whatever the reasons: a line when it starts, then at most one a
+// minute with how many were refused meanwhile and for what, and one when
+// calls are stored again with none refused for 10 s, with the total (calls
 // committed while others are refused, as when the disk is slow, do not end
-// it: that would log two lines per commit). Counts are exact; nothing is
-// dropped silently (each refusal also counts in the `unavailable` metric).
+// it). Counts are exact; each refusal also counts in the `unavailable` metric.
 //
 // A value type with no clock of its own: the pipeline keeps it under a lock
 // and passes the time, so it is tested with plain numbers.
-
-import Logging
 
 /// Decides which refusal lines to log.
 struct RefusalLog {
@@ -27,10 +26,13 @@ struct RefusalLog {
     static let intervalMillis: Int64 = 60_000
     /// Refusing has ended once calls are stored with none refused for this long.
     static let quietMillis: Int64 = 10_000
+    /// Reasons counted apart in one line; more are counted as "other reasons".
+    static let maxReasons = 4
 
-    /// Why calls are refused now; nil while they are stored.
+    /// The latest reason while refusing; nil while calls are stored.
     private(set) var reason: String?
-    private var refusedSinceLine = 0
+    /// Refused since the last line, by reason, in first-seen order.
+    private var sinceLine: [(reason: String, count: Int)] = []
     private var refusedTotal = 0
     private var lastLineMillis: Int64 = 0
     private var lastRefusalMillis: Int64 = 0
@@ -39,26 +41,32 @@ struct RefusalLog {
     mutating func refused(_ count: Int, reason: String, nowMillis: Int64) -> Line? {
         refusedTotal += count
         lastRefusalMillis = nowMillis
-        if reason != self.reason {
-            let was = self.reason
+        guard self.reason != nil else {
             self.reason = reason
-            refusedSinceLine = 0
             lastLineMillis = nowMillis
-            var metadata = ["messages": "\(count)"]
-            if let was { metadata["was"] = was }
-            return Line(message: "refusing calls (503): \(reason)", metadata: metadata)
+            return Line(message: "refusing calls (503): \(reason)", metadata: ["messages": "\(count)"])
         }
-        refusedSinceLine += count
+        self.reason = reason
+        if let i = sinceLine.firstIndex(where: { $0.reason == reason }) {
+            sinceLine[i].count += count
+        } else if sinceLine.count < Self.maxReasons {
+            sinceLine.append((reason, count))
+        } else if let i = sinceLine.firstIndex(where: { $0.reason == "other reasons" }) {
+            sinceLine[i].count += count
+        } else {
+            sinceLine[sinceLine.count - 1] = ("other reasons", sinceLine[sinceLine.count - 1].count + count)
+        }
         guard nowMillis - lastLineMillis >= Self.intervalMillis else { return nil }
-        defer { refusedSinceLine = 0; lastLineMillis = nowMillis }
-        return Line(message: "still refusing calls (503): \(reason)",
-                    metadata: ["refused_since_last_line": "\(refusedSinceLine)", "refused_total": "\(refusedTotal)"])
+        defer { sinceLine = []; lastLineMillis = nowMillis }
+        var metadata = ["refused_since_last_line": "\(sinceLine.reduce(0) { $0 + $1.count })", "refused_total": "\(refusedTotal)"]
+        if sinceLine.count > 1 { metadata["reasons"] = sinceLine.map { "\($0.reason) (\($0.count))" }.joined(separator: "; ") }
+        return Line(message: "still refusing calls (503): \(reason)", metadata: metadata)
     }
 
     /// A call was stored; returns the all-clear once refusals have stopped.
     mutating func stored(nowMillis: Int64) -> Line? {
         guard let reason, nowMillis - lastRefusalMillis >= Self.quietMillis else { return nil }
-        defer { self.reason = nil; refusedTotal = 0; refusedSinceLine = 0 }
-        return Line(message: "calls are stored again", metadata: ["refused_total": "\(refusedTotal)", "was": reason])
+        defer { self.reason = nil; refusedTotal = 0; sinceLine = [] }
+        return Line(message: "calls are stored again", metadata: ["refused_total": "\(refusedTotal)", "last_reason": reason])
     }
 }

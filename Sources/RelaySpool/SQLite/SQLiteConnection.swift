@@ -108,9 +108,11 @@ final class SQLiteStatement {
         try check(sqlite3_bind_int64(stmt, index, value))
     }
 
+    /// Binds the whole string, a NUL inside it included (as `withBound`
+    /// does, and as `string(_:)` reads it back).
     func bind(_ index: Int32, _ value: String?) throws(SQLiteError) {
         guard let value else { try check(sqlite3_bind_null(stmt, index)); return }
-        try check(sqlite3_bind_text(stmt, index, value, -1, pf_sqlite_transient()))
+        try check(sqlite3_bind_text(stmt, index, value, Int32(value.utf8.count), pf_sqlite_transient()))
     }
 
     func bind(_ index: Int32, bytes: [UInt8]) throws(SQLiteError) {
@@ -177,9 +179,10 @@ final class SQLiteStatement {
 
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(stmt, column) == SQLITE_NULL }
 
+    /// The column's text, all of it (a NUL inside it included).
     func string(_ column: Int32) -> String? {
         guard let p = sqlite3_column_text(stmt, column) else { return nil }
-        return String(cString: p)
+        return String(decoding: UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, column))), as: UTF8.self)
     }
 
     func bytes(_ column: Int32) -> [UInt8] {

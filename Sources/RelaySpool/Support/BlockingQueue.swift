@@ -109,8 +109,8 @@ func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
 }
 
 /// Names the calling thread (best effort). Glibc's `pthread_setname_np` is
-/// not visible to Swift without `_GNU_SOURCE`, so on Linux this writes the
-/// thread's own `comm` file, which is what that function does too.
+/// not visible to Swift without `_GNU_SOURCE` (and `prctl` is variadic), so
+/// on Linux this writes the thread's own `comm` file, which sets the same name.
 private func nameThisThread(_ name: String) {
     #if os(Linux)
     let fd = open("/proc/thread-self/comm", O_WRONLY)

@@ -17,9 +17,9 @@
 //   even while the forwarder does not read (paused, backing off).
 // - The read cursor (`leasedThrough`, per priority): every row at or below
 //   it is leased or gone. A read moves it forward only over rows that were
-//   leased when it began or that it leased itself, and only if no release
-//   moved it back meanwhile (`cursorMoves`); releasing a row that is still
-//   queued moves it back below that row. Removed rows need not move it.
+//   leased when it began or that it leased itself, and only if no row went
+//   back to the queue meanwhile (`cursorMoves`); releasing a row that is
+//   still queued moves it back below that row. Removed rows need not move it.
 //   This relies on a seq never being used twice (the outbox's AUTOINCREMENT):
 //   a new row always lands past every cursor.
 
@@ -33,7 +33,9 @@ struct LeaseTable {
     /// Per priority (index = `SpoolPriority.rawValue`): every row of that
     /// priority with a seq at or below this is leased or gone.
     private(set) var leasedThrough: [Int64] = [.min, .min]
-    /// Bumped whenever a release moves the cursor back.
+    /// Bumped at every release of a row still queued, whether or not the
+    /// cursor had passed it: a read that saw the row leased at its start must
+    /// not move the cursor over it once it is back in the queue.
     private var cursorMoves = 0
 
     /// What a read starts from.
