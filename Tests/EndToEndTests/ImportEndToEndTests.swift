@@ -90,7 +90,9 @@ func historicalFile(_ dir: String, _ name: String, count: Int, prefix: String) t
     }
 
     @Test func liveCallsSentDuringAnImportBacklogReachTheUpstreamBeforeIt() throws {
-        let upstream = try TestUpstream()
+        // The upstream refuses until the live calls are queued, so the whole
+        // backlog is still there when they come, however long the import took.
+        let upstream = try TestUpstream(defaultAnswer: .status(503))
         defer { upstream.stop() }
         let relay = try RelayProcess(upstream: upstream.url, config: testConfig("max_requests_per_second = 5\nbatch_max_messages = 100"))
         try relay.start()
@@ -100,6 +102,7 @@ func historicalFile(_ dir: String, _ name: String, count: Int, prefix: String) t
         for i in 0..<5 {
             #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("live-\(i)")).status == 200)
         }
+        upstream.setScript([], default: .status(200))
         #expect(eventually(60) { userIDs(upstream, prefix: "b").count >= 2_000 })
         let order = upstream.delivered.compactMap { $0["user_id"] as? String }
         let lastLive = try #require(order.lastIndex { $0.hasPrefix("live-") })

@@ -9,10 +9,11 @@
 // Once a second this reads the slack: resident private memory
 // (`/proc/self/statm`) minus what malloc has handed out (`mallinfo2`), i.e.
 // freed memory still resident. When the slack rose more than
-// `thresholdBytes` above its lowest since the last trim and stopped growing
-// (the burst is over), `malloc_trim` releases the free pages. What a trim
-// cannot release (pages partly in use) becomes the new floor, so an idle
-// relay does nothing and a busy one trims only between bursts. Both reads
+// `thresholdBytes` above its lowest since the last trim (zero before the
+// first) and stopped growing (the burst is over), `malloc_trim` releases the
+// free pages. What a trim cannot release (pages partly in use) becomes the
+// new floor, so an idle relay does nothing after its first trim and a busy
+// one trims only between bursts. Both reads
 // take microseconds. A failed read skips a tick; the service never ends
 // before the relay does (every service ending would stop the relay).
 
@@ -34,7 +35,10 @@ struct HeapTrimService: Service {
         let threshold = thresholdBytes
         let logger = logger
         await cancelWhenGracefulShutdown {
-            var floor = Int.max
+            // Zero, not the first reading: that one may come after a burst
+            // (a relay started just before one, on a busy machine), and a
+            // floor that high would keep the burst's memory for good.
+            var floor = 0
             var previous = Int.max
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
