@@ -195,7 +195,8 @@ public final class Spool: Sendable {
 
     // MARK: Forward side
 
-    /// The upstream accepted these: delete them and remember their ids.
+    /// The upstream accepted these: delete them and remember their ids. Their
+    /// leases end with the commit (a later `release` of them does nothing).
     public func acknowledge(_ messages: [SpoolMessage], atMillis: Int64) async throws(SpoolError) {
         try await withResult { self.submit(.acknowledge(messages, atMillis: atMillis, $0), $0) }
     }
@@ -205,7 +206,8 @@ public final class Spool: Sendable {
         try await withResult { self.submit(.retry(messages, error: error, nextAttemptAtMillis: nextAttemptAtMillis, nowMillis: nowMillis, $0), $0) }
     }
 
-    /// The upstream will never take these: move them to dead letters.
+    /// The upstream will never take these: move them to dead letters. Their
+    /// leases end with the commit, as for `acknowledge`.
     public func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws(SpoolError) {
         try await withResult { self.submit(.deadLetter(messages, reason, nowMillis: nowMillis, $0), $0) }
     }

@@ -107,13 +107,6 @@ public final class SpoolReader {
         shared.leases.withLock { $0.release(messages.lazy.map(\.seq)) }
     }
 
-    /// Ends the lease on rows the spool has just removed for good (their
-    /// delivery or dead-lettering committed): nothing can read them again,
-    /// so reads go on from where they were.
-    public func releaseRemoved(_ messages: [SpoolMessage]) {
-        shared.leases.withLock { $0.release(messages.lazy.map(\.seq), removed: true) }
-    }
-
 }
 
 extension SpoolStats {

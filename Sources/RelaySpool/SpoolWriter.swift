@@ -161,6 +161,9 @@ final class SpoolWriter {
         /// The first outbox row this turn inserted: drop_oldest never drops
         /// it or later ones (they are about to be acknowledged).
         var firstInsertedSeq: Int64?
+        /// Leased rows this turn removed for good (delivered, dead-lettered):
+        /// their leases end once it has committed.
+        var removedLeased: [Int64] = []
 
         mutating func complete(on executor: (any CompletionExecutor)?, _ job: @escaping @Sendable () -> Void) {
             guard let executor else { completions.append { _ in job() }; return }
@@ -184,6 +187,9 @@ final class SpoolWriter {
         if turn.dropped > 0 {
             logger.warning("spool full: deleted the oldest queued messages to make room (on_full = drop_oldest)", metadata: ["count": "\(turn.dropped)"])
         }
+        // Nothing can read a removed row again: its lease ends here, and the
+        // reader's cursor stays where it is (LeaseTable).
+        if !turn.removedLeased.isEmpty { shared.leases.withLock { $0.release(turn.removedLeased, removed: true) } }
         for (executor, jobs) in turn.deferred.values { executor.execute(jobs) }
         for c in turn.completions { c(.success(())) }
     }
@@ -262,6 +268,7 @@ final class SpoolWriter {
                 try refreshID.bind(2, at)
                 try refreshID.run()
             }
+            turn.removedLeased += messages.map(\.seq)
             turn.completions.append { completion($0) }
 
         case .retry(let messages, let error, let nextAt, let now, let completion):
@@ -278,6 +285,7 @@ final class SpoolWriter {
             for m in messages {
                 try moveToDeadLetters(m.seq, reason: reason, now: now, countsAsAttempt: true)
             }
+            turn.removedLeased += messages.map(\.seq)
             turn.completions.append { completion($0) }
 
         case .rejected(let errors, let sample, let at):
@@ -441,12 +449,16 @@ final class SpoolWriter {
         var runs: [(first: Int64, last: Int64)] = []
         var runBytes = 0
         for m in messages.sorted(by: { $0.seq < $1.seq }) {
-            if let run = runs.last, m.seq <= run.last + 1, m.seq == run.last || runBytes + m.payload.count <= maxRunBytes {
-                if m.seq > run.last { runs[runs.count - 1].last = m.seq; runBytes += m.payload.count }
-            } else {
-                runs.append((m.seq, m.seq))
-                runBytes = m.payload.count
+            if let last = runs.last?.last {
+                if m.seq == last { continue }  // listed twice
+                if m.seq == last + 1 && runBytes + m.payload.count <= maxRunBytes {
+                    runs[runs.count - 1].last = m.seq
+                    runBytes += m.payload.count
+                    continue
+                }
             }
+            runs.append((m.seq, m.seq))
+            runBytes = m.payload.count
         }
         return runs
     }

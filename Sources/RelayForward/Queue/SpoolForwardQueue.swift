@@ -28,11 +28,8 @@ public final class SpoolForwardQueue: ForwardQueue {
         reader.release(messages)
     }
 
-    /// Removes them for good, and ends their leases at once (nothing can read
-    /// a removed row again), which keeps the reader's cursor where it is.
     public func acknowledge(_ messages: [SpoolMessage], nowMillis: Int64) async throws {
         try await spool.acknowledge(messages, atMillis: nowMillis)
-        reader.releaseRemoved(messages)
     }
 
     public func scheduleRetry(_ messages: [SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64) async throws {
@@ -42,9 +39,7 @@ public final class SpoolForwardQueue: ForwardQueue {
     /// The spool's in-memory count (exact as of its last commit).
     public var queuedMessages: Int64? { spool.stats.depth }
 
-    /// Moves them to dead letters and, like `acknowledge`, ends their leases.
     public func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws {
         try await spool.deadLetter(messages, reason: reason, nowMillis: nowMillis)
-        reader.releaseRemoved(messages)
     }
 }
