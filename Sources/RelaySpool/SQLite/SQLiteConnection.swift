@@ -126,33 +126,33 @@ final class SQLiteStatement {
     /// reads the bytes in place, so `body` must run the statement (`run()`,
     /// which clears the bindings) before it returns.
     func withBound<R>(_ index: Int32, text value: String, _ body: () throws(SQLiteError) -> R) throws(SQLiteError) -> R {
-        var copy = value  // a string without contiguous UTF-8 (bridged) is made native
-        if let result = try withNoCopy(copy.utf8, index, isText: true, body) { return result }
-        copy.makeContiguousUTF8()
-        return try withNoCopy(copy.utf8, index, isText: true, body)!
+        var value = value  // `withUTF8` makes a bridged string contiguous first
+        // (`withUTF8` and `withUnsafeBytes` rethrow untyped errors: carried out in a Result.)
+        return try value.withUTF8 { buf in
+            Result { () throws(SQLiteError) in try withBound(index, UnsafeRawBufferPointer(buf), isText: true, body) }
+        }.get()
     }
 
     /// Runs `body` with `bytes` bound without a copy (see `withBound(_:text:_:)`).
     func withBound<R>(_ index: Int32, bytes: [UInt8], _ body: () throws(SQLiteError) -> R) throws(SQLiteError) -> R {
-        try withNoCopy(bytes, index, isText: false, body)!
+        try bytes.withUnsafeBytes { buf in
+            Result { () throws(SQLiteError) in try withBound(index, buf, isText: false, body) }
+        }.get()
     }
 
-    private func withNoCopy<C: Collection<UInt8>, R>(_ bytes: C, _ index: Int32, isText: Bool,
-                                                      _ body: () throws(SQLiteError) -> R) throws(SQLiteError) -> R? {
-        let outcome: Result<R, SQLiteError>? = bytes.withContiguousStorageIfAvailable { buf in
-            // A zero-length blob needs a non-null pointer, or SQLite stores NULL.
-            let base = UnsafeRawPointer(buf.baseAddress) ?? UnsafeRawPointer(bitPattern: 1)!
-            let rc = isText ? sqlite3_bind_text(stmt, index, base.assumingMemoryBound(to: CChar.self), Int32(buf.count), nil)
-                            : sqlite3_bind_blob(stmt, index, base, Int32(buf.count), nil)
-            do throws(SQLiteError) {
-                try check(rc)
-                return .success(try body())
-            } catch {
-                sqlite3_clear_bindings(stmt)
-                return .failure(error)
-            }
+    private func withBound<R>(_ index: Int32, _ buf: UnsafeRawBufferPointer, isText: Bool,
+                              _ body: () throws(SQLiteError) -> R) throws(SQLiteError) -> R {
+        // A zero-length value needs a non-null pointer, or SQLite stores NULL.
+        let base = buf.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
+        let rc = isText ? sqlite3_bind_text(stmt, index, base.assumingMemoryBound(to: CChar.self), Int32(buf.count), nil)
+                        : sqlite3_bind_blob(stmt, index, base, Int32(buf.count), nil)
+        do {
+            try check(rc)
+            return try body()
+        } catch {
+            sqlite3_clear_bindings(stmt)  // never leave a pointer SQLite may read later
+            throw error
         }
-        return try outcome?.get()
     }
 
     /// Advances one row: true when a row is available, false when done.
