@@ -213,8 +213,9 @@ public final class IngestPipeline: Sendable {
                        completion: @escaping @Sendable (IngestReply) -> Void,
                        answer: @escaping @Sendable ([AppendOutcome]) -> IngestReply) {
         let bytes = records.reduce(0) { $0 + $1.payload.count }
+        let count = records.count  // the completion keeps the count, not the payloads
         guard reservePending(bytes) else {
-            completion(busy(count: records.count))
+            completion(busy(count: count))
             return
         }
         let started = ContinuousClock.now
@@ -229,7 +230,7 @@ public final class IngestPipeline: Sendable {
                 if dup > 0 { duplicates.increment(by: Int64(dup)) }
                 completion(answer(outcomes))
             case .failure(let error):
-                completion(spoolFailure(error, count: records.count))
+                completion(spoolFailure(error, count: count))
             }
         }
     }

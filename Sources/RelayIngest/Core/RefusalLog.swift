@@ -26,13 +26,15 @@ struct RefusalLog {
     static let intervalMillis: Int64 = 60_000
     /// Refusing has ended once calls are stored with none refused for this long.
     static let quietMillis: Int64 = 10_000
-    /// Reasons counted apart in one line; more are counted as "other reasons".
-    static let maxReasons = 4
+    /// Reasons counted apart in one line; later ones are counted together.
+    static let maxReasons = 3
 
     /// The latest reason while refusing; nil while calls are stored.
     private(set) var reason: String?
-    /// Refused since the last line, by reason, in first-seen order.
+    /// Refused since the last line, by reason, in first-seen order, and
+    /// for the reasons past the first `maxReasons`.
     private var sinceLine: [(reason: String, count: Int)] = []
+    private var otherSinceLine = 0
     private var refusedTotal = 0
     private var lastLineMillis: Int64 = 0
     private var lastRefusalMillis: Int64 = 0
@@ -51,22 +53,21 @@ struct RefusalLog {
             sinceLine[i].count += count
         } else if sinceLine.count < Self.maxReasons {
             sinceLine.append((reason, count))
-        } else if let i = sinceLine.firstIndex(where: { $0.reason == "other reasons" }) {
-            sinceLine[i].count += count
         } else {
-            sinceLine[sinceLine.count - 1] = ("other reasons", sinceLine[sinceLine.count - 1].count + count)
+            otherSinceLine += count
         }
         guard nowMillis - lastLineMillis >= Self.intervalMillis else { return nil }
-        defer { sinceLine = []; lastLineMillis = nowMillis }
-        var metadata = ["refused_since_last_line": "\(sinceLine.reduce(0) { $0 + $1.count })", "refused_total": "\(refusedTotal)"]
-        if sinceLine.count > 1 { metadata["reasons"] = sinceLine.map { "\($0.reason) (\($0.count))" }.joined(separator: "; ") }
+        defer { sinceLine = []; otherSinceLine = 0; lastLineMillis = nowMillis }
+        let named = sinceLine.map { "\($0.reason) (\($0.count))" } + (otherSinceLine > 0 ? ["other reasons (\(otherSinceLine))"] : [])
+        var metadata = ["refused_since_last_line": "\(sinceLine.reduce(otherSinceLine) { $0 + $1.count })", "refused_total": "\(refusedTotal)"]
+        if named.count > 1 { metadata["reasons"] = named.joined(separator: "; ") }
         return Line(message: "still refusing calls (503): \(reason)", metadata: metadata)
     }
 
     /// A call was stored; returns the all-clear once refusals have stopped.
     mutating func stored(nowMillis: Int64) -> Line? {
         guard let reason, nowMillis - lastRefusalMillis >= Self.quietMillis else { return nil }
-        defer { self.reason = nil; refusedTotal = 0; sinceLine = [] }
+        defer { self.reason = nil; refusedTotal = 0; sinceLine = []; otherSinceLine = 0 }
         return Line(message: "calls are stored again", metadata: ["refused_total": "\(refusedTotal)", "last_reason": reason])
     }
 }
