@@ -20,6 +20,11 @@ import RelaySpool
                                                           payload: Array(#"{"message_id":"\#($0)"}"#.utf8)) })
     }
 
+    /// The ids of the next lease.
+    static func ids(_ q: SpoolForwardQueue, at now: Int64, max: Int) throws -> [String] {
+        try q.leaseBatch(nowMillis: now, maxCount: max, maxBytes: 10_000).map(\.messageID)
+    }
+
     // A lease reads on from where the rows in flight end (SpoolReader's
     // cursor); these pin down that it never skips a row that is still queued.
 
@@ -32,8 +37,8 @@ import RelaySpool
         let second = try q.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000)
         #expect(first.map(\.messageID) == ["m0", "m1"] && second.map(\.messageID) == ["m2", "m3"])
         q.release(first)  // given back unsent (the forwarder stopped, or the upstream is being probed)
-        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 2, maxBytes: 10_000).map(\.messageID) == ["m0", "m1"])
-        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["m4", "m5"])
+        #expect(try Self.ids(q, at: 1_000, max: 2) == ["m0", "m1"])
+        #expect(try Self.ids(q, at: 1_000, max: 10) == ["m4", "m5"])
         await spool.close()
     }
 
@@ -47,12 +52,12 @@ import RelaySpool
         try await q.scheduleRetry(first, error: "HTTP 503", nextAttemptAtMillis: 5_000, nowMillis: 1_000)
         q.release(first)
         // Later rows go while m0 and m1 wait, and reads pass over them more than once.
-        #expect(try q.leaseBatch(nowMillis: 2_000, maxCount: 2, maxBytes: 10_000).map(\.messageID) == ["m4", "m5"])
+        #expect(try Self.ids(q, at: 2_000, max: 2) == ["m4", "m5"])
         try await q.acknowledge(second, nowMillis: 2_000)
         q.release(second)
-        #expect(try q.leaseBatch(nowMillis: 3_000, maxCount: 2, maxBytes: 10_000).map(\.messageID) == ["m6", "m7"])
+        #expect(try Self.ids(q, at: 3_000, max: 2) == ["m6", "m7"])
         #expect(try q.leaseBatch(nowMillis: 4_000, maxCount: 10, maxBytes: 10_000).isEmpty)
-        #expect(try q.leaseBatch(nowMillis: 5_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["m0", "m1"])
+        #expect(try Self.ids(q, at: 5_000, max: 10) == ["m0", "m1"])
         await spool.close()
     }
 
@@ -67,8 +72,8 @@ import RelaySpool
         // A restart: the file keeps m0 and m1's next attempt, memory keeps no lease.
         let reopened = try Spool(options: SpoolOptions(path: dir + "/spool.db"), nowMillis: { 1_000 })
         let q = try SpoolForwardQueue(spool: reopened)
-        #expect(try q.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["m2", "m3"])
-        #expect(try q.leaseBatch(nowMillis: 5_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["m0", "m1"])
+        #expect(try Self.ids(q, at: 2_000, max: 10) == ["m2", "m3"])
+        #expect(try Self.ids(q, at: 5_000, max: 10) == ["m0", "m1"])
         await reopened.close()
     }
 
@@ -77,10 +82,10 @@ import RelaySpool
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try await Self.append(spool, ["b0", "b1"], priority: .bulk)
         let q = try SpoolForwardQueue(spool: spool)
-        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["b0", "b1"])
+        #expect(try Self.ids(q, at: 1_000, max: 10) == ["b0", "b1"])
         try await Self.append(spool, ["l0"])
         try await Self.append(spool, ["b2"], priority: .bulk)
-        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["l0", "b2"])
+        #expect(try Self.ids(q, at: 1_000, max: 10) == ["l0", "b2"])
         await spool.close()
     }
 
@@ -93,8 +98,8 @@ import RelaySpool
         try await Self.append(spool, ["l1"], key: "k2")
         try await Self.append(spool, ["b1"], priority: .bulk)
         let q = try SpoolForwardQueue(spool: spool)
-        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["l0", "b0", "b1"])
-        #expect(try q.leaseBatch(nowMillis: 1_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["l1"])
+        #expect(try Self.ids(q, at: 1_000, max: 10) == ["l0", "b0", "b1"])
+        #expect(try Self.ids(q, at: 1_000, max: 10) == ["l1"])
         await spool.close()
     }
 
@@ -113,7 +118,7 @@ import RelaySpool
         q.release(first)
         try await q.deadLetter(second, reason: DeadLetterReason(reason: "HTTP 400", status: 400), nowMillis: 1_000)
         q.release(second)
-        #expect(try q.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 10_000).map(\.messageID) == ["other"], "retries not due yet")
+        #expect(try Self.ids(q, at: 2_000, max: 10) == ["other"], "retries not due yet")
         let retried = try q.leaseBatch(nowMillis: 5_000, maxCount: 10, maxBytes: 10_000)
         #expect(retried.map(\.messageID) == ["m0", "m1"] && retried.allSatisfy { $0.attempts == 1 })
         try await q.acknowledge(retried, nowMillis: 5_000)
