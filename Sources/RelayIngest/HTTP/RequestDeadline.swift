@@ -7,7 +7,11 @@
 // the request is complete (headers and body); past it the client gets
 // `408` and the connection closes. Time spent waiting for the commit and
 // writing the answer never counts, and neither does a keep-alive
-// connection idling between requests (the idle timeout covers that).
+// connection idling between requests (the idle timeout covers that). An
+// answer sent before the request's end (the early `413` for a body over the
+// limit) ends the deadline for good: the handler's own drain bounds what is
+// left, and a `408` after that answer would only reset the connection before
+// the client has read it.
 //
 // Two handlers share one RequestDeadline: the start watcher sits before the
 // HTTP decoder and sees the first raw bytes; the end watcher sits after it
@@ -18,7 +22,7 @@ import NIOHTTP1
 
 /// The state of the current request on one connection (loop-confined).
 final class RequestDeadline {
-    enum State { case idle, reading, answering }
+    enum State { case idle, reading, answering, answeredEarly }
     private(set) var state = State.idle
     private var timer: Scheduled<Void>?
     let timeout: TimeAmount
@@ -46,9 +50,16 @@ final class RequestDeadline {
         timer = nil
     }
 
-    /// The answer is written: the next request starts its own clock.
+    /// The answer is written: the next request starts its own clock. An
+    /// answer before the request's end stops the clock for the connection.
     func answered() {
-        if state == .answering { state = .idle }
+        switch state {
+        case .answering: state = .idle
+        case .reading:
+            state = .answeredEarly
+            cancel()
+        case .idle, .answeredEarly: break
+        }
     }
 
     func cancel() {

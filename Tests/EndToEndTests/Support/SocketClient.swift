@@ -57,6 +57,7 @@ final class SocketConnection {
         var off = 0
         while off < bytes.count {
             let n = bytes[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { throw SocketError(description: "send: \(String(cString: strerror(errno)))") }
             off += n
         }
@@ -70,6 +71,7 @@ final class SocketConnection {
         var buf = [UInt8](repeating: 0, count: 65536)
         while !done(data) {
             let n = recv(fd, &buf, buf.count, 0)
+            if n < 0 && errno == EINTR { continue }
             if n == 0 { break }
             if n < 0 { throw SocketError(description: "recv: \(String(cString: strerror(errno)))") }
             data.append(contentsOf: buf[0..<n])
