@@ -22,7 +22,8 @@
 //   (HTTP 503), or under `on_full = drop_oldest` deletes the oldest queued
 //   messages (counted and logged).
 // - Size never slows it: `stats` is memory (exact, refreshed from the
-//   trigger-kept `totals` row inside every write transaction); expiry and
+//   `totals` row inside every write transaction, which the writer keeps for
+//   its own outbox changes and triggers keep for the rest); expiry and
 //   the dedupe prune run on the writer thread through indexes, in slices of
 //   at most `maintenanceSliceRows` rows a transaction, between group commits.
 // - A row whose batch is in flight (leased) is never expired or dropped

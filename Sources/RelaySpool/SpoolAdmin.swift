@@ -78,6 +78,10 @@ public final class SpoolAdmin {
         if version < Schema.currentVersion {
             throw SpoolError.olderSchema(path: path, found: version, supported: Schema.currentVersion)
         }
+        // Replay and purge change the outbox: its totals are theirs to keep.
+        do { try Schema.keepOutboxTotals(db) } catch {
+            throw SpoolError.cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
+        }
     }
 
     public func stats() throws(SpoolError) -> SpoolStats {

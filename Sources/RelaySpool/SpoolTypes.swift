@@ -53,7 +53,7 @@ public struct SpoolMessage: Sendable, Hashable {
 }
 
 /// The spool right now: exact counts kept in memory by the writer (mirrored
-/// from the `totals` row that triggers maintain in every transaction), so
+/// from the `totals` row, exact in every transaction: see `Schema`), so
 /// reading them never touches the disk.
 public struct SpoolStats: Sendable, Hashable, Codable {
     /// Messages queued in the outbox.

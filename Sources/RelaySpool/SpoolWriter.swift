@@ -42,6 +42,12 @@ final class SpoolWriter {
     private let pruneIDs: SQLiteStatement
     private let oldestID: SQLiteStatement
     private let readTotals: SQLiteStatement
+    private let addTotals: SQLiteStatement
+    /// Outbox rows and bytes this transaction added (negative: removed), not
+    /// yet in `totals`: the writer counts its own outbox changes (schema v4,
+    /// no outbox triggers on this connection); `flushTotals` writes them
+    /// before anything reads the totals and before COMMIT; ROLLBACK drops them.
+    private var uncounted: (rows: Int64, bytes: Int64) = (0, 0)
     private let readDataVersion: SQLiteStatement
 
     init(options: SpoolOptions, logger: Logger) throws(SpoolError) {
@@ -65,8 +71,9 @@ final class SpoolWriter {
         do {
             insert = try db.prepare(SpoolSQL.insertOutbox)
             claimID = try db.prepare(SpoolSQL.claimID)
-            delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1")
-            deleteRange = try db.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2")
+            delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1 RETURNING bytes")
+            deleteRange = try db.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING bytes")
+            addTotals = try db.prepare("UPDATE totals SET outbox_count = outbox_count + ?1, outbox_bytes = outbox_bytes + ?2")
             refreshID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1")
             forgetID = try db.prepare("DELETE FROM message_ids WHERE message_id = (SELECT message_id FROM outbox WHERE seq = ?1)")
             retry = try db.prepare("""
@@ -204,6 +211,7 @@ final class SpoolWriter {
             try refreshTotals()
             try db.execute("COMMIT")
         } catch {
+            uncounted = (0, 0)  // counted changes that are rolled back with it
             if db.inTransaction { try? db.execute("ROLLBACK") }
             logger.error("spool commit failed; nothing of this transaction was stored", metadata: ["error": "\(error)"])
             // What is on disk is what it was; read it again.
@@ -245,6 +253,8 @@ final class SpoolWriter {
                     continue
                 }
                 try insert.insertOutbox(m)
+                uncounted.rows += 1
+                uncounted.bytes += Int64(m.payload.count)
                 outcomes.append(.stored)
                 if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
                 turn.appendedBytes += Int64(m.payload.count + m.messageID.utf8.count + 16)
@@ -256,9 +266,13 @@ final class SpoolWriter {
             // Consecutive seqs in one statement (no other row can lie between
             // them), a few dozen at a time (see `maxRunBytes`).
             for run in Self.consecutiveRuns(messages) {
+                defer { deleteRange.reset() }
                 try deleteRange.bind(1, run.first)
                 try deleteRange.bind(2, run.last)
-                try deleteRange.run()
+                while try deleteRange.step() {
+                    uncounted.rows -= 1
+                    uncounted.bytes -= deleteRange.int64(0)
+                }
             }
             // The id stays for the dedupe window from delivery: it was last
             // seen on receipt, which the prune's margin covers unless the
@@ -345,8 +359,7 @@ final class SpoolWriter {
                 for seq in free {
                     try forgetID.bind(1, seq)  // dropped: the app may send it again
                     try forgetID.run()
-                    try delete.bind(1, seq)
-                    try delete.run()
+                    try deleteRow(seq)
                     turn.dropped += 1
                 }
                 guard let last = rows.last else { break }  // nothing more of this priority
@@ -429,8 +442,18 @@ final class SpoolWriter {
     }
 
     private func refreshTotals() throws(SQLiteError) {
+        try flushTotals()
         // (Inside a transaction this sees the transaction's own changes.)
         try stats.load(from: readTotals)
+    }
+
+    /// Writes what this transaction counted itself into `totals` (see `uncounted`).
+    private func flushTotals() throws(SQLiteError) {
+        guard uncounted != (0, 0) else { return }
+        try addTotals.bind(1, uncounted.rows)
+        try addTotals.bind(2, uncounted.bytes)
+        try addTotals.run()
+        uncounted = (0, 0)
     }
 
     /// Claims `id` for a new message seen at `seenAt`; false when the relay
@@ -484,8 +507,17 @@ final class SpoolWriter {
         try toDeadLetters.run()
         try forgetID.bind(1, seq)  // not delivered: the app may send it again
         try forgetID.run()
+        try deleteRow(seq)
+    }
+
+    /// Deletes one outbox row, counting it out of the totals (see `uncounted`).
+    private func deleteRow(_ seq: Int64) throws(SQLiteError) {
+        defer { delete.reset() }
         try delete.bind(1, seq)
-        try delete.run()
+        while try delete.step() {
+            uncounted.rows -= 1
+            uncounted.bytes -= delete.int64(0)
+        }
     }
 
     private static func fail(_ op: Spool.Op, _ error: SpoolError) {
