@@ -138,10 +138,13 @@ shlibs=${shlibs#shlibs:Depends=}
 # GLIBC_ABI_DT_RELR version, which dpkg-shlibdeps does not map to a package):
 # without this floor, an older libc6 would install the package and then fail
 # to start it.
-if readelf -V "$stage/usr/bin/plainflow-relay" | grep -q GLIBC_ABI_DT_RELR; then
+versions=$(readelf -V "$stage/usr/bin/plainflow-relay") || die "readelf -V failed on the binary"
+if [[ $versions == *GLIBC_ABI_DT_RELR* ]]; then
   libc_floor=$(grep -oE 'libc6 \(>= [^)]+\)' <<<"$shlibs" | sed -E 's/libc6 \(>= (.*)\)/\1/') ||
     die "dpkg-shlibdeps gave no versioned libc6 ($shlibs)"
   dpkg --compare-versions "$libc_floor" ge 2.36 || shlibs=${shlibs/"libc6 (>= $libc_floor)"/"libc6 (>= 2.36)"}
+  floor_re='libc6 [(]>= 2[.](3[6-9]|[4-9][0-9])'
+  [[ $shlibs =~ $floor_re ]] || die "the binary needs glibc 2.36 (packed relocations) but Depends says: $shlibs"
 fi
 for lib in libcurl4 libsqlite3-0; do
   grep -qE "(^|, )$lib( |,|$)" <<<"$shlibs" ||

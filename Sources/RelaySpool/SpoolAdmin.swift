@@ -78,10 +78,6 @@ public final class SpoolAdmin {
         if version < Schema.currentVersion {
             throw SpoolError.olderSchema(path: path, found: version, supported: Schema.currentVersion)
         }
-        // Replay and purge change the outbox: its totals are theirs to keep.
-        do { try Schema.keepOutboxTotals(db) } catch {
-            throw SpoolError.cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
-        }
     }
 
     public func stats() throws(SpoolError) -> SpoolStats {
@@ -148,6 +144,7 @@ public final class SpoolAdmin {
                 let present = wanted.filter { found.contains($0) }
                 chunks = stride(from: 0, to: present.count, by: Self.sliceRows).map { Array(present[$0..<min($0 + Self.sliceRows, present.count)]) }
             }
+            try Schema.keepOutboxTotals(db)  // replay inserts into the outbox: its totals are ours to keep
             let next = try db.prepare("SELECT id FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2")
             let claim = try db.prepare(SpoolSQL.claimID)
             let insert = try db.prepare(SpoolSQL.insertOutbox)

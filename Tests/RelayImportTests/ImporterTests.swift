@@ -96,6 +96,12 @@ final class ImportFixture {
         let calls = try await f.queued()
         #expect(calls.map { $0["type"] as? String } == ["identify", "track", "page"])
         #expect(calls.allSatisfy { ($0["message_id"] as? String)?.count == 36 }, "ids made from the content, UUID-shaped")
+        // What the import queued counts in the spool's totals, as the daemon reads them.
+        let spool = try Spool(options: SpoolOptions(path: f.spoolPath))
+        let held = try spool.makeReader().leaseBatch(nowMillis: .max / 2, maxCount: 100, maxBytes: 1 << 30)
+        #expect(spool.stats.depth == 3 && held.count == 3)
+        #expect(spool.stats.bytes == held.reduce(Int64(0)) { $0 + Int64($1.payload.count) })
+        await spool.close()
         let report = try f.reportLines(reportPath)
         #expect(report.map { $0["line"] as? Int } == [4, 5, 6, 7])
         #expect((report[1]["errors"] as? [String])?.contains { $0.contains("email") } == true, "a repeated key names its path")

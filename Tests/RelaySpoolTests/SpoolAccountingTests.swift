@@ -183,11 +183,16 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         #expect(s.rejected == 1)
         #expect(onDisk(s) == onDisk(try recount(dir.db)))
         let reader = try spool.makeReader()
-        #expect(try reader.leaseBatch(nowMillis: Spool.wallClockMillis(), maxCount: 10, maxBytes: 1 << 20).map(\.messageID)
-                == ["v1-queued-1", "v1-queued-2", "v1-queued-3"])
+        let leased = try reader.leaseBatch(nowMillis: Spool.wallClockMillis(), maxCount: 10, maxBytes: 1 << 20)
+        #expect(leased.map(\.messageID) == ["v1-queued-1", "v1-queued-2", "v1-queued-3"])
         // The id the v1 relay delivered is still in the dedupe window.
         let sentAt = try SQLiteConnection(path: dir.db).scalarInt("SELECT seen_at FROM message_ids WHERE message_id = 'v1-sent'") ?? 0
         #expect(try await spool.append([record("v1-sent", at: sentAt + 1_000)]) == [.duplicate])
+        // The migrated file keeps exact counts through new appends and deliveries.
+        #expect(try await spool.append([record("v4-new-1", at: 2_000), record("v4-new-2", at: 2_000)]) == [.stored, .stored])
+        try await spool.acknowledge(Array(leased.prefix(2)), atMillis: 3_000)
+        #expect(spool.stats.depth == 3)
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
         await spool.close()
     }
 

@@ -45,21 +45,22 @@ final class RequestDeadline {
 
     /// The whole request has arrived: the rest is the relay's time.
     func requestComplete() {
+        guard state != .answeredEarly else { return }
         state = .answering
         timer?.cancel()
         timer = nil
     }
 
-    /// The answer is written: the next request starts its own clock. An
-    /// answer before the request's end stops the clock for the connection.
+    /// The answer is written: the next request starts its own clock.
     func answered() {
-        switch state {
-        case .answering: state = .idle
-        case .reading:
-            state = .answeredEarly
-            cancel()
-        case .idle, .answeredEarly: break
-        }
+        if state == .answering { state = .idle }
+    }
+
+    /// An answer before the request's end: the connection closes after a
+    /// bounded drain, so no clock runs on it again.
+    func answeredEarly() {
+        state = .answeredEarly
+        cancel()
     }
 
     func cancel() {
@@ -93,15 +94,27 @@ final class RequestEndWatcher: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
     let deadline: RequestDeadline
+    /// A request's head has come and its end not yet (whatever the deadline's
+    /// state: a pipelined request is delivered only once the previous answer
+    /// is written).
+    private var requestOpen = false
     init(_ deadline: RequestDeadline) { self.deadline = deadline }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .end = unwrapInboundIn(data) { deadline.requestComplete() }
+        switch unwrapInboundIn(data) {
+        case .head: requestOpen = true
+        case .end:
+            requestOpen = false
+            deadline.requestComplete()
+        case .body: break
+        }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { deadline.answered() }
+        if case .end = unwrapOutboundIn(data) {
+            if requestOpen { deadline.answeredEarly() } else { deadline.answered() }
+        }
         context.write(data, promise: promise)
     }
 }
