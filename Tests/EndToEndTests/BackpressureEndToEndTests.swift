@@ -33,13 +33,13 @@ private final class Failures: @unchecked Sendable {
         defer { relay.stop() }
         let pid = try #require(relay.process?.processIdentifier)
         let idle = Self.rssKiB(pid, "RssAnon")
-        // 8 clients at once, 1,250 calls of 2 KB each, pipelined 250 at a time:
+        // 16 clients at once, 1,250 calls of 2 KB each, pipelined 250 at a time:
         // many calls in flight at once, then none.
         let pad = String(repeating: "x", count: 2000)
         let unix = relay.unix
         let failures = Failures()
         let finished = DispatchSemaphore(value: 0)
-        for client in 0..<8 {
+        for client in 0..<16 {
             Thread {
                 defer { finished.signal() }
                 do {
@@ -57,7 +57,7 @@ private final class Failures: @unchecked Sendable {
                 }
             }.start()
         }
-        for _ in 0..<8 { finished.wait() }
+        for _ in 0..<16 { finished.wait() }
         #expect(failures.all.isEmpty, "\(failures.all)")
         let afterBurst = Self.rssKiB(pid, "RssAnon")
         var now = afterBurst

@@ -66,6 +66,30 @@ import Testing
         #expect(eventually { upstream.delivered.count == n - 1 })
     }
 
+    /// The lines of one read are stored together: a call repeated among them
+    /// is stored once and its repeat answered as a duplicate, in order, as
+    /// when they come one at a time.
+    @Test func aCallRepeatedWithinOneReadIsStoredOnceAndAnsweredAsADuplicate() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        defer { relay.stop() }
+        let call = #"{"type":"identify","user_id":"twice","message_id":"same-id"}"#
+        let other = #"{"type":"identify","user_id":"once","message_id":"other-id"}"#
+        let conn = try SocketConnection(relay.unix)
+        try conn.write(Array((call + "\n" + other + "\n" + call + "\n").utf8))
+        let data = try conn.read { d in d.filter { $0 == 0x0A }.count >= 3 }
+        let replies = String(decoding: data, as: UTF8.self).split(separator: "\n").map {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:]
+        }
+        #expect(replies.map { $0["message_id"] as? String } == ["same-id", "other-id", "same-id"])
+        #expect(replies.map { $0["duplicate"] as? Bool ?? false } == [false, false, true])
+        #expect(eventually { upstream.delivered.count == 2 })
+        usleep(300_000)
+        #expect(upstream.delivered.count == 2, "the repeat is not sent")
+    }
+
     /// A client that writes its calls, half-closes and reads afterwards gets
     /// every reply before the relay closes: one answered at once (a refusal),
     /// and thousands it reads only after a pause (more than socket buffers hold).

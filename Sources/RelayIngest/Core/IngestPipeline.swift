@@ -86,20 +86,68 @@ public final class IngestPipeline: Sendable {
             return
         }
         let receivedAt = now()
-        let value: JSONValue
+        switch route {
+        case .single(let type):
+            switch prepareSingle(body, type: type, writeKey: storedKey, receivedAt: receivedAt) {
+            case .refused(let reply): completion(reply)
+            case .ready(let record):
+                let id = record.messageID  // the completion keeps the id, not the payload
+                commit([record], executor: executor, failed: completion) { outcomes in
+                    completion(.stored(messageID: id, duplicate: outcomes.first == .duplicate))
+                }
+            }
+        case .batch(let priority):
+            guard let value = parse(body, receivedAt: receivedAt, completion: completion) else { return }
+            batch(value.value, priority: priority, duplicateKeys: value.duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
+        }
+    }
+
+    /// The body parsed, or nil once `completion` has the 400.
+    private func parse(_ body: [UInt8], receivedAt: Date, completion: (IngestReply) -> Void) -> (value: JSONValue, duplicateKeys: [DuplicateKey])? {
         var duplicateKeys: [DuplicateKey] = []  // a call repeating a key is refused (as a batch member, alone)
         do {
-            value = try JSONValue.parse(body, maxDepth: options.limits.maxDepth, duplicateKeys: &duplicateKeys)
+            let value = try JSONValue.parse(body, maxDepth: options.limits.maxDepth, duplicateKeys: &duplicateKeys)
+            return (value, duplicateKeys)
         } catch {
             reject([error.description], sample: body, at: receivedAt)
             completion(.failure(400, [error.description]))
+            return nil
+        }
+    }
+
+    /// Single calls that arrived together (the lines of one read on a
+    /// line-protocol connection), each answered as if sent alone but stored
+    /// in one append: `completion` gets `(index, reply)` pairs, once at once
+    /// for the calls refused and once after the commit for the others.
+    public func handleSingles(_ bodies: [[UInt8]], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
+                              completion: @escaping @Sendable ([(index: Int, reply: IngestReply)]) -> Void) {
+        let storedKey: String
+        switch resolveWriteKey(writeKey) {
+        case .store(let k): storedKey = k
+        case .refuse(let reply):
+            unauthorized.increment(by: Int64(bodies.count))
+            completion(bodies.indices.map { ($0, reply) })
             return
         }
-        switch route {
-        case .single(let type):
-            single(value, type: type, duplicateKeys: duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
-        case .batch(let priority):
-            batch(value, priority: priority, duplicateKeys: duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
+        let receivedAt = now()
+        var refused: [(index: Int, reply: IngestReply)] = []
+        var records: [SpoolAppend] = []
+        var indices: [Int] = []
+        records.reserveCapacity(bodies.count)
+        indices.reserveCapacity(bodies.count)
+        for (index, body) in bodies.enumerated() {
+            switch prepareSingle(body, type: nil, writeKey: storedKey, receivedAt: receivedAt) {
+            case .refused(let reply): refused.append((index, reply))
+            case .ready(let record):
+                records.append(record)
+                indices.append(index)
+            }
+        }
+        if !refused.isEmpty { completion(refused) }
+        guard !records.isEmpty else { return }
+        let ids = records.map(\.messageID)
+        commit(records, requests: records.count, executor: executor, failed: { [indices] reply in completion(indices.map { ($0, reply) }) }) { [indices] outcomes in
+            completion(indices.indices.map { (indices[$0], .stored(messageID: ids[$0], duplicate: outcomes[$0] == .duplicate)) })
         }
     }
 
@@ -122,20 +170,21 @@ public final class IngestPipeline: Sendable {
 
     // MARK: - One call
 
-    private func single(_ value: JSONValue, type: CallType?, duplicateKeys: [DuplicateKey], raw: [UInt8], writeKey: String, receivedAt: Date,
-                        executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
+    private enum Prepared { case ready(SpoolAppend), refused(IngestReply) }
+
+    /// One call parsed and normalized into what the spool stores, or its refusal.
+    private func prepareSingle(_ body: [UInt8], type: CallType?, writeKey: String, receivedAt: Date) -> Prepared {
+        var refusal: IngestReply?
+        guard let (value, duplicateKeys) = parse(body, receivedAt: receivedAt, completion: { refusal = $0 }) else { return .refused(refusal!) }
         let context = NormalizeContext(receivedAt: receivedAt, makeMessageID: makeMessageID)
         switch normalizer.normalize(value, endpointType: type, context: context, duplicateKeys: duplicateKeys) {
         case .failure(let rejection):
             let errors = rejection.errors.map(\.description)
-            reject(errors, sample: raw, at: receivedAt)
-            completion(.failure(rejection.kind == .tooLarge ? 413 : 400, errors))
+            reject(errors, sample: body, at: receivedAt)
+            return .refused(.failure(rejection.kind == .tooLarge ? 413 : 400, errors))
         case .success(let message):
-            let record = SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
-                                     receivedAtMillis: Self.millis(receivedAt), payload: message.encoded)
-            commit([record], executor: executor, completion: completion) { outcomes in
-                .stored(messageID: message.messageID, duplicate: outcomes.first == .duplicate)
-            }
+            return .ready(SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
+                                      receivedAtMillis: Self.millis(receivedAt), payload: message.encoded))
         }
     }
 
@@ -192,30 +241,32 @@ public final class IngestPipeline: Sendable {
             completion(.failure(400, calls.isEmpty ? ["batch: is empty"] : allErrors, extra: ["rejected": .array(rejected)]))
             return
         }
-        commit(records, executor: executor, completion: completion) { [ids, rejected] outcomes in
+        commit(records, executor: executor, failed: completion) { [ids, rejected] outcomes in
             let dup = outcomes.filter { $0 == .duplicate }.count
-            return IngestReply(status: 200, body: JSONValue.object([
+            completion(IngestReply(status: 200, body: JSONValue.object([
                 "duplicates": .int(Int64(dup)),
                 "message_ids": .array(ids.map { .string($0) }),
                 "ok": .bool(true),
                 "rejected": .array(rejected),
                 "stored": .int(Int64(outcomes.count - dup)),
-            ]).encoded())
+            ]).encoded()))
         }
     }
 
     // MARK: - The durable append
 
-    /// Hands `records` to the store within the pending budget and answers
-    /// after the commit: `answer(outcomes)` when stored, 503 when the budget
-    /// or the spool refuses; counts each outcome and times the acknowledgement.
-    private func commit(_ records: [SpoolAppend], executor: (any CompletionExecutor)?,
-                       completion: @escaping @Sendable (IngestReply) -> Void,
-                       answer: @escaping @Sendable ([AppendOutcome]) -> IngestReply) {
+    /// Hands `records` to the store within the pending budget: `stored`
+    /// gets their outcomes after the commit, `failed` the one answer for all
+    /// of them when the budget or the spool refuses (503, or 500 for a spool
+    /// that cannot store at all); counts each outcome and times the
+    /// acknowledgement of each of the `requests` they came in.
+    private func commit(_ records: [SpoolAppend], requests: Int = 1, executor: (any CompletionExecutor)?,
+                        failed: @escaping @Sendable (IngestReply) -> Void,
+                        stored answer: @escaping @Sendable ([AppendOutcome]) -> Void) {
         let bytes = records.reduce(0) { $0 + $1.payload.count }
         let count = records.count  // the completion keeps the count, not the payloads
         guard reservePending(bytes) else {
-            completion(busy(count: count))
+            failed(busy(count: count))
             return
         }
         let started = ContinuousClock.now
@@ -223,14 +274,14 @@ public final class IngestPipeline: Sendable {
             pendingBytes.subtract(bytes, ordering: .relaxed)
             switch result {
             case .success(let outcomes):
-                recordAck(since: started)
+                recordAck(since: started, requests: requests)
                 if refusing.load(ordering: .relaxed) { noteStored() }
                 let dup = outcomes.filter { $0 == .duplicate }.count
                 if outcomes.count > dup { stored.increment(by: Int64(outcomes.count - dup)) }
                 if dup > 0 { duplicates.increment(by: Int64(dup)) }
-                completion(answer(outcomes))
+                answer(outcomes)
             case .failure(let error):
-                completion(spoolFailure(error, count: count))
+                failed(spoolFailure(error, count: count))
             }
         }
     }
@@ -271,9 +322,10 @@ public final class IngestPipeline: Sendable {
 
     // MARK: - Helpers
 
-    private func recordAck(since started: ContinuousClock.Instant) {
+    private func recordAck(since started: ContinuousClock.Instant, requests: Int) {
         let d = started.duration(to: .now).components
-        ackDuration.recordNanoseconds(d.seconds * 1_000_000_000 + d.attoseconds / 1_000_000_000)
+        let nanoseconds = d.seconds * 1_000_000_000 + d.attoseconds / 1_000_000_000
+        for _ in 0..<requests { ackDuration.recordNanoseconds(nanoseconds) }
     }
 
     private func spoolFailure(_ error: SpoolError, count: Int) -> IngestReply {

@@ -5,6 +5,9 @@
 // BoundedLineDecoder frames lines without ever buffering more than the
 // request limit; LineProtocolHandler keeps replies in call order although
 // validation failures answer at once and stored calls answer after a commit.
+// The lines of one read go to the pipeline together, at the read's end, and
+// are stored in one append: one hand-over to the spool writer and one back
+// for all of them, where a client that pipelines sends dozens in one read.
 
 import NIOCore
 import RelayMessage
@@ -67,6 +70,10 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private let executors: EventLoopExecutors
     private var received = 0
     private var answered = 0
+    /// Lines of the current read, not yet handed to the pipeline, and the
+    /// call index of the first.
+    private var lines: [[UInt8]] = []
+    private var firstLineIndex = 0
     private var ready: [Int: [UInt8]] = [:]
     private var closeWhenDone = false
     /// A flush is queued on the loop: the replies of one commit (run as one
@@ -105,14 +112,29 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         let line = unwrapInboundIn(data)
         let bytes = Array(line.readableBytesView)
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: not a call
-        let index = received
+        if lines.isEmpty { firstLineIndex = received }
+        lines.append(bytes)
         received += 1
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        handOver(context)
+        context.fireChannelReadComplete()
+    }
+
+    /// Hands the lines read so far to the pipeline; their replies come back
+    /// by call index (refusals at once, the others after their commit).
+    private func handOver(_ context: ChannelHandlerContext) {
+        guard !lines.isEmpty else { return }
+        var bodies: [[UInt8]] = []
+        swap(&bodies, &lines)
+        let first = firstLineIndex
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
-        pipeline.handle(.single(nil), body: bytes, writeKey: nil, on: executors.executor(for: loop)) { reply in
+        pipeline.handleSingles(bodies, writeKey: nil, on: executors.executor(for: loop)) { replies in
             loop.runOnLoop {
                 let (handler, context) = bound.value
-                handler.ready[index] = reply.body
+                for (index, reply) in replies { handler.ready[first + index] = reply.body }
                 handler.flushInOrder(context)
             }
         }
@@ -149,6 +171,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent || (event as? ChannelEvent) == .inputClosed {
+            handOver(context)  // the last lines, framed at the end of input
             closeWhenDone = true
             if answered == received { closeAfterReplies(context) }
             return
@@ -170,6 +193,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        handOver(context)  // the lines before the error are answered first
         if let tooLong = error as? LineTooLongError {
             let reply = IngestReply.failure(413, ["line is longer than \(tooLong.limit) bytes"])
             ready[received] = reply.body
