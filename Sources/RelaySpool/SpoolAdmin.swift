@@ -144,7 +144,7 @@ public final class SpoolAdmin {
                 let present = wanted.filter { found.contains($0) }
                 chunks = stride(from: 0, to: present.count, by: Self.sliceRows).map { Array(present[$0..<min($0 + Self.sliceRows, present.count)]) }
             }
-            try Schema.keepOutboxTotals(db)  // replay inserts into the outbox: its totals are ours to keep
+            try Schema.keepTotals(db)  // replay adds outbox rows and dedupe ids: their totals are ours to keep
             let next = try db.prepare("SELECT id FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2")
             let claim = try db.prepare(SpoolSQL.claimID)
             let insert = try db.prepare(SpoolSQL.insertOutbox)

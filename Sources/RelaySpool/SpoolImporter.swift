@@ -72,7 +72,7 @@ public final class SpoolImporter {
                     ? SpoolError.newerSchema(path: path, found: version, supported: Schema.currentVersion)
                     : SpoolError.olderSchema(path: path, found: version, supported: Schema.currentVersion)
             }
-            try Schema.keepOutboxTotals(db)  // its inserts count in the outbox totals
+            try Schema.keepTotals(db)  // its inserts count in the outbox and dedupe totals
             claim = try db.prepare(SpoolSQL.claimID)
             insert = try db.prepare(SpoolSQL.insertOutbox)
             saveRun = try db.prepare("""

@@ -28,7 +28,8 @@ final class SpoolWriter {
     private var lastFullWarningMillis: Int64 = 0
 
     private let insert: SQLiteStatement
-    private let claimID: SQLiteStatement
+    private let insertID: SQLiteStatement
+    private let takeOverID: SQLiteStatement
     private let delete: SQLiteStatement
     private let deleteRange: SQLiteStatement
     private let refreshID: SQLiteStatement
@@ -43,11 +44,15 @@ final class SpoolWriter {
     private let oldestID: SQLiteStatement
     private let readTotals: SQLiteStatement
     private let addTotals: SQLiteStatement
-    /// Outbox rows and bytes this transaction added (negative: removed), not
-    /// yet in `totals`: the writer counts its own outbox changes (schema v4,
-    /// no outbox triggers on this connection); `flushTotals` writes them
-    /// before anything reads the totals and before COMMIT; ROLLBACK drops them.
-    private var uncounted: (rows: Int64, bytes: Int64) = (0, 0)
+    /// Outbox rows and bytes, and dedupe ids and their bytes, this
+    /// transaction added (negative: removed), not yet in `totals`: the writer
+    /// counts its own changes (schema v4, no such triggers on this
+    /// connection); `flushTotals` writes them before anything reads the
+    /// totals and before COMMIT; ROLLBACK drops them.
+    private var uncounted = Uncounted()
+    private struct Uncounted: Equatable {
+        var rows: Int64 = 0, bytes: Int64 = 0, ids: Int64 = 0, idBytes: Int64 = 0
+    }
     private let readDataVersion: SQLiteStatement
 
     init(options: SpoolOptions, logger: Logger) throws(SpoolError) {
@@ -70,12 +75,19 @@ final class SpoolWriter {
         try Schema.migrate(db)
         do {
             insert = try db.prepare(SpoolSQL.insertOutbox)
-            claimID = try db.prepare(SpoolSQL.claimID)
+            // The claim (SpoolSQL.claimID) in two steps, so that the writer
+            // knows when it added an id (to count it) rather than took one over.
+            // (Not RETURNING: its per-statement result table costs more than the trigger did.)
+            insertID = try db.prepare("INSERT INTO message_ids (message_id, seen_at) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING")
+            takeOverID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1 AND seen_at < ?3")
             delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1 RETURNING bytes")
             deleteRange = try db.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING bytes")
-            addTotals = try db.prepare("UPDATE totals SET outbox_count = outbox_count + ?1, outbox_bytes = outbox_bytes + ?2")
+            addTotals = try db.prepare("""
+                UPDATE totals SET outbox_count = outbox_count + ?1, outbox_bytes = outbox_bytes + ?2,
+                    ids_count = ids_count + ?3, ids_bytes = ids_bytes + ?4
+                """)
             refreshID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1")
-            forgetID = try db.prepare("DELETE FROM message_ids WHERE message_id = (SELECT message_id FROM outbox WHERE seq = ?1)")
+            forgetID = try db.prepare("DELETE FROM message_ids WHERE message_id = (SELECT message_id FROM outbox WHERE seq = ?1) RETURNING length(message_id)")
             retry = try db.prepare("""
                 UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
                     first_attempt_at = COALESCE(first_attempt_at, ?4)
@@ -96,10 +108,12 @@ final class SpoolWriter {
             evictOldestIDs = try db.prepare("""
                 DELETE FROM message_ids WHERE message_id IN
                     (SELECT message_id FROM message_ids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)
+                RETURNING length(message_id)
                 """)
             pruneIDs = try db.prepare("""
                 DELETE FROM message_ids WHERE message_id IN
                     (SELECT message_id FROM message_ids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)
+                RETURNING length(message_id)
                 """)
             oldestID = try db.prepare("SELECT min(seen_at) FROM message_ids")
             readTotals = try db.prepare(SpoolStats.totalsSQL)
@@ -211,7 +225,7 @@ final class SpoolWriter {
             try refreshTotals()
             try db.execute("COMMIT")
         } catch {
-            uncounted = (0, 0)  // counted changes that are rolled back with it
+            uncounted = Uncounted()  // counted changes that are rolled back with it
             if db.inTransaction { try? db.execute("ROLLBACK") }
             logger.error("spool commit failed; nothing of this transaction was stored", metadata: ["error": "\(error)"])
             // What is on disk is what it was; read it again.
@@ -332,9 +346,9 @@ final class SpoolWriter {
             let perID = max(1, stats.dedupeBytes / stats.dedupeIDs)
             try evictOldestIDs.bind(1, stats.oldestReceivedAtMillis ?? .max)
             try evictOldestIDs.bind(2, min(10_000, max(64, over / perID + 1)))
-            try evictOldestIDs.run()
-            turn.evicted += Int64(db.changes)
-            if db.changes == 0 { break }
+            let evicted = try removeIDs(evictOldestIDs)
+            turn.evicted += Int64(evicted)
+            if evicted == 0 { break }
         }
         if try excess() <= 0 {
             if turn.evicted > 0 { logger.notice("spool near max_bytes: forgot the oldest dedupe ids to make room (the 24 h dedupe window is shorter for now)", metadata: ["ids": "\(turn.evicted)"]) }
@@ -358,7 +372,7 @@ final class SpoolWriter {
                 let free = shared.leases.withLock { $0.claimForRemoval(rows, bytesNeeded: needed, byCommit: commit) }
                 for seq in free {
                     try forgetID.bind(1, seq)  // dropped: the app may send it again
-                    try forgetID.run()
+                    _ = try removeIDs(forgetID)
                     try deleteRow(seq)
                     turn.dropped += 1
                 }
@@ -415,8 +429,7 @@ final class SpoolWriter {
             if pruneDue {
                 try pruneIDs.bind(1, pruneBefore)
                 try pruneIDs.bind(2, Int64(limit))
-                try pruneIDs.run()
-                touched = max(touched, db.changes)
+                touched = max(touched, try removeIDs(pruneIDs))
             }
         }
         maintenanceBacklog = ok && touched >= limit
@@ -449,20 +462,30 @@ final class SpoolWriter {
 
     /// Writes what this transaction counted itself into `totals` (see `uncounted`).
     private func flushTotals() throws(SQLiteError) {
-        guard uncounted != (0, 0) else { return }
+        guard uncounted != Uncounted() else { return }
         try addTotals.bind(1, uncounted.rows)
         try addTotals.bind(2, uncounted.bytes)
+        try addTotals.bind(3, uncounted.ids)
+        try addTotals.bind(4, uncounted.idBytes)
         try addTotals.run()
-        uncounted = (0, 0)
+        uncounted = Uncounted()
     }
 
     /// Claims `id` for a new message seen at `seenAt`; false when the relay
     /// still holds it: queued (seen since the oldest queued message) or
     /// delivered within the dedupe window.
     private func claim(_ id: String, seenAt: Int64) throws(SQLiteError) -> Bool {
-        try claimID.bind(2, seenAt)
-        try claimID.bind(3, min(seenAt - options.dedupeWindowMillis, stats.oldestReceivedAtMillis ?? .max))
-        try claimID.withBound(1, text: id) { () throws(SQLiteError) in try claimID.run() }
+        try insertID.bind(2, seenAt)
+        try insertID.withBound(1, text: id) { () throws(SQLiteError) in try insertID.run() }
+        if db.changes == 1 {
+            uncounted.ids += 1
+            uncounted.idBytes += Self.sqlLength(id) + 16
+            return true
+        }
+        // Held already: taken over only when last seen before the hold.
+        try takeOverID.bind(2, seenAt)
+        try takeOverID.bind(3, min(seenAt - options.dedupeWindowMillis, stats.oldestReceivedAtMillis ?? .max))
+        try takeOverID.withBound(1, text: id) { () throws(SQLiteError) in try takeOverID.run() }
         return db.changes == 1
     }
 
@@ -506,8 +529,32 @@ final class SpoolWriter {
         try toDeadLetters.bind(5, countsAsAttempt ? 1 : 0)
         try toDeadLetters.run()
         try forgetID.bind(1, seq)  // not delivered: the app may send it again
-        try forgetID.run()
+        _ = try removeIDs(forgetID)
         try deleteRow(seq)
+    }
+
+    /// SQLite's `length()` of `text`: its characters before the first NUL
+    /// (what the totals and `spool stats` count for a dedupe id).
+    static func sqlLength(_ text: String) -> Int64 {
+        var n: Int64 = 0
+        for byte in text.utf8 {
+            if byte == 0 { break }
+            if byte & 0xC0 != 0x80 { n += 1 }  // not a continuation byte
+        }
+        return n
+    }
+
+    /// Runs a bound delete of dedupe ids (`RETURNING length(message_id)`),
+    /// counting them out of the totals; returns how many it deleted.
+    private func removeIDs(_ statement: SQLiteStatement) throws(SQLiteError) -> Int {
+        defer { statement.reset() }
+        var removed = 0
+        while try statement.step() {
+            removed += 1
+            uncounted.ids -= 1
+            uncounted.idBytes -= statement.int64(0) + 16
+        }
+        return removed
     }
 
     /// Deletes one outbox row, counting it out of the totals (see `uncounted`).

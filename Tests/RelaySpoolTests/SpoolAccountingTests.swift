@@ -78,6 +78,9 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         _ = try admin.purgeDeadLetters(deadBeforeMillis: nil)
         try await check("an operator's purge, from another connection")
         #expect(spool.stats.deadLetters == 0)
+        // Ids counted as SQLite counts them (characters before a NUL), not as bytes.
+        _ = try await spool.append([record("ünïcødé-✓-id", at: 60_100, size: 200), record("nul\u{0}inside", at: 60_100, size: 200)])
+        try await check("appends of ids with non-ASCII characters and a NUL")
         await spool.close()
     }
 
