@@ -94,6 +94,7 @@ let package = Package(
         .testTarget(name: "RelayIngestTests", dependencies: [
             "RelayIngest", "RelayMessage", "RelaySpool",
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "RelayDaemonTests", dependencies: ["RelayDaemon", "RelaySpool"]),
         .testTarget(name: "RelayImportTests", dependencies: ["RelayImport", "RelayMessage", "RelaySpool"], exclude: ["Fixtures"]),

@@ -54,22 +54,32 @@ struct BoundedLineDecoder: ByteToMessageDecoder {
 }
 
 /// Calls of one line-protocol connection, answered in order, with
-/// backpressure: past `maxPending` calls waiting for their commit, or while
-/// the client does not read its replies (the channel is not writable), the
-/// connection is not read (TCP flow control pushes back on the app), so
-/// memory does not grow with how fast a client pipelines.
+/// backpressure: past `maxPendingBytes` of calls waiting for their commit
+/// (or `maxPendingCalls` of them), or while the client does not read its
+/// replies (the channel is not writable), the connection is not read (TCP
+/// flow control pushes back on the app), so memory does not grow with how
+/// fast a client pipelines, nor with how large its calls are.
 final class LineProtocolHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// Calls in flight (read, not yet answered) past which reading stops.
-    static let maxPending = 256
+    /// Calls in flight (read, not yet answered) past which reading stops,
+    /// by bytes (a line's bytes plus `perCallBytes`) or by count, whichever
+    /// comes first: about 1,200 typical 600-byte calls, or 70 of the largest.
+    static let maxPendingBytes = 1 << 20
+    static let maxPendingCalls = 4_096
+    /// What a call in flight holds besides its line (its reply, bookkeeping).
+    static let perCallBytes = 256
 
     private let pipeline: IngestPipeline
     private let executors: EventLoopExecutors
     private var received = 0
     private var answered = 0
+    /// What each call in flight counts against `maxPendingBytes`, in call
+    /// order, and their sum.
+    private var pendingSizes = CircularBuffer<Int>()
+    private var pendingBytes = 0
     /// Lines of the current read, not yet handed to the pipeline, and the
     /// call index of the first.
     private var lines: [[UInt8]] = []
@@ -89,7 +99,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     }
 
     private func mayRead(_ context: ChannelHandlerContext) -> Bool {
-        received - answered < Self.maxPending && context.channel.isWritable
+        received - answered < Self.maxPendingCalls && pendingBytes < Self.maxPendingBytes && context.channel.isWritable
     }
 
     func read(context: ChannelHandlerContext) {
@@ -115,6 +125,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         if lines.isEmpty { firstLineIndex = received }
         lines.append(bytes)
         received += 1
+        let size = bytes.count + Self.perCallBytes
+        pendingSizes.append(size)
+        pendingBytes += size
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -151,6 +164,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             buffer.writeInteger(UInt8(ascii: "\n"))
             context.write(wrapOutboundOut(buffer), promise: nil)
             answered += 1
+            pendingBytes -= pendingSizes.removeFirst()
             wrote = true
         }
         if closeWhenDone && answered == received {
@@ -198,6 +212,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             let reply = IngestReply.failure(413, ["line is longer than \(tooLong.limit) bytes"])
             ready[received] = reply.body
             received += 1
+            pendingSizes.append(0)
             closeWhenDone = true
             flushInOrder(context)
         } else if closeWhenDone, case .dataReceivedInErrorState? = error as? ByteToMessageDecoderError {
