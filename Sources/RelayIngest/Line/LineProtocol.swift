@@ -157,16 +157,17 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// (failures carry their `"status"`) and a newline. The flush comes once
     /// the loop's current task (a whole commit's completions) is done.
     private func flushInOrder(_ context: ChannelHandlerContext) {
-        var wrote = false
+        // The replies next in order, in one buffer (one write, not one each).
+        var buffer: ByteBuffer?
         while let body = ready.removeValue(forKey: answered) {
-            var buffer = context.channel.allocator.buffer(capacity: body.count + 1)
-            buffer.writeBytes(body)
-            buffer.writeInteger(UInt8(ascii: "\n"))
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            if buffer == nil { buffer = context.channel.allocator.buffer(capacity: (body.count + 1) * 16) }
+            buffer!.writeBytes(body)
+            buffer!.writeInteger(UInt8(ascii: "\n"))
             answered += 1
             pendingBytes -= pendingSizes.removeFirst()
-            wrote = true
         }
+        let wrote = buffer != nil
+        if let buffer { context.write(wrapOutboundOut(buffer), promise: nil) }
         if closeWhenDone && answered == received {
             closeAfterReplies(context)
             return
