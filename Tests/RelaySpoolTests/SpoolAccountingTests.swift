@@ -199,6 +199,34 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         await spool.close()
     }
 
+    /// A v4 file that still has the dedupe ids' stored triggers, its counts
+    /// doubled by a build that also counted them itself: v5 drops the
+    /// triggers and counts the ids again, and the counts stay exact after.
+    @Test func aV4SpoolWithIdsCountedTwiceOpensWithExactCounts() async throws {
+        let dir = TempDir()
+        var spool: Spool? = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        _ = try await spool!.append((1...5).map { record("v4-\($0)", at: 1_000) })
+        await spool!.close()
+        spool = nil
+        let db = try SQLiteConnection(path: dir.db)
+        try db.execute("""
+            CREATE TRIGGER ids_added AFTER INSERT ON message_ids BEGIN
+                UPDATE totals SET ids_count = ids_count + 1, ids_bytes = ids_bytes + length(NEW.message_id) + 16;
+            END;
+            CREATE TRIGGER ids_removed AFTER DELETE ON message_ids BEGIN
+                UPDATE totals SET ids_count = ids_count - 1, ids_bytes = ids_bytes - length(OLD.message_id) - 16;
+            END;
+            UPDATE totals SET ids_count = ids_count * 2, ids_bytes = ids_bytes * 2;
+            PRAGMA user_version = 4;
+            """)
+        let reopened = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        #expect(reopened.stats.dedupeIDs == 5)
+        #expect(onDisk(reopened.stats) == onDisk(try recount(dir.db)))
+        _ = try await reopened.append([record("v5-new", at: 1_500)])
+        #expect(onDisk(reopened.stats) == onDisk(try recount(dir.db)), "each new id counted once")
+        await reopened.close()
+    }
+
     @Test func operatorReplayAndPurgeWorkInSlicesAndSayWhatTheyDid() async throws {
         let dir = TempDir()
         let clock = ManualClock(1_000)

@@ -98,8 +98,11 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         self.executors = executors
     }
 
+    /// Whether to read on: not once the connection is to close (input ended,
+    /// or the relay is stopping), and not past the bounds on calls in flight.
     private func mayRead(_ context: ChannelHandlerContext) -> Bool {
-        received - answered < Self.maxPendingCalls && pendingBytes < Self.maxPendingBytes && context.channel.isWritable
+        !closeWhenDone && received - answered < Self.maxPendingCalls && pendingBytes < Self.maxPendingBytes
+            && context.channel.isWritable
     }
 
     func read(context: ChannelHandlerContext) {
@@ -158,18 +161,25 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// the loop's current task (a whole commit's completions) is done.
     private func flushInOrder(_ context: ChannelHandlerContext) {
         // The replies next in order, in one buffer (one write, not one each).
-        var buffer: ByteBuffer?
-        while let body = ready.removeValue(forKey: answered) {
-            if buffer == nil { buffer = context.channel.allocator.buffer(capacity: (body.count + 1) * 16) }
-            buffer!.writeBytes(body)
-            buffer!.writeInteger(UInt8(ascii: "\n"))
-            answered += 1
-            pendingBytes -= pendingSizes.removeFirst()
+        var size = 0
+        var next = answered
+        while let body = ready[next] {
+            size += body.count + 1
+            next += 1
         }
-        let wrote = buffer != nil
-        if let buffer { context.write(wrapOutboundOut(buffer), promise: nil) }
+        let wrote = next > answered
+        if wrote {
+            var buffer = context.channel.allocator.buffer(capacity: size)
+            while answered < next {
+                buffer.writeBytes(ready.removeValue(forKey: answered)!)
+                buffer.writeInteger(UInt8(ascii: "\n"))
+                answered += 1
+                pendingBytes -= pendingSizes.removeFirst()
+            }
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
         if closeWhenDone && answered == received {
-            closeAfterReplies(context)
+            if closing { context.flush() } else { closeAfterReplies(context) }  // (closing: its flush has passed)
             return
         }
         if wrote && !flushQueued {
