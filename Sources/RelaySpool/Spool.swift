@@ -23,9 +23,10 @@
 //   messages (counted and logged).
 // - Size never slows it: `stats` is memory (exact, refreshed from the
 //   `totals` row inside every write transaction, which the writer keeps for
-//   its own outbox changes and triggers keep for the rest); expiry and
-//   the dedupe prune run on the writer thread through indexes, in slices of
-//   at most `maintenanceSliceRows` rows a transaction, between group commits.
+//   its own outbox and dedupe-id changes and triggers keep for the rest);
+//   expiry and the dedupe prune run on the writer thread through indexes, in
+//   slices of at most `maintenanceSliceRows` rows a transaction, between
+//   group commits.
 // - A row whose batch is in flight (leased) is never expired or dropped
 //   (LeaseTable).
 //

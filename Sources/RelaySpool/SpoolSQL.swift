@@ -12,6 +12,13 @@ enum SpoolSQL {
         ON CONFLICT (message_id) DO UPDATE SET seen_at = excluded.seen_at WHERE message_ids.seen_at < ?3
         """
 
+    /// `claimID` in two steps, for a connection that counts the ids it adds
+    /// itself (the spool writer: no triggers on its connection): the insert
+    /// (`changes() == 1`: a new id, to count), then, only for an id already
+    /// there, the take-over (?1 id, ?2 seen_at, ?3 as in `claimID`).
+    static let insertID = "INSERT INTO message_ids (message_id, seen_at) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING"
+    static let takeOverID = "UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1 AND seen_at < ?3"
+
     /// One message into the outbox: ?1 message_id, ?2 write_key, ?3 priority,
     /// ?4 received_at, ?5 payload, ?6 bytes.
     static let insertOutbox = """

@@ -46,7 +46,7 @@ final class SpoolWriter {
     private let addTotals: SQLiteStatement
     /// Outbox rows and bytes, and dedupe ids and their bytes, this
     /// transaction added (negative: removed), not yet in `totals`: the writer
-    /// counts its own changes (schema v4, no such triggers on this
+    /// counts its own changes (schema v4 and v5: no such triggers on this
     /// connection); `flushTotals` writes them before anything reads the
     /// totals and before COMMIT; ROLLBACK drops them.
     private var uncounted = Uncounted()
@@ -75,11 +75,9 @@ final class SpoolWriter {
         try Schema.migrate(db)
         do {
             insert = try db.prepare(SpoolSQL.insertOutbox)
-            // The claim (SpoolSQL.claimID) in two steps, so that the writer
-            // knows when it added an id (to count it) rather than took one over.
-            // (Not RETURNING: its per-statement result table costs more than the trigger did.)
-            insertID = try db.prepare("INSERT INTO message_ids (message_id, seen_at) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING")
-            takeOverID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1 AND seen_at < ?3")
+            // (Not the insert with RETURNING: its result table per statement costs more than the trigger did.)
+            insertID = try db.prepare(SpoolSQL.insertID)
+            takeOverID = try db.prepare(SpoolSQL.takeOverID)
             delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1 RETURNING bytes")
             deleteRange = try db.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING bytes")
             addTotals = try db.prepare("""
@@ -280,13 +278,9 @@ final class SpoolWriter {
             // Consecutive seqs in one statement (no other row can lie between
             // them), a few dozen at a time (see `maxRunBytes`).
             for run in Self.consecutiveRuns(messages) {
-                defer { deleteRange.reset() }
                 try deleteRange.bind(1, run.first)
                 try deleteRange.bind(2, run.last)
-                while try deleteRange.step() {
-                    uncounted.rows -= 1
-                    uncounted.bytes -= deleteRange.int64(0)
-                }
+                try removeRows(deleteRange)
             }
             // The id stays for the dedupe window from delivery: it was last
             // seen on receipt, which the prune's margin covers unless the
@@ -494,17 +488,18 @@ final class SpoolWriter {
     static func consecutiveRuns(_ messages: [SpoolMessage]) -> [(first: Int64, last: Int64)] {
         var runs: [(first: Int64, last: Int64)] = []
         var runBytes = 0
-        for m in messages.sorted(by: { $0.seq < $1.seq }) {
+        // (Sorting the seqs and sizes, not the messages: no copy of their strings and payloads.)
+        for (seq, bytes) in messages.map({ ($0.seq, $0.payload.count) }).sorted(by: { $0.0 < $1.0 }) {
             if let last = runs.last?.last {
-                if m.seq == last { continue }  // listed twice
-                if m.seq == last + 1 && runBytes + m.payload.count <= maxRunBytes {
-                    runs[runs.count - 1].last = m.seq
-                    runBytes += m.payload.count
+                if seq == last { continue }  // listed twice
+                if seq == last + 1 && runBytes + bytes <= maxRunBytes {
+                    runs[runs.count - 1].last = seq
+                    runBytes += bytes
                     continue
                 }
             }
-            runs.append((m.seq, m.seq))
-            runBytes = m.payload.count
+            runs.append((seq, seq))
+            runBytes = bytes
         }
         return runs
     }
@@ -559,11 +554,17 @@ final class SpoolWriter {
 
     /// Deletes one outbox row, counting it out of the totals (see `uncounted`).
     private func deleteRow(_ seq: Int64) throws(SQLiteError) {
-        defer { delete.reset() }
         try delete.bind(1, seq)
-        while try delete.step() {
+        try removeRows(delete)
+    }
+
+    /// Runs a bound delete of outbox rows (`RETURNING bytes`), counting
+    /// them out of the totals.
+    private func removeRows(_ statement: SQLiteStatement) throws(SQLiteError) {
+        defer { statement.reset() }
+        while try statement.step() {
             uncounted.rows -= 1
-            uncounted.bytes -= delete.int64(0)
+            uncounted.bytes -= statement.int64(0)
         }
     }
 
