@@ -78,10 +78,9 @@ public final class IngestPipeline: Sendable {
     public func handle(_ route: IngestRoute, body: [UInt8], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
                        completion: @escaping @Sendable (IngestReply) -> Void) {
         let storedKey: String
-        switch resolveWriteKey(writeKey) {
+        switch resolveWriteKey(writeKey, calls: 1) {
         case .store(let k): storedKey = k
         case .refuse(let reply):
-            unauthorized.increment()
             completion(reply)
             return
         }
@@ -97,21 +96,25 @@ public final class IngestPipeline: Sendable {
                 }
             }
         case .batch(let priority):
-            guard let value = parse(body, receivedAt: receivedAt, completion: completion) else { return }
-            batch(value.value, priority: priority, duplicateKeys: value.duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
+            switch parse(body, receivedAt: receivedAt) {
+            case .refused(let reply): completion(reply)
+            case .parsed(let value, let duplicateKeys):
+                batch(value, priority: priority, duplicateKeys: duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
+            }
         }
     }
 
-    /// The body parsed, or nil once `completion` has the 400.
-    private func parse(_ body: [UInt8], receivedAt: Date, completion: (IngestReply) -> Void) -> (value: JSONValue, duplicateKeys: [DuplicateKey])? {
+    private enum Parsed { case parsed(JSONValue, duplicateKeys: [DuplicateKey]), refused(IngestReply) }
+
+    /// The body parsed, or its `400` (recorded as refused).
+    private func parse(_ body: [UInt8], receivedAt: Date) -> Parsed {
         var duplicateKeys: [DuplicateKey] = []  // a call repeating a key is refused (as a batch member, alone)
         do {
             let value = try JSONValue.parse(body, maxDepth: options.limits.maxDepth, duplicateKeys: &duplicateKeys)
-            return (value, duplicateKeys)
+            return .parsed(value, duplicateKeys: duplicateKeys)
         } catch {
             reject([error.description], sample: body, at: receivedAt)
-            completion(.failure(400, [error.description]))
-            return nil
+            return .refused(.failure(400, [error.description]))
         }
     }
 
@@ -122,32 +125,30 @@ public final class IngestPipeline: Sendable {
     public func handleSingles(_ bodies: [[UInt8]], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
                               completion: @escaping @Sendable ([(index: Int, reply: IngestReply)]) -> Void) {
         let storedKey: String
-        switch resolveWriteKey(writeKey) {
+        switch resolveWriteKey(writeKey, calls: bodies.count) {
         case .store(let k): storedKey = k
         case .refuse(let reply):
-            unauthorized.increment(by: Int64(bodies.count))
             completion(bodies.indices.map { ($0, reply) })
             return
         }
         let receivedAt = now()
         var refused: [(index: Int, reply: IngestReply)] = []
         var records: [SpoolAppend] = []
-        var indices: [Int] = []
+        var stored: [(index: Int, id: String)] = []  // the completion keeps the ids, not the payloads
         records.reserveCapacity(bodies.count)
-        indices.reserveCapacity(bodies.count)
+        stored.reserveCapacity(bodies.count)
         for (index, body) in bodies.enumerated() {
             switch prepareSingle(body, type: nil, writeKey: storedKey, receivedAt: receivedAt) {
             case .refused(let reply): refused.append((index, reply))
             case .ready(let record):
                 records.append(record)
-                indices.append(index)
+                stored.append((index, record.messageID))
             }
         }
         if !refused.isEmpty { completion(refused) }
         guard !records.isEmpty else { return }
-        let ids = records.map(\.messageID)
-        commit(records, requests: records.count, executor: executor, failed: { [indices] reply in completion(indices.map { ($0, reply) }) }) { [indices] outcomes in
-            completion(indices.indices.map { (indices[$0], .stored(messageID: ids[$0], duplicate: outcomes[$0] == .duplicate)) })
+        commit(records, requests: records.count, executor: executor, failed: { [stored] reply in completion(stored.map { ($0.index, reply) }) }) { [stored] outcomes in
+            completion(zip(stored, outcomes).map { ($0.index, .stored(messageID: $0.id, duplicate: $1 == .duplicate)) })
         }
     }
 
@@ -155,7 +156,14 @@ public final class IngestPipeline: Sendable {
 
     private enum KeyDecision { case store(String), refuse(IngestReply) }
 
-    private func resolveWriteKey(_ sent: String?) -> KeyDecision {
+    /// The key to store with the calls, or the refusal (counted for each of the `calls`).
+    private func resolveWriteKey(_ sent: String?, calls: Int) -> KeyDecision {
+        let decision = keyDecision(sent)
+        if case .refuse = decision { unauthorized.increment(by: Int64(calls)) }
+        return decision
+    }
+
+    private func keyDecision(_ sent: String?) -> KeyDecision {
         if let accepted = options.acceptedWriteKeys {
             guard let sent, accepted.contains(sent) else {
                 return .refuse(.failure(401, [sent == nil ? "a write key is required (HTTP Basic auth, the key as user name)" : "the write key is not accepted by this relay"]))
@@ -174,8 +182,11 @@ public final class IngestPipeline: Sendable {
 
     /// One call parsed and normalized into what the spool stores, or its refusal.
     private func prepareSingle(_ body: [UInt8], type: CallType?, writeKey: String, receivedAt: Date) -> Prepared {
-        var refusal: IngestReply?
-        guard let (value, duplicateKeys) = parse(body, receivedAt: receivedAt, completion: { refusal = $0 }) else { return .refused(refusal!) }
+        let value: JSONValue, duplicateKeys: [DuplicateKey]
+        switch parse(body, receivedAt: receivedAt) {
+        case .refused(let reply): return .refused(reply)
+        case .parsed(let v, let d): (value, duplicateKeys) = (v, d)
+        }
         let context = NormalizeContext(receivedAt: receivedAt, makeMessageID: makeMessageID)
         switch normalizer.normalize(value, endpointType: type, context: context, duplicateKeys: duplicateKeys) {
         case .failure(let rejection):
