@@ -74,17 +74,18 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     private let pipeline: IngestPipeline
     private let executors: EventLoopExecutors
+    /// Calls read and calls answered since the connection opened; a call's
+    /// index is its place among them.
     private var received = 0
     private var answered = 0
-    /// What each call in flight counts against `maxPendingBytes`, in call
-    /// order, and their sum.
-    private var pendingSizes = CircularBuffer<Int>()
+    /// The calls in flight, in call order (the first is call `answered`):
+    /// what each counts against `maxPendingBytes`, and its reply once there.
+    private var inFlight = CircularBuffer<(bytes: Int, reply: [UInt8]?)>()
     private var pendingBytes = 0
     /// Lines of the current read, not yet handed to the pipeline, and the
     /// call index of the first.
     private var lines: [[UInt8]] = []
     private var firstLineIndex = 0
-    private var ready: [Int: [UInt8]] = [:]
     private var closeWhenDone = false
     /// A flush is queued on the loop: the replies of one commit (run as one
     /// loop task) leave in one write, not one system call each.
@@ -101,7 +102,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// Whether to read on: not once the connection is to close (input ended,
     /// or the relay is stopping), and not past the bounds on calls in flight.
     private func mayRead(_ context: ChannelHandlerContext) -> Bool {
-        !closeWhenDone && received - answered < Self.maxPendingCalls && pendingBytes < Self.maxPendingBytes
+        !closeWhenDone && inFlight.count < Self.maxPendingCalls && pendingBytes < Self.maxPendingBytes
             && context.channel.isWritable
     }
 
@@ -129,7 +130,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         lines.append(bytes)
         received += 1
         let size = bytes.count + Self.perCallBytes
-        pendingSizes.append(size)
+        inFlight.append((size, nil))
         pendingBytes += size
     }
 
@@ -150,10 +151,15 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         pipeline.handleSingles(bodies, writeKey: nil, on: executors.executor(for: loop)) { replies in
             loop.runOnLoop {
                 let (handler, context) = bound.value
-                for (index, reply) in replies { handler.ready[first + index] = reply.body }
+                for (index, reply) in replies { handler.answer(first + index, reply.body) }
                 handler.flushInOrder(context)
             }
         }
+    }
+
+    /// Keeps the reply of call `index` until the calls before it are answered.
+    private func answer(_ index: Int, _ reply: [UInt8]) {
+        inFlight[inFlight.index(inFlight.startIndex, offsetBy: index - answered)].reply = reply
     }
 
     /// Writes the replies that are next in call order, each the JSON answer
@@ -161,24 +167,25 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// the loop's current task (a whole commit's completions) is done.
     private func flushInOrder(_ context: ChannelHandlerContext) {
         // The replies next in order, in one buffer (one write, not one each).
-        var size = 0
-        var next = answered
-        while let body = ready[next] {
-            size += body.count + 1
-            next += 1
+        var count = 0, size = 0
+        for call in inFlight {
+            guard let reply = call.reply else { break }
+            count += 1
+            size += reply.count + 1
         }
-        let wrote = next > answered
+        let wrote = count > 0
         if wrote {
             var buffer = context.channel.allocator.buffer(capacity: size)
-            while answered < next {
-                buffer.writeBytes(ready.removeValue(forKey: answered)!)
+            for _ in 0..<count {
+                let call = inFlight.removeFirst()
+                buffer.writeBytes(call.reply!)
                 buffer.writeInteger(UInt8(ascii: "\n"))
                 answered += 1
-                pendingBytes -= pendingSizes.removeFirst()
+                pendingBytes -= call.bytes
             }
             context.write(wrapOutboundOut(buffer), promise: nil)
         }
-        if closeWhenDone && answered == received {
+        if closeWhenDone && inFlight.isEmpty {
             if closing { context.flush() } else { closeAfterReplies(context) }  // (closing: its flush has passed)
             return
         }
@@ -198,7 +205,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         if event is ChannelShouldQuiesceEvent || (event as? ChannelEvent) == .inputClosed {
             handOver(context)  // the last lines, framed at the end of input
             closeWhenDone = true
-            if answered == received { closeAfterReplies(context) }
+            if inFlight.isEmpty { closeAfterReplies(context) }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -221,9 +228,8 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         handOver(context)  // the lines before the error are answered first
         if let tooLong = error as? LineTooLongError {
             let reply = IngestReply.failure(413, ["line is longer than \(tooLong.limit) bytes"])
-            ready[received] = reply.body
+            inFlight.append((0, reply.body))
             received += 1
-            pendingSizes.append(0)
             closeWhenDone = true
             flushInOrder(context)
         } else if closeWhenDone, case .dataReceivedInErrorState? = error as? ByteToMessageDecoderError {
