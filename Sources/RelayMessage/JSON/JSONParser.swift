@@ -12,18 +12,19 @@
 //
 // Objects are built in order, as sent, straight into JSONObject: members and
 // array elements collect on one scratch stack each, shared by every nesting
-// level, and each container is copied out once, at its exact size. A key
+// level, and each container is moved out once, at its exact size (moved, not
+// copied: no reference count is touched on the way). A key
 // repeated in one object (the same bytes) is recorded with its path and its
 // second value dropped; `JSONValue.parse` decides what a duplicate means.
 
-struct JSONParser {
+struct JSONParser: ~Copyable {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var i = 0
     private let maxDepth: Int
     /// Members of the objects being parsed, innermost last.
-    private var memberStack: [JSONObject.Element] = []
+    private var memberStack = ScratchStack<JSONObject.Element>(capacity: 32)
     /// Elements of the arrays being parsed, innermost last.
-    private var elementStack: [JSONValue] = []
+    private var elementStack = ScratchStack<JSONValue>(capacity: 16)
     /// Duplicate keys found, each path innermost first (reversed at the end).
     private var duplicates: [[DuplicateKey.Component]] = []
 
@@ -34,8 +35,6 @@ struct JSONParser {
     private init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
         self.maxDepth = maxDepth
-        memberStack.reserveCapacity(32)
-        elementStack.reserveCapacity(16)
     }
 
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, duplicateKeys: inout [DuplicateKey]) throws(JSONParseError) -> JSONValue {
@@ -110,9 +109,7 @@ struct JSONParser {
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
             if bytes[i] == UInt8(ascii: "}") {
                 i += 1
-                let object = JSONObject(members: Array(memberStack[base...]))
-                memberStack.removeLast(memberStack.count - base)
-                return .object(object)
+                return .object(JSONObject(members: memberStack.popArray(from: base)))
             }
             throw error("expected ',' or '}' in an object")
         }
@@ -123,14 +120,14 @@ struct JSONParser {
         let count = memberStack.count - base
         if seen == nil, count < Self.scanLimit {
             let n = key.utf8.count
-            for m in base..<memberStack.count where memberStack[m].key.utf8.count == n {
-                if JSONObject.sameBytes(memberStack[m].key, key) { return true }
+            for m in base..<memberStack.count where memberStack.key(at: m).utf8.count == n {
+                if JSONObject.sameBytes(memberStack.key(at: m), key) { return true }
             }
             return false
         }
         if seen == nil {
             var s = Set<ByteKey>(minimumCapacity: count * 2)
-            for m in base..<memberStack.count { s.insert(ByteKey(string: memberStack[m].key)) }
+            for m in base..<memberStack.count { s.insert(ByteKey(string: memberStack.key(at: m))) }
             seen = s
         }
         return !seen!.insert(ByteKey(string: key)).inserted
@@ -155,9 +152,7 @@ struct JSONParser {
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
             if bytes[i] == UInt8(ascii: "]") {
                 i += 1
-                let elements = Array(elementStack[base...])
-                elementStack.removeLast(elementStack.count - base)
-                return .array(elements)
+                return .array(elementStack.popArray(from: base))
             }
             throw error("expected ',' or ']' in an array")
         }
@@ -315,4 +310,53 @@ struct JSONParser {
     }
 
     private func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
+}
+
+/// The parser's scratch stack: values pushed one at a time and handed out as
+/// an array of the top run, moved rather than copied (an `Array` would copy
+/// the run out and then destroy the originals: a retain and a release for
+/// every key, string and container in the document).
+struct ScratchStack<Element>: ~Copyable {
+    private var base: UnsafeMutablePointer<Element>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        base.deinitialize(count: count)
+        base.deallocate()
+    }
+
+    mutating func append(_ element: consuming Element) {
+        if count == capacity {
+            let bigger = UnsafeMutablePointer<Element>.allocate(capacity: capacity * 2)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity *= 2
+        }
+        (base + count).initialize(to: element)
+        count += 1
+    }
+
+    /// The elements from `start` to the top, in order; the stack shrinks to `start`.
+    mutating func popArray(from start: Int) -> [Element] {
+        let n = count - start
+        if n == 0 { return [] }
+        let run = base + start
+        count = start
+        return Array(unsafeUninitializedCapacity: n) { buffer, initialized in
+            buffer.baseAddress!.moveInitialize(from: run, count: n)
+            initialized = n
+        }
+    }
+}
+
+extension ScratchStack where Element == JSONObject.Element {
+    /// The key of the member at `i`.
+    func key(at i: Int) -> String { base[i].key }
 }

@@ -140,6 +140,27 @@ public enum ISO8601 {
         let day = doy - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        if (0...9999).contains(year) {
+            // Every field has its fixed width: 24 ASCII bytes written in place
+            // (what the interpolation below gives, without its temporaries).
+            return String(unsafeUninitializedCapacity: 24) { out in
+                func put(_ v: Int, _ width: Int, at: Int) {
+                    var v = v
+                    for k in stride(from: at + width - 1, through: at, by: -1) {
+                        out[k] = UInt8(ascii: "0") + UInt8(v % 10)
+                        v /= 10
+                    }
+                }
+                put(year, 4, at: 0); out[4] = UInt8(ascii: "-")
+                put(month, 2, at: 5); out[7] = UInt8(ascii: "-")
+                put(day, 2, at: 8); out[10] = UInt8(ascii: "T")
+                put(secOfDay / 3600, 2, at: 11); out[13] = UInt8(ascii: ":")
+                put(secOfDay / 60 % 60, 2, at: 14); out[16] = UInt8(ascii: ":")
+                put(secOfDay % 60, 2, at: 17); out[19] = UInt8(ascii: ".")
+                put(ms, 3, at: 20); out[23] = UInt8(ascii: "Z")
+                return 24
+            }
+        }
         func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)
             return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s

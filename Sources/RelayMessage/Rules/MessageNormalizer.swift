@@ -200,10 +200,11 @@ public struct MessageNormalizer: Sendable {
 
         // message_id: the idempotency key.
         var messageID = ""
+        var stamps = Stamps(receivedAt: "")
         switch Self.identifier(&fields, "message_id", errors: &errors) {
         case .absent:
             messageID = context.makeMessageID()
-            fields["message_id"] = .string(messageID)
+            stamps.messageID = messageID
         case .present(let id):
             messageID = id
             // (`utf8.count` bounds `count`, and is O(1): most ids need no character count.)
@@ -216,6 +217,7 @@ public struct MessageNormalizer: Sendable {
 
         // Clocks: received_at is the relay's; timestamp is the app's or the receive time.
         let receivedAt = ISO8601.format(context.receivedAt)
+        stamps.receivedAt = receivedAt
         if let ts = fields["timestamp"] {
             if let s = ts.stringValue {
                 if ISO8601.parseDateTime(s) == nil {
@@ -225,21 +227,18 @@ public struct MessageNormalizer: Sendable {
                 errors.append(FieldError(path: "timestamp", message: "expected an ISO-8601 date-time string, got \(ts.kindDescription)"))
             }
         } else {
-            fields["timestamp"] = .string(receivedAt)
+            stamps.timestamp = receivedAt
         }
-        if let sent = fields["sent_at"] {
-            if sent.stringValue.flatMap(ISO8601.parseDateTime) == nil {
-                errors.append(FieldError(path: "sent_at", message: "expected an ISO-8601 date-time string"))
-            }
-            // The forwarder stamps sent_at on every attempt.
-            fields["sent_at"] = nil
+        // sent_at is checked here and left out of the envelope: the forwarder
+        // stamps it on every attempt.
+        if let sent = fields["sent_at"], sent.stringValue.flatMap(ISO8601.parseDateTime) == nil {
+            errors.append(FieldError(path: "sent_at", message: "expected an ISO-8601 date-time string"))
         }
-        fields["received_at"] = .string(receivedAt)
 
         guard errors.isEmpty, let type else {
             return .failure(MessageRejection(errors: errors))
         }
-        let body = JSONValue.object(Self.envelope(&fields))
+        let body = JSONValue.object(Self.envelope(fields, stamps: stamps))
         let encoded = body.encoded()
         if encoded.count > limits.maxMessageBytes {
             return .failure(MessageRejection(kind: .tooLarge, errors: [
@@ -261,16 +260,74 @@ public struct MessageNormalizer: Sendable {
         "properties", "received_at", "timestamp", "traits", "type", "user_id",
     ]
 
-    /// `fields` in envelope order: the known fields, then the others as sent.
-    /// (Members are moved out of `fields`, which is left with the others.)
-    static func envelope(_ fields: inout JSONObject) -> JSONObject {
-        var out = JSONObject()
-        out.reserveCapacity(fields.count)
-        for key in envelopeOrder {
-            if let i = fields.index(forKey: key) { out.appendUnchecked(key, fields.removeMember(at: i)) }
+    /// `envelopeOrder` as UTF-8, for comparing keys byte for byte.
+    static let envelopeKeys: [[UInt8]] = envelopeOrder.map { Array($0.utf8) }
+    static let messageIDRank = envelopeOrder.firstIndex(of: "message_id")!
+    static let receivedAtRank = envelopeOrder.firstIndex(of: "received_at")!
+    static let timestampRank = envelopeOrder.firstIndex(of: "timestamp")!
+    /// `envelopeRank` of `sent_at`, which the envelope leaves out.
+    static let sentAtRank = -2
+
+    /// The values the relay sets at the top level; nil leaves the field as sent.
+    struct Stamps {
+        /// Always set: the relay's receive time.
+        var receivedAt: String
+        /// Set when the call had none.
+        var messageID: String? = nil
+        /// Set when the call had none: the receive time.
+        var timestamp: String? = nil
+
+        func value(forRank r: Int) -> String? {
+            switch r {
+            case MessageNormalizer.receivedAtRank: return receivedAt
+            case MessageNormalizer.messageIDRank: return messageID
+            case MessageNormalizer.timestampRank: return timestamp
+            default: return nil
+            }
         }
-        for m in fields.members { out.appendUnchecked(m.key, m.value) }
-        return out
+    }
+
+    /// The position of `key` in `envelopeOrder`, `sentAtRank` for `sent_at`,
+    /// or -1 for any other field. Compared byte for byte.
+    static func envelopeRank(_ key: String) -> Int {
+        var key = key
+        return key.withUTF8 { k in
+            for (r, known) in envelopeKeys.enumerated() where known.count == k.count {
+                if known.withUnsafeBufferPointer({ $0.elementsEqual(k) }) { return r }
+            }
+            return k.elementsEqual("sent_at".utf8) ? sentAtRank : -1
+        }
+    }
+
+    /// `fields` in envelope order, with `stamps` applied and `sent_at` left
+    /// out: the known fields, then the others as sent. One pass over the
+    /// members; nothing is removed from or inserted into `fields` on the way.
+    static func envelope(_ fields: JSONObject, stamps: Stamps) -> JSONObject {
+        let known = envelopeOrder.count
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: known + fields.count) { scratch in
+            // scratch[0..<known]: the member at each known rank (or -1);
+            // scratch[known...]: each member's rank.
+            scratch.initialize(repeating: -1)
+            for (i, m) in fields.members.enumerated() {
+                let r = envelopeRank(m.key)
+                scratch[known + i] = r
+                if r >= 0 { scratch[r] = i }
+            }
+            var out = JSONObject()
+            out.reserveCapacity(fields.count + 3)
+            for r in 0..<known {
+                if let stamp = stamps.value(forRank: r) {
+                    out.appendUnchecked(envelopeOrder[r], .string(stamp))
+                } else if scratch[r] >= 0 {
+                    let m = fields[scratch[r]]
+                    out.appendUnchecked(m.key, m.value)
+                }
+            }
+            for (i, m) in fields.members.enumerated() where scratch[known + i] == -1 {
+                out.appendUnchecked(m.key, m.value)
+            }
+            return out
+        }
     }
 
     enum Identifier: Equatable { case absent, invalid, present(String) }
