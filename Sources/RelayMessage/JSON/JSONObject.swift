@@ -45,6 +45,9 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     public var endIndex: Int { members.endIndex }
     public subscript(position: Int) -> Element { members[position] }
 
+    /// The key of the member at position `i`.
+    public func key(at i: Int) -> String { members[i].key }
+
     /// The keys, in order.
     public var keys: [String] { members.map(\.key) }
 

@@ -186,7 +186,7 @@ public struct MessageNormalizer: Sendable {
             // The reserved traits are the identify spec's (DESIGN §3); a group's
             // traits describe a company, under its own conventions: kept as sent.
             if member == "traits" && type == .identify {
-                Self.normalizeReserved(&obj, schema: ReservedTraits.compiled, path: path, errors: &errors)
+                Self.normalizeReserved(&obj, level: ReservedTraits.compiled, path: path, errors: &errors)
                 if obj.index(forKey: "name") == nil, case .string(let first)? = obj["first_name"], case .string(let last)? = obj["last_name"] {
                     obj.appendUnchecked("name", .string("\(first) \(last)"))
                 }
@@ -418,27 +418,64 @@ public struct MessageNormalizer: Sendable {
         }
     }
 
-    /// Renames camelCase reserved traits to snake_case and checks their types.
-    static func normalizeReserved(_ obj: inout JSONObject, schema: [ReservedTraits.Entry], path: String, errors: inout [FieldError]) {
-        for entry in schema {
-            if let camel = entry.camel { unify(&obj, canonical: entry.name, alias: camel, path: path, errors: &errors) }
-            guard let at = obj.index(forKey: entry.name) else { continue }
-            switch entry.type {
-            case .leaf(let type):
-                check(obj[at].value, as: type, path: FieldPath.join(path, entry.name), errors: &errors)
-            case .object(let members):
-                switch obj[at].value {
-                case .null: continue
-                case .object: break
-                case let value:
-                    errors.append(FieldError(path: FieldPath.join(path, entry.name), message: "expected an object, got \(value.kindDescription)"))
-                    continue
+    /// Renames camelCase reserved traits to snake_case and checks their types,
+    /// entry by entry in the schema's order (the order errors are reported in).
+    static func normalizeReserved(_ obj: inout JSONObject, level: ReservedTraits.Level, path: String, errors: inout [FieldError]) {
+        let n = level.entries.count
+        let matched = withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * n) { at -> Bool in
+            // One pass over the members: at[e] is where entry e's name is,
+            // at[n + e] where its camelCase spelling is (-1: absent).
+            at.initialize(repeating: -1)
+            for i in obj.indices {
+                guard let hit = level.match(obj.key(at: i)) else { continue }
+                if hit.camel {
+                    // Both spellings sent: `unify` decides, by the scan below.
+                    if at[hit.entry] >= 0 { return false }
+                    at[n + hit.entry] = i
+                } else {
+                    if at[n + hit.entry] >= 0 { return false }
+                    at[hit.entry] = i
                 }
-                // Taken out so that `o` is uniquely referenced while it changes.
-                guard case .object(var o) = obj.takeValue(at: at) else { continue }
-                normalizeReserved(&o, schema: members, path: FieldPath.join(path, entry.name), errors: &errors)
-                obj.setValue(.object(o), at: at)
             }
+            // Nothing moves from here on: renaming keeps a member's position.
+            for e in 0..<n where at[e] >= 0 || at[n + e] >= 0 {
+                let entry = level.entries[e]
+                var i = at[e]
+                if at[n + e] >= 0 {
+                    i = at[n + e]
+                    obj.renameMember(at: i, to: entry.name)
+                }
+                checkReserved(&obj, at: i, entry: entry, path: path, errors: &errors)
+            }
+            return true
+        }
+        if matched { return }
+        // An entry sent under both spellings: `unify` may remove a member, so
+        // each entry is looked up afresh.
+        for entry in level.entries {
+            if let camel = entry.camel { unify(&obj, canonical: entry.name, alias: camel, path: path, errors: &errors) }
+            if let i = obj.index(forKey: entry.name) { checkReserved(&obj, at: i, entry: entry, path: path, errors: &errors) }
+        }
+    }
+
+    /// Checks the reserved trait at position `i` of `obj` against `entry`,
+    /// normalizing the members of an object-typed trait.
+    static func checkReserved(_ obj: inout JSONObject, at i: Int, entry: ReservedTraits.Entry, path: String, errors: inout [FieldError]) {
+        switch entry.type {
+        case .leaf(let type):
+            check(obj[i].value, as: type, path: FieldPath.join(path, entry.name), errors: &errors)
+        case .object(let members):
+            switch obj[i].value {
+            case .null: return
+            case .object: break
+            case let value:
+                errors.append(FieldError(path: FieldPath.join(path, entry.name), message: "expected an object, got \(value.kindDescription)"))
+                return
+            }
+            // Taken out so that `o` is uniquely referenced while it changes.
+            guard case .object(var o) = obj.takeValue(at: i) else { return }
+            normalizeReserved(&o, level: members, path: FieldPath.join(path, entry.name), errors: &errors)
+            obj.setValue(.object(o), at: i)
         }
     }
 
