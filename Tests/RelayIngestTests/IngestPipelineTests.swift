@@ -81,10 +81,13 @@ import RelaySpool
         let f = try Fixture()
         let p = f.pipeline()
         #expect(await send(p, .single(.identify), #"{"traits":[]}"#).0.status == 400)
-        #expect(await send(p, .batch(priority: .live), #"{"batch":[{"type":"identify","userId":"ok"},{"type":"identify"}]}"#).0.status == 200)
+        #expect(await send(p, .batch(priority: .live), #"{"batch":[{"type":"identify","userId":"ok"},{"type":"identify","anonymousId":"","traits":{"firstName":"Ada"}}]}"#).0.status == 200)
         #expect(await send(p, .single(.identify), #"{"userId":"u2"}"#).0.status == 200)  // a commit after the samples
         await f.spool.settle()
         #expect(f.spool.stats.rejected == 2)
+        // The refused batch call is kept as the app sent it, not as the rules left it.
+        let samples = try SpoolAdmin(path: f.dir + "/spool.db").rejected(limit: 10).map(\.sample)
+        #expect(samples == [#"{"type":"identify","anonymousId":"","traits":{"firstName":"Ada"}}"#, #"{"traits":[]}"#])
         await f.spool.close()
     }
 

@@ -106,6 +106,17 @@ public final class IngestPipeline: Sendable {
 
     private enum Parsed { case parsed(JSONValue, duplicateKeys: [DuplicateKey]), refused(IngestReply) }
 
+    /// Call `index` of a batch body as the app sent it (encoded), for the
+    /// record of a refused call: the body is parsed again, since the rules
+    /// changed the call's own tree in place. (Refusals only; the body parsed once already.)
+    private static func sentCall(_ index: Int, of raw: [UInt8], maxDepth: Int) -> [UInt8] {
+        var duplicates: [DuplicateKey] = []
+        guard let value = try? JSONValue.parse(raw, maxDepth: maxDepth, duplicateKeys: &duplicates),
+              case .array(let calls)? = value.objectValue?["batch"], calls.indices.contains(index)
+        else { return [] }
+        return calls[index].encoded()
+    }
+
     /// The body parsed, or its `400` (recorded as refused).
     private func parse(_ body: [UInt8], receivedAt: Date) -> Parsed {
         var duplicateKeys: [DuplicateKey] = []  // a call repeating a key is refused (as a batch member, alone)
@@ -201,14 +212,20 @@ public final class IngestPipeline: Sendable {
 
     // MARK: - A batch
 
-    private func batch(_ value: JSONValue, priority: SpoolPriority, duplicateKeys: [DuplicateKey], raw: [UInt8], writeKey: String,
+    /// `value` is consumed, and each call is moved out of it in turn, so
+    /// that the rules change each call's tree in place instead of copying it.
+    private func batch(_ value: consuming JSONValue, priority: SpoolPriority, duplicateKeys: [DuplicateKey], raw: [UInt8], writeKey: String,
                        receivedAt: Date, executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
-        guard case .object(let envelope) = value, case .array(let calls)? = envelope["batch"] else {
+        var envelope = JSONObject()
+        var calls: [JSONValue] = []
+        if case .object(let o) = consume value { envelope = o }
+        guard let at = envelope.index(forKey: "batch"), case .array(let a) = envelope.takeValue(at: at) else {
             let error = "batch: required: an array of calls, as {\"batch\": [...]}"
             reject([error], sample: raw, at: receivedAt)
             completion(.failure(400, [error]))
             return
         }
+        calls = a
         if calls.count > options.maxBatchMessages {
             completion(.failure(413, ["batch: has \(calls.count) calls; the limit is \(options.maxBatchMessages) a request"]))
             return
@@ -234,8 +251,11 @@ public final class IngestPipeline: Sendable {
         var rejected: [JSONValue] = []
         var allErrors: [String] = []
         records.reserveCapacity(calls.count)
-        for (index, call) in calls.enumerated() {
+        let count = calls.count
+        for index in 0..<count {
             let ownDuplicates = duplicateKeys.isEmpty ? [] : duplicateKeys.compactMap { $0.relative(toCall: index, inArray: "batch") }
+            var call = JSONValue.null
+            swap(&call, &calls[index])
             switch normalizer.normalize(call, endpointType: nil, context: context, duplicateKeys: ownDuplicates) {
             case .success(let m):
                 records.append(SpoolAppend(messageID: m.messageID, writeKey: writeKey, priority: priority,
@@ -245,11 +265,11 @@ public final class IngestPipeline: Sendable {
                 let errors = rejection.errors.map(\.description)
                 rejected.append(.object(["errors": .array(errors.map { .string($0) }), "index": .int(Int64(index))]))
                 allErrors += errors.map { "batch[\(index)]" + ($0.hasPrefix(":") ? $0 : ".\($0)") }
-                reject(errors, sample: call.encoded(), at: receivedAt)
+                reject(errors, sample: Self.sentCall(index, of: raw, maxDepth: options.limits.maxDepth), at: receivedAt)
             }
         }
         guard !records.isEmpty else {
-            completion(.failure(400, calls.isEmpty ? ["batch: is empty"] : allErrors, extra: ["rejected": .array(rejected)]))
+            completion(.failure(400, count == 0 ? ["batch: is empty"] : allErrors, extra: ["rejected": .array(rejected)]))
             return
         }
         commit(records, executor: executor, failed: completion) { [ids, rejected] outcomes in

@@ -125,7 +125,7 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     /// Takes the value at `i` out, leaving null in its place, so that the
     /// caller can change it while it is uniquely referenced and put it back
     /// with `setValue(_:at:)`.
-    mutating func takeValue(at i: Int) -> JSONValue {
+    public mutating func takeValue(at i: Int) -> JSONValue {
         let v = members[i].value
         members[i].value = .null
         return v

@@ -108,10 +108,16 @@ public struct MessageNormalizer: Sendable {
     ///     where each message names its own `type` (batch, line protocol).
     ///   - duplicateKeys: the keys the parser found repeated in this call
     ///     (paths relative to the call); each refuses it.
-    public func normalize(_ value: JSONValue, endpointType: CallType?, context: NormalizeContext,
+    ///
+    /// `value` is consumed: passed as its last use, the call's tree is
+    /// changed in place instead of copied level by level on the first edit.
+    public func normalize(_ value: consuming JSONValue, endpointType: CallType?, context: NormalizeContext,
                           duplicateKeys: [DuplicateKey] = []) -> Result<NormalizedMessage, MessageRejection> {
-        guard case .object(var fields) = value else {
-            return .failure(MessageRejection(errors: [FieldError(path: "", message: "expected a JSON object, got \(value.kindDescription)")]))
+        var fields: JSONObject
+        switch consume value {
+        case .object(let o): fields = o
+        case let other:
+            return .failure(MessageRejection(errors: [FieldError(path: "", message: "expected a JSON object, got \(other.kindDescription)")]))
         }
         var errors: [FieldError] = duplicateKeys.map { $0.fieldError() }
 
