@@ -27,6 +27,9 @@ final class SpoolWriter {
     private var maintenanceBacklog = false
     private var lastFullWarningMillis: Int64 = 0
 
+    /// BEGIN IMMEDIATE and COMMIT, prepared once rather than parsed at every commit.
+    private let beginStatement: SQLiteStatement
+    private let commitStatement: SQLiteStatement
     private let insert: SQLiteStatement
     private let insertID: SQLiteStatement
     private let takeOverID: SQLiteStatement
@@ -74,6 +77,8 @@ final class SpoolWriter {
         }
         try Schema.migrate(db)
         do {
+            beginStatement = try db.prepare("BEGIN IMMEDIATE")
+            commitStatement = try db.prepare("COMMIT")
             insert = try db.prepare(SpoolSQL.insertOutbox)
             // (Not the insert with RETURNING: its result table per statement costs more than the trigger did.)
             insertID = try db.prepare(SpoolSQL.insertID)
@@ -218,10 +223,10 @@ final class SpoolWriter {
     /// ROLLBACK, logged) when it did not commit, nil when it did.
     private func transaction(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> SQLiteError? {
         do {
-            try db.execute("BEGIN IMMEDIATE")
+            try beginStatement.run()
             try body(&turn)
             try refreshTotals()
-            try db.execute("COMMIT")
+            try commitStatement.run()
         } catch {
             uncounted = Uncounted()  // counted changes that are rolled back with it
             if db.inTransaction { try? db.execute("ROLLBACK") }
