@@ -49,11 +49,12 @@ extension JSONValue {
         case .string(let s): w.writeString(s)
         case .array(let a):
             w.writeByte(UInt8(ascii: "["))
-            var first = true
-            for v in a {
-                if !first { w.writeByte(UInt8(ascii: ",")) }
-                first = false
-                v.write(to: &w)
+            // Elements borrowed through the buffer: no reference count per element.
+            a.withUnsafeBufferPointer { elements in
+                for i in elements.indices {
+                    if i > 0 { w.writeByte(UInt8(ascii: ",")) }
+                    elements[i].write(to: &w)
+                }
             }
             w.writeByte(UInt8(ascii: "]"))
         case .object(let o):
@@ -72,13 +73,14 @@ extension JSONObject {
 
     func write(to w: inout JSONWriter) {
         w.writeByte(UInt8(ascii: "{"))
-        var first = true
-        for m in members {
-            if !first { w.writeByte(UInt8(ascii: ",")) }
-            first = false
-            w.writeString(m.key)
-            w.writeByte(UInt8(ascii: ":"))
-            m.value.write(to: &w)
+        // Members borrowed through the buffer: no reference count per member.
+        members.withUnsafeBufferPointer { members in
+            for i in members.indices {
+                if i > 0 { w.writeByte(UInt8(ascii: ",")) }
+                w.writeString(members[i].key)
+                w.writeByte(UInt8(ascii: ":"))
+                members[i].value.write(to: &w)
+            }
         }
         w.writeByte(UInt8(ascii: "}"))
     }

@@ -400,28 +400,43 @@ public struct MessageNormalizer: Sendable {
     }
 
     /// No key in traits or properties, at any depth, may hold a space or a full stop.
-    /// Errors come in document order.
+    /// Errors come in document order. (Members and elements are borrowed
+    /// through their buffers: no reference count per member.)
     static func checkKeys(_ object: JSONObject, path: String, errors: inout [FieldError]) {
-        for (key, value) in object.members {
-            let bad = key.utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: ".") })
-            // Paths are built only where there is something to report below.
-            if bad { errors.append(FieldError(path: FieldPath.join(path, key), message: "keys must not contain a space or a full stop")) }
-            switch value {
-            case .object(let o): checkKeys(o, path: FieldPath.join(path, key), errors: &errors)
-            case .array(let a): checkKeys(a, path: FieldPath.join(path, key), errors: &errors)
-            default: break
+        object.members.withUnsafeBufferPointer { members in
+            for i in members.indices {
+                let key = members[i].key
+                // Paths are built only where there is something to report below.
+                if hasSpaceOrFullStop(key) {
+                    errors.append(FieldError(path: FieldPath.join(path, key), message: "keys must not contain a space or a full stop"))
+                }
+                switch members[i].value {
+                case .object(let o): checkKeys(o, path: FieldPath.join(path, key), errors: &errors)
+                case .array(let a): checkKeys(a, path: FieldPath.join(path, key), errors: &errors)
+                default: break
+                }
             }
         }
     }
 
     static func checkKeys(_ array: [JSONValue], path: String, errors: inout [FieldError]) {
-        for (i, v) in array.enumerated() {
-            switch v {
-            case .object(let o): checkKeys(o, path: FieldPath.index(path, i), errors: &errors)
-            case .array(let a): checkKeys(a, path: FieldPath.index(path, i), errors: &errors)
-            default: break
+        array.withUnsafeBufferPointer { elements in
+            for i in elements.indices {
+                switch elements[i] {
+                case .object(let o): checkKeys(o, path: FieldPath.index(path, i), errors: &errors)
+                case .array(let a): checkKeys(a, path: FieldPath.index(path, i), errors: &errors)
+                default: break
+                }
             }
         }
+    }
+
+    static func hasSpaceOrFullStop(_ key: String) -> Bool {
+        let found = key.utf8.withContiguousStorageIfAvailable { k in
+            for b in k where b == UInt8(ascii: " ") || b == UInt8(ascii: ".") { return true }
+            return false
+        }
+        return found ?? key.utf8.contains { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: ".") }
     }
 
     /// Renames camelCase reserved traits to snake_case and checks their types,
