@@ -99,7 +99,7 @@ public final class IngestPipeline: Sendable {
             switch parse(body, receivedAt: receivedAt) {
             case .refused(let reply): completion(reply)
             case .parsed(let value, let duplicateKeys):
-                batch(value, priority: priority, duplicateKeys: duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
+                batch(consume value, priority: priority, duplicateKeys: duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
             }
         }
     }
@@ -199,7 +199,7 @@ public final class IngestPipeline: Sendable {
         case .parsed(let v, let d): (value, duplicateKeys) = (v, d)
         }
         let context = NormalizeContext(receivedAt: receivedAt, makeMessageID: makeMessageID)
-        switch normalizer.normalize(value, endpointType: type, context: context, duplicateKeys: duplicateKeys) {
+        switch normalizer.normalize(consume value, endpointType: type, context: context, duplicateKeys: duplicateKeys) {
         case .failure(let rejection):
             let errors = rejection.errors.map(\.description)
             reject(errors, sample: body, at: receivedAt)
@@ -256,7 +256,7 @@ public final class IngestPipeline: Sendable {
             let ownDuplicates = duplicateKeys.isEmpty ? [] : duplicateKeys.compactMap { $0.relative(toCall: index, inArray: "batch") }
             var call = JSONValue.null
             swap(&call, &calls[index])
-            switch normalizer.normalize(call, endpointType: nil, context: context, duplicateKeys: ownDuplicates) {
+            switch normalizer.normalize(consume call, endpointType: nil, context: context, duplicateKeys: ownDuplicates) {
             case .success(let m):
                 records.append(SpoolAppend(messageID: m.messageID, writeKey: writeKey, priority: priority,
                                            receivedAtMillis: Self.millis(receivedAt), payload: m.encoded))
