@@ -91,6 +91,22 @@ import RelaySpool
         await f.spool.close()
     }
 
+    @Test func everyRefusedCallOfABatchIsSampledAsSent() async throws {
+        let f = try Fixture()
+        let p = f.pipeline()
+        // A call repeating a key, elements that are not objects, and a valid call among them.
+        let body = #"{"batch":[{"type":"identify","userId":"a","traits":{"plan":"a","plan":"b"}},1,"x",null,{"type":"identify","userId":"ok"},{"type":"identify","traits":{"firstName":"A"}}]}"#
+        let (reply, json) = await send(p, .batch(priority: .live), body)
+        #expect(reply.status == 200)
+        #expect((json["rejected"] as? [[String: Any]])?.compactMap { $0["index"] as? Int } == [0, 1, 2, 3, 5])
+        #expect(await send(p, .single(.identify), #"{"userId":"u2"}"#).0.status == 200)  // a commit after the samples
+        await f.spool.settle()
+        let samples = try SpoolAdmin(path: f.dir + "/spool.db").rejected(limit: 10).map(\.sample)
+        #expect(samples == [#"{"type":"identify","traits":{"firstName":"A"}}"#, "null", #""x""#, "1",
+                            #"{"type":"identify","userId":"a","traits":{"plan":"a"}}"#])
+        await f.spool.close()
+    }
+
     @Test func aRepeatedKeyRefusesTheCallWithItsPathAndInABatchOnlyThatCall() async throws {
         let f = try Fixture()
         let p = f.pipeline()

@@ -29,6 +29,21 @@ import Testing
         #expect(throws: JSONParseError.self) { try parse(s) }
     }
 
+    @Test func anErrorDeepInsideLargeContainersIsReportedAndTheRestReleased() throws {
+        // 40 members and 40 elements on the scratch stacks (past their first capacity), long
+        // strings and nested containers among them, then a syntax error at the very end.
+        let long = String(repeating: "x", count: 100)
+        let members = (0..<40).map { #""k\#($0)":["\#(long)",{"n":[\#($0),"\#(long)"]}]"# }.joined(separator: ",")
+        let elements = (0..<40).map { #"{"e":"\#(long)\#($0)"}"# }.joined(separator: ",")
+        let good = #"{\#(members),"list":[\#(elements)]}"#
+        let value = try JSONValue.parse(Array(good.utf8), maxDepth: 64)
+        #expect(value.objectValue?.count == 41)
+        #expect(value.objectValue?["list"].flatMap { if case .array(let a) = $0 { a.count } else { nil } } == 40)
+        for broken in [String(good.dropLast()), String(good.dropLast(2)) + ",]}", good + "x"] {
+            #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(broken.utf8), maxDepth: 64) }
+        }
+    }
+
     @Test func invalidUTF8IsRefusedNotRepaired() {
         #expect(throws: JSONParseError.self) { try JSONValue.parse([0x22, 0xC3, 0x28, 0x22], maxDepth: 64) }
     }

@@ -105,6 +105,41 @@ import Testing
         ]))
     }
 
+    @Test func errorsComeInTheSchemasOrderAtEveryLevelWhateverOrderTheTraitsCameIn() throws {
+        // Sent in reverse name order, camelCase and snake_case mixed; every reserved trait here is wrong.
+        let call = #"{"user_id":"u","traits":{"website":1,"subscription":{"status":"gone","planName":2,"amountInCents":true},"phone":5,"lastName":1,"company":{"plan":1,"employeeCount":"x","name":2},"age":"9","address":{"street":1,"postalCode":2}}}"#
+        guard case .failure(let r) = try run(call) else { Issue.record("accepted"); return }
+        #expect(r.errors.map(\.description) == [
+            "traits.address.postal_code: expected a string, got a number",
+            "traits.address.street: expected a string, got a number",
+            "traits.age: expected a number, got a string",
+            "traits.company.employee_count: expected a number, got a string",
+            "traits.company.name: expected a string, got a number",
+            "traits.company.plan: expected a string, got a number",
+            "traits.last_name: expected a string, got a number",
+            "traits.phone: expected a string, got a number",
+            "traits.subscription.amount_in_cents: expected a string or a number, got a boolean",
+            "traits.subscription.plan_name: expected a string, got a number",
+            "traits.subscription.status: \"gone\" is not one of: never subscribed, trial active, trial canceled, trial expired, active, blocked, canceled, expired, unknown",
+            "traits.website: expected a string, got a number",
+        ])
+    }
+
+    @Test func bothSpellingsInOneObjectKeepEveryOtherRuleOfItAndOfTheOthers() throws {
+        // company sends employee_count twice over (same value: one member kept, in the snake_case place);
+        // its other members and the top level still get renamed and checked.
+        let call = #"{"user_id":"u","traits":{"firstName":"A","company":{"employeeCount":5,"id":true,"employee_count":5,"industry":"x"},"createdAt":"2017-02-09T12:08:32Z","age":"x"}}"#
+        guard case .failure(let r) = try run(call) else { Issue.record("accepted"); return }
+        #expect(r.errors.map(\.description) == [
+            "traits.age: expected a number, got a string",
+            "traits.company.id: expected a string or a number, got a boolean",
+        ])
+        let fixed = call.replacingOccurrences(of: #""id":true,"#, with: "").replacingOccurrences(of: #","age":"x""#, with: "")
+        guard case .success(let m) = try run(fixed) else { Issue.record("refused"); return }
+        #expect(String(decoding: m.body.objectValue?["traits"]?.encoded() ?? [], as: UTF8.self)
+                == #"{"first_name":"A","company":{"employee_count":5,"industry":"x"},"created_at":"2017-02-09T12:08:32Z"}"#)
+    }
+
     @Test func reservedTraitInBothSpellingsWithDifferentValuesIsAnError() throws {
         guard case .failure(let r) = try run(#"{"user_id":"u","traits":{"company":{"employeeCount":5,"employee_count":6}}}"#) else {
             Issue.record("accepted"); return

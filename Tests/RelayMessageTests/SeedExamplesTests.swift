@@ -95,6 +95,18 @@ import Testing
             #"{"message_id":"m1","received_at":"2023-11-14T22:13:20.123Z","timestamp":"2017-02-09T12:08:32Z","type":"identify","user_id":"u1"}"#)
     }
 
+    @Test func theRelaySetsItsOwnTopLevelFieldsWhateverTheAppSent() throws {
+        // A null message_id is generated, the app's received_at is replaced,
+        // sent_at is left out (the forwarder stamps it), unknown fields follow
+        // in the order sent, and timestamp falls back to the receive time.
+        let sent = #"{"zeta":1,"receivedAt":"2001-01-01T00:00:00.000Z","messageId":null,"sentAt":"2017-02-09T12:08:32.111Z","userId":"u","alpha":2}"#
+        let encoded = String(decoding: JSONValue.object(try body(sent)).encoded(), as: UTF8.self)
+        #expect(encoded == #"{"message_id":"generated-id","received_at":"2023-11-14T22:13:20.123Z","timestamp":"2023-11-14T22:13:20.123Z","type":"identify","user_id":"u","zeta":1,"alpha":2}"#)
+        // An app's own timestamp and message_id are kept.
+        let kept = String(decoding: JSONValue.object(try body(#"{"timestamp":"2017-02-09T12:08:32.111Z","user_id":"u","message_id":"m1"}"#)).encoded(), as: UTF8.self)
+        #expect(kept == #"{"message_id":"m1","received_at":"2023-11-14T22:13:20.123Z","timestamp":"2017-02-09T12:08:32.111Z","type":"identify","user_id":"u"}"#)
+    }
+
     @Test func userIdOrAnonymousIdIsRequired() throws {
         #expect(try errors(#"{"traits":{}}"#) == ["user_id: required: a call needs a user_id or an anonymous_id (a non-empty string)"])
         #expect(try errors(#"{"user_id":""}"#).contains("user_id: must not be empty"))
@@ -191,6 +203,11 @@ import Testing
         #expect(ISO8601.format(millis: 1_486_642_112_387) == "2017-02-09T12:08:32.387Z")
         #expect(ISO8601.format(millis: 951_782_400_000) == "2000-02-29T00:00:00.000Z")
         #expect(ISO8601.format(millis: -1) == "1969-12-31T23:59:59.999Z")
+        // The fixed-width years and either side of them.
+        #expect(ISO8601.format(millis: -62_167_219_200_000) == "0000-01-01T00:00:00.000Z")
+        #expect(ISO8601.format(millis: 253_402_300_799_999) == "9999-12-31T23:59:59.999Z")
+        #expect(ISO8601.format(millis: 253_402_300_800_000) == "10000-01-01T00:00:00.000Z")
+        #expect(ISO8601.format(millis: -62_167_219_200_001) == "00-1-12-31T23:59:59.999Z")
     }
 
     @Test func agreesWithTheParserAcrossCenturies() {

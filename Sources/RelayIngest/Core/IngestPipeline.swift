@@ -106,15 +106,17 @@ public final class IngestPipeline: Sendable {
 
     private enum Parsed { case parsed(JSONValue, duplicateKeys: [DuplicateKey]), refused(IngestReply) }
 
-    /// Call `index` of a batch body as the app sent it (encoded), for the
-    /// record of a refused call: the body is parsed again, since the rules
-    /// changed the call's own tree in place. (Refusals only; the body parsed once already.)
-    private static func sentCall(_ index: Int, of raw: [UInt8], maxDepth: Int) -> [UInt8] {
+    /// The calls of a batch body as the app sent them (`batch` parsed again:
+    /// it parsed once already, so this does not fail).
+    private static func sentCalls(of raw: [UInt8], maxDepth: Int) -> [JSONValue] {
         var duplicates: [DuplicateKey] = []
         guard let value = try? JSONValue.parse(raw, maxDepth: maxDepth, duplicateKeys: &duplicates),
-              case .array(let calls)? = value.objectValue?["batch"], calls.indices.contains(index)
-        else { return [] }
-        return calls[index].encoded()
+              case .array(let calls)? = value.objectValue?["batch"]
+        else {
+            assertionFailure("a batch body that parsed once did not parse again")
+            return []
+        }
+        return calls
     }
 
     /// The body parsed, or its `400` (recorded as refused).
@@ -216,16 +218,14 @@ public final class IngestPipeline: Sendable {
     /// that the rules change each call's tree in place instead of copying it.
     private func batch(_ value: consuming JSONValue, priority: SpoolPriority, duplicateKeys: [DuplicateKey], raw: [UInt8], writeKey: String,
                        receivedAt: Date, executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
-        var envelope = JSONObject()
-        var calls: [JSONValue] = []
-        if case .object(let o) = consume value { envelope = o }
-        guard let at = envelope.index(forKey: "batch"), case .array(let a) = envelope.takeValue(at: at) else {
+        // One chain of bindings, each taking what it binds, so that `calls` is the only reference to the array.
+        guard case .object(var envelope) = consume value, let at = envelope.index(forKey: "batch"),
+              case .array(var calls) = envelope.takeValue(at: at) else {
             let error = "batch: required: an array of calls, as {\"batch\": [...]}"
             reject([error], sample: raw, at: receivedAt)
             completion(.failure(400, [error]))
             return
         }
-        calls = a
         if calls.count > options.maxBatchMessages {
             completion(.failure(413, ["batch: has \(calls.count) calls; the limit is \(options.maxBatchMessages) a request"]))
             return
@@ -251,6 +251,10 @@ public final class IngestPipeline: Sendable {
         var rejected: [JSONValue] = []
         var allErrors: [String] = []
         records.reserveCapacity(calls.count)
+        // The calls as the app sent them, for the samples of refused ones: the
+        // rules change each call in place, so the body is parsed again, once,
+        // at the first refusal.
+        var sent: [JSONValue]?
         let count = calls.count
         for index in 0..<count {
             let ownDuplicates = duplicateKeys.isEmpty ? [] : duplicateKeys.compactMap { $0.relative(toCall: index, inArray: "batch") }
@@ -265,7 +269,8 @@ public final class IngestPipeline: Sendable {
                 let errors = rejection.errors.map(\.description)
                 rejected.append(.object(["errors": .array(errors.map { .string($0) }), "index": .int(Int64(index))]))
                 allErrors += errors.map { "batch[\(index)]" + ($0.hasPrefix(":") ? $0 : ".\($0)") }
-                reject(errors, sample: Self.sentCall(index, of: raw, maxDepth: options.limits.maxDepth), at: receivedAt)
+                if sent == nil { sent = Self.sentCalls(of: raw, maxDepth: options.limits.maxDepth) }
+                reject(errors, sample: sent.flatMap { $0.indices.contains(index) ? $0[index].encoded() : nil } ?? [], at: receivedAt)
             }
         }
         guard !records.isEmpty else {

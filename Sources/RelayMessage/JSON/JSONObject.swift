@@ -123,8 +123,8 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     }
 
     /// Takes the value at `i` out, leaving null in its place, so that the
-    /// caller can change it while it is uniquely referenced and put it back
-    /// with `setValue(_:at:)`.
+    /// caller holds the only reference to it: to change it in place (and put
+    /// it back with `setValue(_:at:)`) or to consume it.
     public mutating func takeValue(at i: Int) -> JSONValue {
         let v = members[i].value
         members[i].value = .null

@@ -322,8 +322,8 @@ struct ScratchStack<Element>: ~Copyable {
     private(set) var count = 0
 
     init(capacity: Int) {
-        self.capacity = capacity
-        base = .allocate(capacity: capacity)
+        self.capacity = max(capacity, 1)  // (growth doubles it)
+        base = .allocate(capacity: self.capacity)
     }
 
     deinit {

@@ -204,9 +204,13 @@ public struct MessageNormalizer: Sendable {
         Self.mergeObject(&fields, "context", batch: context.batchContext, errors: &errors)
         Self.mergeObject(&fields, "integrations", batch: context.batchIntegrations, errors: &errors)
 
+        // What the relay stamps at the top level (set in the envelope below).
+        // Clocks: received_at is the relay's; timestamp is the app's or the receive time.
+        let receivedAt = ISO8601.format(context.receivedAt)
+        var stamps = Stamps(receivedAt: receivedAt)
+
         // message_id: the idempotency key.
         var messageID = ""
-        var stamps = Stamps(receivedAt: "")
         switch Self.identifier(&fields, "message_id", errors: &errors) {
         case .absent:
             messageID = context.makeMessageID()
@@ -221,9 +225,6 @@ public struct MessageNormalizer: Sendable {
             break
         }
 
-        // Clocks: received_at is the relay's; timestamp is the app's or the receive time.
-        let receivedAt = ISO8601.format(context.receivedAt)
-        stamps.receivedAt = receivedAt
         if let ts = fields["timestamp"] {
             if let s = ts.stringValue {
                 if ISO8601.parseDateTime(s) == nil {

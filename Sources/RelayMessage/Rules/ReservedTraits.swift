@@ -159,6 +159,7 @@ enum ReservedTraits {
 
     static let compiled: Level = compile(schema)
 
+    /// `first_name` → `firstName`.
     static func camelCase(_ snake: String) -> String {
         var out = ""
         var upper = false
