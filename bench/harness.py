@@ -31,7 +31,8 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
-BIN = os.path.join(ROOT, ".build-deb", "plainflow-relay")  # what the .deb ships (make release)
+# What the .deb ships (make release); PLAINFLOW_BENCH_BIN measures another build (A/B by hand).
+BIN = os.environ.get("PLAINFLOW_BENCH_BIN") or os.path.join(ROOT, ".build-deb", "plainflow-relay")
 DRV = os.path.join(ROOT, ".build-release", "bench-drivers")
 LOADGEN = os.path.join(DRV, "loadgen")
 SINK = os.path.join(DRV, "sink")

@@ -13,6 +13,8 @@
 # starts is stopped by PID; temp dirs (under /var/tmp) are removed.
 #
 # Environment: BENCH_SKIP_INSTALL=1 skips apt-get/pip (packages already there).
+# An A/B of one measurement against another build, by hand (no report):
+#   PLAINFLOW_BENCH_BIN=/path/to/plainflow-relay python3 bench/harness.py --only m5
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
