@@ -74,18 +74,18 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     private let pipeline: IngestPipeline
     private let executors: EventLoopExecutors
-    /// Calls read and calls answered since the connection opened; a call's
-    /// index is its place among them.
-    private var received = 0
+    /// Calls answered since the connection opened; a call's index is its
+    /// place among the calls read.
     private var answered = 0
+    /// Calls read since the connection opened (the answered and those in flight).
+    private var received: Int { answered + inFlight.count }
     /// The calls in flight, in call order (the first is call `answered`):
     /// what each counts against `maxPendingBytes`, and its reply once there.
     private var inFlight = CircularBuffer<(bytes: Int, reply: [UInt8]?)>()
     private var pendingBytes = 0
-    /// Lines of the current read, not yet handed to the pipeline, and the
-    /// call index of the first.
+    /// Lines of the current read, not yet handed to the pipeline (the last
+    /// calls in flight).
     private var lines: [[UInt8]] = []
-    private var firstLineIndex = 0
     private var closeWhenDone = false
     /// A flush is queued on the loop: the replies of one commit (run as one
     /// loop task) leave in one write, not one system call each.
@@ -126,9 +126,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         let line = unwrapInboundIn(data)
         let bytes = Array(line.readableBytesView)
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: not a call
-        if lines.isEmpty { firstLineIndex = received }
         lines.append(bytes)
-        received += 1
         let size = bytes.count + Self.perCallBytes
         inFlight.append((size, nil))
         pendingBytes += size
@@ -143,9 +141,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// by call index (refusals at once, the others after their commit).
     private func handOver(_ context: ChannelHandlerContext) {
         guard !lines.isEmpty else { return }
+        let first = received - lines.count  // the call index of the first line
         var bodies: [[UInt8]] = []
         swap(&bodies, &lines)
-        let first = firstLineIndex
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
         pipeline.handleSingles(bodies, writeKey: nil, on: executors.executor(for: loop)) { replies in
@@ -229,7 +227,6 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         if let tooLong = error as? LineTooLongError {
             let reply = IngestReply.failure(413, ["line is longer than \(tooLong.limit) bytes"])
             inFlight.append((0, reply.body))
-            received += 1
             closeWhenDone = true
             flushInOrder(context)
         } else if closeWhenDone, case .dataReceivedInErrorState? = error as? ByteToMessageDecoderError {
