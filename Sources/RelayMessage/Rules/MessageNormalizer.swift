@@ -267,8 +267,8 @@ public struct MessageNormalizer: Sendable {
         "properties", "received_at", "timestamp", "traits", "type", "user_id",
     ]
 
-    /// `envelopeOrder` as UTF-8, for comparing keys byte for byte.
-    static let envelopeKeys: [[UInt8]] = envelopeOrder.map { Array($0.utf8) }
+    /// `envelopeOrder`, then `sent_at` (which the envelope leaves out).
+    static let envelopeSpellings = KeySpellings(envelopeOrder + ["sent_at"])
     static let messageIDRank = envelopeOrder.firstIndex(of: "message_id")!
     static let receivedAtRank = envelopeOrder.firstIndex(of: "received_at")!
     static let timestampRank = envelopeOrder.firstIndex(of: "timestamp")!
@@ -297,12 +297,10 @@ public struct MessageNormalizer: Sendable {
     /// The position of `key` in `envelopeOrder`, `sentAtRank` for `sent_at`,
     /// or -1 for any other field. Compared byte for byte.
     static func envelopeRank(_ key: String) -> Int {
-        var key = key
-        return key.withUTF8 { k in
-            for (r, known) in envelopeKeys.enumerated() where known.count == k.count {
-                if known.withUnsafeBufferPointer({ $0.elementsEqual(k) }) { return r }
-            }
-            return k.elementsEqual("sent_at".utf8) ? sentAtRank : -1
+        switch envelopeSpellings.index(of: key) {
+        case nil: return -1
+        case .some(envelopeOrder.count): return sentAtRank
+        case let r?: return r
         }
     }
 

@@ -84,67 +84,27 @@ enum ReservedTraits {
 
     /// One object's reserved traits: the entries in name order (the order
     /// their errors are reported in), and every spelling (name and camelCase
-    /// name) by UTF-8 length, in flat arrays of plain values, so that an
-    /// object's members are matched in one pass without a reference count.
+    /// name) in a `KeySpellings`, so that an object's members are matched in
+    /// one pass.
     struct Level: Sendable {
         let entries: [Entry]
-        /// Every spelling's bytes, one after another, shortest first.
-        private let bytes: [UInt8]
-        /// Per spelling, shortest first: where its bytes start, its entry,
-        /// and whether it is the camelCase spelling.
-        private let spellings: [(offset: Int, entry: Int, camel: Bool)]
-        /// `spellings[first[n]..<first[n + 1]]` are the spellings n bytes long.
-        private let first: [Int]
+        /// Each entry's name (at the entry's position), then the camelCase names.
+        private let spellings: KeySpellings
+        /// The entry of each camelCase name, in the order `spellings` has them.
+        private let camelEntries: [Int]
 
         init(_ entries: [Entry]) {
             self.entries = entries
-            var all: [(name: [UInt8], entry: Int, camel: Bool)] = []
-            for (i, e) in entries.enumerated() {
-                all.append((Array(e.name.utf8), i, false))
-                if let camel = e.camel { all.append((Array(camel.utf8), i, true)) }
-            }
-            all.sort { $0.name.count < $1.name.count }
-            let longest = all.last?.name.count ?? 0
-            var bytes: [UInt8] = []
-            var spellings: [(offset: Int, entry: Int, camel: Bool)] = []
-            var first = [Int](repeating: 0, count: longest + 2)
-            for s in all {
-                spellings.append((bytes.count, s.entry, s.camel))
-                bytes += s.name
-            }
-            for n in 0...(longest + 1) { first[n] = all.firstIndex { $0.name.count >= n } ?? all.count }
-            self.bytes = bytes
-            self.spellings = spellings
-            self.first = first
+            let camels = entries.indices.filter { entries[$0].camel != nil }
+            spellings = KeySpellings(entries.map(\.name) + camels.map { entries[$0].camel! })
+            camelEntries = camels
         }
 
         /// The entry `key` spells (compared byte for byte), and whether it is
         /// the camelCase spelling; nil for a trait that is not reserved.
         func match(_ key: String) -> (entry: Int, camel: Bool)? {
-            let n = key.utf8.count
-            guard n + 1 < first.count else { return nil }
-            let range = first[n]..<first[n + 1]
-            if range.isEmpty { return nil }
-            let found: (entry: Int, camel: Bool)?? = key.utf8.withContiguousStorageIfAvailable { k in
-                bytes.withUnsafeBufferPointer { b in
-                    spellings.withUnsafeBufferPointer { sp in
-                        for j in range {
-                            let o = sp[j].offset
-                            var same = true
-                            for x in 0..<n where b[o + x] != k[x] { same = false; break }
-                            if same { return (sp[j].entry, sp[j].camel) }
-                        }
-                        return nil
-                    }
-                }
-            }
-            if case .some(let hit) = found { return hit }
-            // A key without contiguous UTF-8 (not one the parser makes).
-            for j in range {
-                let o = spellings[j].offset
-                if bytes[o..<(o + n)].elementsEqual(key.utf8) { return (spellings[j].entry, spellings[j].camel) }
-            }
-            return nil
+            guard let i = spellings.index(of: key) else { return nil }
+            return i < entries.count ? (i, false) : (camelEntries[i - entries.count], true)
         }
     }
 
