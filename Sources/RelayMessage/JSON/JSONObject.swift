@@ -46,7 +46,7 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     public subscript(position: Int) -> Element { members[position] }
 
     /// The key of the member at position `i`.
-    public func key(at i: Int) -> String { members[i].key }
+    func key(at i: Int) -> String { members[i].key }
 
     /// The keys, in order.
     public var keys: [String] { members.map(\.key) }
