@@ -26,6 +26,23 @@ enum SpoolSQL {
         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
         """
 
+    /// `insertID` for `rows` ids at once (?1 id, ?2 seen_at for the first,
+    /// ?3, ?4 for the second, ...): `changes() == rows` when every id was new.
+    static func insertIDs(rows: Int) -> String {
+        "INSERT INTO message_ids (message_id, seen_at) VALUES "
+            + (0..<rows).map { "(?\($0 * 2 + 1), ?\($0 * 2 + 2))" }.joined(separator: ", ")
+            + " ON CONFLICT (message_id) DO NOTHING"
+    }
+
+    /// `insertOutbox` for `rows` messages at once, six parameters each in
+    /// the same order. One statement for many rows costs SQLite a third
+    /// less than one per row (a C probe of the spool's schema, 1,000 rows
+    /// a transaction: 3.6-5.0 us a row against 5.3-8.2).
+    static func insertOutbox(rows: Int) -> String {
+        "INSERT INTO outbox (message_id, write_key, priority, received_at, payload, bytes) VALUES "
+            + (0..<rows).map { r in "(" + (1...6).map { "?\(r * 6 + $0)" }.joined(separator: ", ") + ")" }.joined(separator: ", ")
+    }
+
     /// The oldest queued message's receipt time (by index): a claim never
     /// takes over an id seen after it, so a queued message's id stays held.
     static let oldestQueued = "SELECT min(received_at) FROM outbox"
@@ -38,13 +55,42 @@ extension SQLiteStatement {
     /// Runs `SpoolSQL.insertOutbox` (prepared in this statement) for `m`.
     /// The id, key and payload are bound in place, not copied.
     func insertOutbox(_ m: SpoolAppend) throws(SQLiteError) {
-        try bind(3, m.priority.rawValue)
-        try bind(4, m.receivedAtMillis)
-        try bind(6, Int64(m.payload.count))
-        try withBound(1, text: m.messageID) { () throws(SQLiteError) in
-            try withBound(2, text: m.writeKey) { () throws(SQLiteError) in
-                try withBound(5, bytes: m.payload) { () throws(SQLiteError) in try run() }
+        try insertOutbox(rows: 1) { _ in m }
+    }
+
+    /// Runs `SpoolSQL.insertOutbox(rows: messages.count)` (prepared in this
+    /// statement) for `messages`, their ids, keys and payloads bound in place.
+    func insertOutbox(_ messages: ArraySlice<SpoolAppend>) throws(SQLiteError) {
+        try insertOutbox(rows: messages.count) { messages[messages.startIndex + $0] }
+    }
+
+    private func insertOutbox(rows: Int, _ row: (Int) -> SpoolAppend) throws(SQLiteError) {
+        // One row's values, then the next rows' inside: every pointer bound
+        // stays valid until the statement has run.
+        func bindRows(from r: Int) throws(SQLiteError) {
+            guard r < rows else { try run(); return }
+            let m = row(r), first = Int32(r * 6 + 1)
+            try bind(first + 2, m.priority.rawValue)
+            try bind(first + 3, m.receivedAtMillis)
+            try bind(first + 5, Int64(m.payload.count))
+            try withBound(first, text: m.messageID) { () throws(SQLiteError) in
+                try withBound(first + 1, text: m.writeKey) { () throws(SQLiteError) in
+                    try withBound(first + 4, bytes: m.payload) { () throws(SQLiteError) in try bindRows(from: r + 1) }
+                }
             }
         }
+        try bindRows(from: 0)
+    }
+
+    /// Runs `SpoolSQL.insertIDs(rows: messages.count)` (prepared in this
+    /// statement) for the ids of `messages`, seen at their receipt.
+    func insertIDs(_ messages: ArraySlice<SpoolAppend>) throws(SQLiteError) {
+        func bindRows(from index: Int) throws(SQLiteError) {
+            guard index < messages.endIndex else { try run(); return }
+            let first = Int32((index - messages.startIndex) * 2 + 1)
+            try bind(first + 1, messages[index].receivedAtMillis)
+            try withBound(first, text: messages[index].messageID) { () throws(SQLiteError) in try bindRows(from: index + 1) }
+        }
+        try bindRows(from: messages.startIndex)
     }
 }

@@ -57,6 +57,13 @@ final class SpoolWriter {
         var rows: Int64 = 0, bytes: Int64 = 0, ids: Int64 = 0, idBytes: Int64 = 0
     }
     private let readDataVersion: SQLiteStatement
+    /// Multi-row inserts of ids and of outbox rows, by chunk size (2, 4, ... 32 rows).
+    private var idInserts: [SQLiteStatement?] = Array(repeating: nil, count: 5)
+    private var outboxInserts: [SQLiteStatement?] = Array(repeating: nil, count: 5)
+    /// Around a chunk's id insert, so that a chunk with a known id leaves no trace.
+    private let savepoint: SQLiteStatement
+    private let releaseSavepoint: SQLiteStatement
+    private let rollbackToSavepoint: SQLiteStatement
 
     init(options: SpoolOptions, logger: Logger) throws(SpoolError) {
         self.options = options
@@ -80,6 +87,9 @@ final class SpoolWriter {
             beginStatement = try db.prepare("BEGIN IMMEDIATE")
             commitStatement = try db.prepare("COMMIT")
             insert = try db.prepare(SpoolSQL.insertOutbox)
+            savepoint = try db.prepare("SAVEPOINT append_chunk")
+            releaseSavepoint = try db.prepare("RELEASE append_chunk")
+            rollbackToSavepoint = try db.prepare("ROLLBACK TO append_chunk")
             // (Not the insert with RETURNING: its result table per statement costs more than the trigger did.)
             insertID = try db.prepare(SpoolSQL.insertID)
             takeOverID = try db.prepare(SpoolSQL.takeOverID)
@@ -264,17 +274,16 @@ final class SpoolWriter {
             }
             var outcomes: [AppendOutcome] = []
             outcomes.reserveCapacity(messages.count)
-            for m in messages {
-                guard try claim(m.messageID, seenAt: m.receivedAtMillis) else {
-                    outcomes.append(.duplicate)
-                    continue
+            var start = messages.startIndex
+            while start < messages.endIndex {
+                let rows = Self.chunkRows(messages.endIndex - start)
+                let chunk = messages[start..<(start + rows)]
+                start += rows
+                if rows > 1, try appendAllNew(chunk, turn: &turn) {
+                    outcomes.append(contentsOf: repeatElement(.stored, count: rows))
+                } else {
+                    for m in chunk { outcomes.append(try appendOne(m, turn: &turn)) }
                 }
-                try insert.insertOutbox(m)
-                uncounted.rows += 1
-                uncounted.bytes += Int64(m.payload.count)
-                outcomes.append(.stored)
-                if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
-                turn.appendedBytes += Int64(m.payload.count + m.messageID.utf8.count + 16)
             }
             let result = outcomes
             turn.complete(on: executor) { completion(.success(result)) }
@@ -326,6 +335,68 @@ final class SpoolWriter {
             break  // handled by run()
         }
     }
+
+    // MARK: Appends, many rows a statement
+
+    /// Stores `m` unless its id is held (`.duplicate`).
+    private func appendOne(_ m: SpoolAppend, turn: inout Turn) throws(SQLiteError) -> AppendOutcome {
+        guard try claim(m.messageID, seenAt: m.receivedAtMillis) else { return .duplicate }
+        try insert.insertOutbox(m)
+        counted(stored: CollectionOfOne(m), idsToo: false, turn: &turn)
+        return .stored
+    }
+
+    /// Stores all of `chunk` with one statement for the ids and one for the
+    /// rows, when every id in it is new (the common case); otherwise changes
+    /// nothing and returns false, for the caller to take them one by one
+    /// (a take-over, a duplicate, or one id twice in the chunk).
+    private func appendAllNew(_ chunk: ArraySlice<SpoolAppend>, turn: inout Turn) throws(SQLiteError) -> Bool {
+        let slot = chunk.count.trailingZeroBitCount - 1
+        try savepoint.run()
+        try chunkStatement(&idInserts, slot) { SpoolSQL.insertIDs(rows: chunk.count) }.insertIDs(chunk)
+        guard db.changes == chunk.count else {
+            try rollbackToSavepoint.run()
+            try releaseSavepoint.run()
+            return false
+        }
+        try releaseSavepoint.run()
+        try chunkStatement(&outboxInserts, slot) { SpoolSQL.insertOutbox(rows: chunk.count) }.insertOutbox(chunk)
+        // (A statement's rows take consecutive seqs: one writer, AUTOINCREMENT.)
+        if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID - Int64(chunk.count) + 1 }
+        counted(stored: chunk, idsToo: true, turn: &turn)
+        return true
+    }
+
+    /// Counts stored messages into the totals and the turn's growth.
+    private func counted(stored: some Collection<SpoolAppend>, idsToo: Bool, turn: inout Turn) {
+        for m in stored {
+            if idsToo {
+                uncounted.ids += 1
+                uncounted.idBytes += Self.sqlLength(m.messageID) + 16
+            }
+            uncounted.rows += 1
+            uncounted.bytes += Int64(m.payload.count)
+            turn.appendedBytes += Int64(m.payload.count + m.messageID.utf8.count + 16)
+        }
+        if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
+    }
+
+    /// The statement for chunks of 2 << `slot` rows, prepared the first time.
+    private func chunkStatement(_ cache: inout [SQLiteStatement?], _ slot: Int, _ sql: () -> String) throws(SQLiteError) -> SQLiteStatement {
+        if let statement = cache[slot] { return statement }
+        let statement = try db.prepare(sql())
+        cache[slot] = statement
+        return statement
+    }
+
+    /// The rows of the next chunk when `remaining` messages are left: the
+    /// largest power of two up to `maxChunkRows`, so that a handful of
+    /// prepared statements (2, 4, ... 32 rows) covers any count.
+    static func chunkRows(_ remaining: Int) -> Int {
+        min(maxChunkRows, 1 << (Int.bitWidth - 1 - remaining.leadingZeroBitCount))
+    }
+
+    static let maxChunkRows = 32
 
     // MARK: Room under max_bytes
 

@@ -42,6 +42,49 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         await spool.close()
     }
 
+    @Test func aLargeAppendIsStoredInOrderWithExactCounts() async throws {
+        // 75 = chunks of 32, 32, 8, 2 and 1 rows a statement.
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        let records = (1...75).map { record("m\($0)", size: 40 + $0) }
+        #expect(try await spool.append(records) == Array(repeating: .stored, count: 75))
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        #expect(spool.stats.depth == 75)
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: 2_000, maxCount: 100, maxBytes: 1 << 20)
+        #expect(batch.map(\.messageID) == records.map(\.messageID))
+        #expect(batch.map(\.payload) == records.map(\.payload))
+        #expect(zip(batch, batch.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }, "seqs follow the order of the call")
+        await spool.close()
+    }
+
+    @Test func knownIdsInsideALargeAppendAreFoundOneByOne() async throws {
+        let dir = TempDir()
+        let clock = ManualClock(2_000)
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        // (An id seen after the oldest queued message is held: "sent" comes first.)
+        _ = try await spool.append([record("sent", at: 1_000), record("queued", at: 1_500)])
+        let reader = try spool.makeReader()
+        let sent = try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20).filter { $0.messageID == "sent" }
+        try await spool.acknowledge(sent, atMillis: 2_000)
+        reader.release(sent)
+        // 16 calls (one chunk): a queued id, one id twice, and an id whose
+        // dedupe window is over (taken over, stored again).
+        let later = Int64(2_000 + 24 * 3600 * 1000 + 120_000)
+        clock.advance(later - 2_000)
+        var calls = (1...16).map { record("n\($0)", at: later) }
+        calls[2] = record("queued", at: later)
+        calls[6] = record("n6", at: later)
+        calls[9] = record("sent", at: later)
+        var expected = Array(repeating: AppendOutcome.stored, count: 16)
+        expected[2] = .duplicate
+        expected[6] = .duplicate
+        #expect(try await spool.append(calls) == expected)
+        #expect(spool.stats.depth == 2 + 14 - 1, "queued + 14 new - the delivered one")
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        await spool.close()
+    }
+
     @Test func acknowledgedMessagesLeaveTheOutboxAndAreRememberedForDedupe() async throws {
         let dir = TempDir()
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
