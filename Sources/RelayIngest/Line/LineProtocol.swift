@@ -9,6 +9,11 @@
 // are stored in one append: one hand-over to the spool writer and one back
 // for all of them, where a client that pipelines sends dozens in one read.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import RelayMessage
 
@@ -26,15 +31,19 @@ struct BoundedLineDecoder: ByteToMessageDecoder {
     init(maxLength: Int) { self.maxLength = maxLength }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        let view = buffer.readableBytesView
-        let start = view.startIndex + scanned
-        guard let newline = view[start...].firstIndex(of: UInt8(ascii: "\n")) else {
-            scanned = view.count
+        // (memchr: a byte-by-byte search of the buffer's view was 5% of a
+        // pipelined call's time on the event loop.)
+        let found = buffer.withUnsafeReadableBytes { bytes -> Int? in
+            guard bytes.count > scanned, let base = bytes.baseAddress,
+                  let hit = memchr(base + scanned, Int32(UInt8(ascii: "\n")), bytes.count - scanned) else { return nil }
+            return base.distance(to: UnsafeRawPointer(hit))
+        }
+        guard let length = found else {
+            scanned = buffer.readableBytes
             if scanned > maxLength { throw LineTooLongError(limit: maxLength) }
             return .needMoreData
         }
         scanned = 0
-        let length = newline - view.startIndex
         if length > maxLength { throw LineTooLongError(limit: maxLength) }
         var line = buffer.readSlice(length: length)!
         buffer.moveReaderIndex(forwardBy: 1)
