@@ -209,7 +209,22 @@ final class SpoolWriter {
         var turn = Turn()
         let commitNumber = shared.commits.load(ordering: .acquiring) + 1
         let failed = transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
-            for op in ops { try applyOne(op, commit: commitNumber, shared: shared, turn: &turn) }
+            // Appends that fit under max_bytes as they are wait here and go
+            // in together, many rows a statement, whichever op they came in;
+            // anything else first stores them, so the order of effects stays.
+            var waiting = WaitingAppends()
+            for op in ops {
+                if case .append(let messages, let executor, let completion) = op {
+                    let size = Self.size(of: messages)
+                    if stats.totalBytes + turn.appendedBytes + waiting.bytes + size <= options.maxBytes {
+                        waiting.add(messages, size: size, executor, completion)
+                        continue
+                    }
+                }
+                try store(&waiting, turn: &turn)
+                try applyOne(op, commit: commitNumber, shared: shared, turn: &turn)
+            }
+            try store(&waiting, turn: &turn)
             if turn.rejected {  // keep the newest samples only
                 try db.execute("DELETE FROM rejected WHERE id <= (SELECT max(id) FROM rejected) - \(options.rejectedSampleLimit)")
             }
@@ -263,8 +278,7 @@ final class SpoolWriter {
     private func applyOne(_ op: Spool.Op, commit: Int64, shared: Spool.Shared, turn: inout Turn) throws(SQLiteError) {
         switch op {
         case .append(let messages, let executor, let completion):
-            // Payload plus the dedupe id each message adds.
-            let size = messages.reduce(Int64(0)) { $0 + Int64($1.payload.count + $1.messageID.utf8.count + 16) }
+            let size = Self.size(of: messages)
             if stats.totalBytes + turn.appendedBytes + size > options.maxBytes {
                 guard try makeRoom(for: size, commit: commit, shared: shared, turn: &turn) else {
                     let limit = options.maxBytes
@@ -272,20 +286,7 @@ final class SpoolWriter {
                     return
                 }
             }
-            var outcomes: [AppendOutcome] = []
-            outcomes.reserveCapacity(messages.count)
-            var start = messages.startIndex
-            while start < messages.endIndex {
-                let rows = Self.chunkRows(messages.endIndex - start)
-                let chunk = messages[start..<(start + rows)]
-                start += rows
-                if rows > 1, try appendAllNew(chunk, turn: &turn) {
-                    outcomes.append(contentsOf: repeatElement(.stored, count: rows))
-                } else {
-                    for m in chunk { outcomes.append(try appendOne(m, turn: &turn)) }
-                }
-            }
-            let result = outcomes
+            let result = try store(messages, turn: &turn)
             turn.complete(on: executor) { completion(.success(result)) }
 
         case .acknowledge(let messages, let at, let completion):
@@ -337,6 +338,58 @@ final class SpoolWriter {
     }
 
     // MARK: Appends, many rows a statement
+
+    /// Appends of one turn waiting to be stored together.
+    private struct WaitingAppends {
+        var ops: [(count: Int, executor: (any CompletionExecutor)?, completion: Spool.Completion<[AppendOutcome]>)] = []
+        var messages: [SpoolAppend] = []
+        /// Their `size(of:)`.
+        var bytes: Int64 = 0
+
+        mutating func add(_ messages: [SpoolAppend], size: Int64, _ executor: (any CompletionExecutor)?,
+                          _ completion: @escaping Spool.Completion<[AppendOutcome]>) {
+            if ops.isEmpty { self.messages = messages } else { self.messages += messages }
+            ops.append((messages.count, executor, completion))
+            bytes += size
+        }
+    }
+
+    /// Stores the waiting appends and queues each one's completion.
+    private func store(_ waiting: inout WaitingAppends, turn: inout Turn) throws(SQLiteError) {
+        guard !waiting.ops.isEmpty else { return }
+        let outcomes = try store(waiting.messages, turn: &turn)
+        var start = 0
+        for op in waiting.ops {
+            let result = Array(outcomes[start..<(start + op.count)])
+            start += op.count
+            let completion = op.completion
+            turn.complete(on: op.executor) { completion(.success(result)) }
+        }
+        waiting = WaitingAppends()
+    }
+
+    /// Stores `messages` in chunks of up to `maxChunkRows`; what became of each.
+    private func store(_ messages: [SpoolAppend], turn: inout Turn) throws(SQLiteError) -> [AppendOutcome] {
+        var outcomes: [AppendOutcome] = []
+        outcomes.reserveCapacity(messages.count)
+        var start = messages.startIndex
+        while start < messages.endIndex {
+            let rows = Self.chunkRows(messages.endIndex - start)
+            let chunk = messages[start..<(start + rows)]
+            start += rows
+            if rows > 1, try appendAllNew(chunk, turn: &turn) {
+                outcomes.append(contentsOf: repeatElement(.stored, count: rows))
+            } else {
+                for m in chunk { outcomes.append(try appendOne(m, turn: &turn)) }
+            }
+        }
+        return outcomes
+    }
+
+    /// What `messages` add to the spool at most: payloads plus their dedupe ids.
+    private static func size(of messages: [SpoolAppend]) -> Int64 {
+        messages.reduce(Int64(0)) { $0 + Int64($1.payload.count + $1.messageID.utf8.count + 16) }
+    }
 
     /// Stores `m` unless its id is held (`.duplicate`).
     private func appendOne(_ m: SpoolAppend, turn: inout Turn) throws(SQLiteError) -> AppendOutcome {

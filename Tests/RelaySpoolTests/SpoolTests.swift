@@ -277,6 +277,30 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         await spool.close()
     }
 
+    @Test func appendsSharingACommitFindTheirDuplicatesAndOutcomesInOrder() async throws {
+        // A linger, so that the appends meet in few commits and go in together.
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db, commitLingerNanos: 20_000_000), nowMillis: { 2_000 })
+        let calls: [[SpoolAppend]] = (0..<40).map { i in
+            i % 10 == 9 ? [record("d\(i)"), record("d\(i - 1)"), record("d\(i)")] : [record("d\(i)")]
+        }
+        let outcomes = try await withThrowingTaskGroup(of: (Int, [AppendOutcome]).self) { group in
+            for (i, call) in calls.enumerated() { group.addTask { (i, try await spool.append(call)) } }
+            var all = [[AppendOutcome]](repeating: [], count: calls.count)
+            for try await (i, o) in group { all[i] = o }
+            return all
+        }
+        for (i, o) in outcomes.enumerated() where i % 10 == 9 {
+            #expect(o.count == 3 && o[0] == .stored && o[2] == .duplicate, "an id twice in one call: the second is the duplicate")
+        }
+        let all = outcomes.flatMap { $0 }
+        #expect(all.filter { $0 == .stored }.count == 40, "each id stored once, whichever call came first")
+        #expect(all.filter { $0 == .duplicate }.count == 8)
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        #expect(spool.stats.commits < 40)
+        await spool.close()
+    }
+
     @Test func appendsAfterCloseFailCleanly() async throws {
         let dir = TempDir()
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
