@@ -2,6 +2,10 @@
 // Each turn of its loop drains the queue and applies every operation in one
 // transaction; completions run only after COMMIT returned (or with the error
 // when it did not, after ROLLBACK: then nothing of that turn was stored).
+// The appends of a turn go in together, up to 32 rows a statement for their
+// ids and 32 for their rows; a chunk that meets a known id is undone to a
+// savepoint and taken one message at a time, so outcomes are exactly those
+// of appending each message in queue order.
 // Between turns it runs maintenance (expiry, the dedupe prune) in bounded
 // slices, each its own short transaction, so no acknowledgement ever waits
 // behind a sweep of the whole outbox.
@@ -395,6 +399,7 @@ final class SpoolWriter {
     private func appendOne(_ m: SpoolAppend, turn: inout Turn) throws(SQLiteError) -> AppendOutcome {
         guard try claim(m.messageID, seenAt: m.receivedAtMillis) else { return .duplicate }
         try insert.insertOutbox(m)
+        if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
         counted(stored: CollectionOfOne(m), idsToo: false, turn: &turn)
         return .stored
     }
@@ -420,7 +425,8 @@ final class SpoolWriter {
         return true
     }
 
-    /// Counts stored messages into the totals and the turn's growth.
+    /// Counts stored messages into the totals (their ids too unless `claim`
+    /// counted them) and into the turn's growth.
     private func counted(stored: some Collection<SpoolAppend>, idsToo: Bool, turn: inout Turn) {
         for m in stored {
             if idsToo {
@@ -431,7 +437,6 @@ final class SpoolWriter {
             uncounted.bytes += Int64(m.payload.count)
             turn.appendedBytes += Int64(m.payload.count + m.messageID.utf8.count + 16)
         }
-        if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
     }
 
     /// The statement for chunks of 2 << `slot` rows, prepared the first time.
