@@ -190,7 +190,8 @@ final class SpoolWriter {
         var completions: [(Result<Void, SpoolError>) -> Void] = []
         /// Append completions by executor, handed over in one call each after the commit.
         var deferred: [ObjectIdentifier: (executor: any CompletionExecutor, jobs: [@Sendable () -> Void])] = [:]
-        /// Payload bytes this turn appended (an upper bound of its growth).
+        /// Bytes this turn appended, payloads and ids (`size(of:)`: an upper
+        /// bound of its growth), since the totals were last read.
         var appendedBytes: Int64 = 0
         var dropped: Int64 = 0
         var expired: Int64 = 0
@@ -220,15 +221,15 @@ final class SpoolWriter {
             for op in ops {
                 if case .append(let messages, let executor, let completion) = op {
                     let size = Self.size(of: messages)
-                    if stats.totalBytes + turn.appendedBytes + waiting.bytes + size <= options.maxBytes {
+                    if fits(size, besides: turn.appendedBytes + waiting.bytes) {
                         waiting.add(messages, size: size, executor, completion)
                         continue
                     }
                 }
-                try store(&waiting, turn: &turn)
+                try storeWaiting(&waiting, turn: &turn)
                 try applyOne(op, commit: commitNumber, shared: shared, turn: &turn)
             }
-            try store(&waiting, turn: &turn)
+            try storeWaiting(&waiting, turn: &turn)
             if turn.rejected {  // keep the newest samples only
                 try db.execute("DELETE FROM rejected WHERE id <= (SELECT max(id) FROM rejected) - \(options.rejectedSampleLimit)")
             }
@@ -283,14 +284,14 @@ final class SpoolWriter {
         switch op {
         case .append(let messages, let executor, let completion):
             let size = Self.size(of: messages)
-            if stats.totalBytes + turn.appendedBytes + size > options.maxBytes {
+            if !fits(size, besides: turn.appendedBytes) {
                 guard try makeRoom(for: size, commit: commit, shared: shared, turn: &turn) else {
                     let limit = options.maxBytes
                     turn.complete(on: executor) { completion(.failure(.full(limitBytes: limit))) }
                     return
                 }
             }
-            let result = try store(messages, turn: &turn)
+            let result = try storeInChunks(messages, turn: &turn)
             turn.complete(on: executor) { completion(.success(result)) }
 
         case .acknowledge(let messages, let at, let completion):
@@ -359,9 +360,9 @@ final class SpoolWriter {
     }
 
     /// Stores the waiting appends and queues each one's completion.
-    private func store(_ waiting: inout WaitingAppends, turn: inout Turn) throws(SQLiteError) {
+    private func storeWaiting(_ waiting: inout WaitingAppends, turn: inout Turn) throws(SQLiteError) {
         guard !waiting.ops.isEmpty else { return }
-        let outcomes = try store(waiting.messages, turn: &turn)
+        let outcomes = try storeInChunks(waiting.messages, turn: &turn)
         var start = 0
         for op in waiting.ops {
             let result = Array(outcomes[start..<(start + op.count)])
@@ -373,7 +374,7 @@ final class SpoolWriter {
     }
 
     /// Stores `messages` in chunks of up to `maxChunkRows`; what became of each.
-    private func store(_ messages: [SpoolAppend], turn: inout Turn) throws(SQLiteError) -> [AppendOutcome] {
+    private func storeInChunks(_ messages: [SpoolAppend], turn: inout Turn) throws(SQLiteError) -> [AppendOutcome] {
         var outcomes: [AppendOutcome] = []
         outcomes.reserveCapacity(messages.count)
         var start = messages.startIndex
@@ -395,6 +396,12 @@ final class SpoolWriter {
         messages.reduce(Int64(0)) { $0 + Int64($1.payload.count + $1.messageID.utf8.count + 16) }
     }
 
+    /// Whether `size` more bytes stay under max_bytes besides the totals
+    /// last read and `appended` bytes since (stored or waiting).
+    private func fits(_ size: Int64, besides appended: Int64) -> Bool {
+        stats.totalBytes + appended + size <= options.maxBytes
+    }
+
     /// Stores `m` unless its id is held (`.duplicate`).
     private func appendOne(_ m: SpoolAppend, turn: inout Turn) throws(SQLiteError) -> AppendOutcome {
         guard try claim(m.messageID, seenAt: m.receivedAtMillis) else { return .duplicate }
@@ -409,15 +416,22 @@ final class SpoolWriter {
     /// nothing and returns false, for the caller to take them one by one
     /// (a take-over, a duplicate, or one id twice in the chunk).
     private func appendAllNew(_ chunk: ArraySlice<SpoolAppend>, turn: inout Turn) throws(SQLiteError) -> Bool {
+        precondition(chunk.count >= 2 && chunk.count.nonzeroBitCount == 1, "chunks are powers of two (chunkRows)")
         let slot = chunk.count.trailingZeroBitCount - 1
         try savepoint.run()
-        try chunkStatement(&idInserts, slot) { SpoolSQL.insertIDs(rows: chunk.count) }.insertIDs(chunk)
-        guard db.changes == chunk.count else {
-            try rollbackToSavepoint.run()
-            try releaseSavepoint.run()
-            return false
+        let allNew: Bool
+        do {
+            try chunkStatement(&idInserts, slot) { SpoolSQL.insertIDs(rows: chunk.count) }.insertIDs(chunk)
+            allNew = db.changes == chunk.count
+            if !allNew { try rollbackToSavepoint.run() }
+        } catch {
+            // Leave no savepoint behind, whatever the caller does with the error.
+            try? rollbackToSavepoint.run()
+            try? releaseSavepoint.run()
+            throw error
         }
         try releaseSavepoint.run()
+        guard allNew else { return false }
         try chunkStatement(&outboxInserts, slot) { SpoolSQL.insertOutbox(rows: chunk.count) }.insertOutbox(chunk)
         // (A statement's rows take consecutive seqs: one writer, AUTOINCREMENT.)
         if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID - Int64(chunk.count) + 1 }

@@ -33,7 +33,11 @@ import Testing
         let (lines, error) = try frame(["{\"ok\":1}\n" + long, long], maxLength: 64)
         #expect(lines == [#"{"ok":1}"#])
         #expect(error is LineTooLongError)
-        let (exact, none) = try frame([String(repeating: "y", count: 64) + "\n"], maxLength: 64)
-        #expect(none == nil && exact.count == 1 && exact[0].utf8.count == 64, "a line of exactly the limit passes")
+        let (exact, none) = try frame([String(repeating: "y", count: 64) + "\n", String(repeating: "z", count: 64) + "\r", "\n"], maxLength: 64)
+        #expect(none == nil && exact.map(\.utf8.count) == [64, 64], "a line of exactly the limit passes, with LF or CR LF")
+        let (_, over) = try frame([String(repeating: "y", count: 65) + "\r\n"], maxLength: 64)
+        #expect(over is LineTooLongError)
+        let (_, lastOver) = try frame(["{}\n", String(repeating: "y", count: 65)], maxLength: 64)
+        #expect(lastOver is LineTooLongError, "a last line without its newline is bound too")
     }
 }

@@ -34,26 +34,30 @@ struct BoundedLineDecoder: ByteToMessageDecoder {
         // (memchr: a byte-by-byte search of the buffer's view was 5% of a
         // pipelined call's time on the event loop.)
         let found = buffer.withUnsafeReadableBytes { bytes -> Int? in
+            assert(scanned <= bytes.count, "the decoder is handed the bytes it scanned again")
             guard bytes.count > scanned, let base = bytes.baseAddress,
                   let hit = memchr(base + scanned, Int32(UInt8(ascii: "\n")), bytes.count - scanned) else { return nil }
             return base.distance(to: UnsafeRawPointer(hit))
         }
+        // The limit is on the line without its CR LF (+ 1: the CR may be there).
         guard let length = found else {
             scanned = buffer.readableBytes
-            if scanned > maxLength { throw LineTooLongError(limit: maxLength) }
+            if scanned > maxLength + 1 { throw LineTooLongError(limit: maxLength) }
             return .needMoreData
         }
         scanned = 0
-        if length > maxLength { throw LineTooLongError(limit: maxLength) }
+        let crlf = length > 0 && buffer.getInteger(at: buffer.readerIndex + length - 1, as: UInt8.self) == UInt8(ascii: "\r")
+        if length - (crlf ? 1 : 0) > maxLength { throw LineTooLongError(limit: maxLength) }
         var line = buffer.readSlice(length: length)!
         buffer.moveReaderIndex(forwardBy: 1)
-        if line.readableBytesView.last == UInt8(ascii: "\r") { line = line.getSlice(at: line.readerIndex, length: line.readableBytes - 1)! }
+        if crlf { line = line.getSlice(at: line.readerIndex, length: line.readableBytes - 1)! }
         context.fireChannelRead(wrapInboundOut(line))
         return .continue
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
+        if buffer.readableBytes > maxLength { throw LineTooLongError(limit: maxLength) }
         if buffer.readableBytes > 0, let rest = buffer.readSlice(length: buffer.readableBytes) {
             scanned = 0
             context.fireChannelRead(wrapInboundOut(rest))  // a last line without its newline
