@@ -446,26 +446,33 @@ public struct MessageNormalizer: Sendable {
             // One pass over the members: at[e] is where entry e's name is,
             // at[n + e] where its camelCase spelling is (-1: absent).
             at.initialize(repeating: -1)
-            for i in obj.indices {
-                guard let hit = level.match(obj.key(at: i)) else { continue }
-                if hit.camel {
-                    // Both spellings sent: `unify` decides, by the scan below.
-                    if at[hit.entry] >= 0 { return false }
-                    at[n + hit.entry] = i
-                } else {
-                    if at[n + hit.entry] >= 0 { return false }
-                    at[hit.entry] = i
+            // (Keys and entries borrowed through their buffers: no reference
+            // count per member or per entry.)
+            let clash = obj.members.withUnsafeBufferPointer { members in
+                for i in members.indices {
+                    guard let hit = level.match(members[i].key) else { continue }
+                    if hit.camel {
+                        // Both spellings sent: `unify` decides, by the scan below.
+                        if at[hit.entry] >= 0 { return true }
+                        at[n + hit.entry] = i
+                    } else {
+                        if at[n + hit.entry] >= 0 { return true }
+                        at[hit.entry] = i
+                    }
                 }
+                return false
             }
+            if clash { return false }
             // Nothing moves from here on: renaming keeps a member's position.
-            for e in 0..<n where at[e] >= 0 || at[n + e] >= 0 {
-                let entry = level.entries[e]
-                var i = at[e]
-                if at[n + e] >= 0 {
-                    i = at[n + e]
-                    obj.renameMember(at: i, to: entry.name)
+            level.entries.withUnsafeBufferPointer { entries in
+                for e in 0..<n where at[e] >= 0 || at[n + e] >= 0 {
+                    var i = at[e]
+                    if at[n + e] >= 0 {
+                        i = at[n + e]
+                        obj.renameMember(at: i, to: entries[e].name)
+                    }
+                    checkReserved(&obj, at: i, entry: entries[e], path: path, errors: &errors)
                 }
-                checkReserved(&obj, at: i, entry: entry, path: path, errors: &errors)
             }
             return true
         }
