@@ -121,6 +121,12 @@ import Testing
     @Test func bothSpellingsWithDifferentValuesIsAnError() throws {
         #expect(try errors(#"{"userId":"a","user_id":"b"}"#) == ["user_id: sent as both user_id and userId with different values"])
         #expect(try body(#"{"userId":"a","user_id":"a"}"#)["user_id"] == .string("a"))
+        // One name under both spellings, others camelCase only: every alias is still settled.
+        let mixed = try body(#"{"anonymousId":"x","userId":"a","user_id":"a","previousId":"p","groupId":"g"}"#)
+        #expect(mixed.map(\.key).filter { $0.contains("_") }.sorted() == ["anonymous_id", "group_id", "message_id", "previous_id", "received_at", "user_id"])
+        #expect(!mixed.map(\.key).contains { $0.hasSuffix("Id") })
+        #expect(mixed["anonymous_id"] == .string("x") && mixed["previous_id"] == .string("p") && mixed["group_id"] == .string("g"))
+        #expect(try errors(#"{"anonymousId":"x","userId":"a","user_id":"b","groupId":"g"}"#) == ["user_id: sent as both user_id and userId with different values"])
     }
 
     @Test func traitsMustBeAnObject() throws {

@@ -122,9 +122,7 @@ public struct MessageNormalizer: Sendable {
         var errors: [FieldError] = duplicateKeys.map { $0.fieldError() }
 
         // Top-level spellings.
-        for (camel, snake) in Self.topLevelAliases {
-            Self.unify(&fields, canonical: snake, alias: camel, path: "", errors: &errors)
-        }
+        Self.unifyTopLevel(&fields, errors: &errors)
 
         // type
         let type: CallType?
@@ -386,6 +384,36 @@ public struct MessageNormalizer: Sendable {
     /// Folds `alias` into `canonical`; both with different values is an error.
     /// Sent alone, the alias is renamed where it stands; sent with the
     /// canonical spelling, the canonical member keeps its place.
+    /// Every top-level alias's spelling: the snake_case names, then the camelCase ones.
+    static let topLevelSpellings = KeySpellings(topLevelAliases.map(\.snake) + topLevelAliases.map(\.camel))
+
+    /// `unify` for each of `topLevelAliases`, in one pass over the members
+    /// (most SDKs send several camelCase names) unless a name came under
+    /// both spellings: then alias by alias, as `unify` decides.
+    static func unifyTopLevel(_ fields: inout JSONObject, errors: inout [FieldError]) {
+        let n = topLevelAliases.count
+        let done = withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * n) { at -> Bool in
+            // at[e]: where alias e's snake_case name is, at[n + e]: its camelCase name (-1: absent).
+            at.initialize(repeating: -1)
+            let both = fields.members.withUnsafeBufferPointer { members -> Bool in
+                for i in members.indices {
+                    guard let k = topLevelSpellings.index(of: members[i].key) else { continue }
+                    at[k] = i
+                    if at[k % n] >= 0 && at[n + k % n] >= 0 { return true }
+                }
+                return false
+            }
+            if both { return false }
+            // (Renaming keeps a member's position.)
+            for e in 0..<n where at[n + e] >= 0 { fields.renameMember(at: at[n + e], to: topLevelAliases[e].snake) }
+            return true
+        }
+        if done { return }
+        for (camel, snake) in topLevelAliases {
+            unify(&fields, canonical: snake, alias: camel, path: "", errors: &errors)
+        }
+    }
+
     static func unify(_ obj: inout JSONObject, canonical: String, alias: String, path: String, errors: inout [FieldError]) {
         guard let a = obj.index(forKey: alias) else { return }
         guard let c = obj.index(forKey: canonical) else {
