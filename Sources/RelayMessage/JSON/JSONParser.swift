@@ -118,13 +118,7 @@ struct JSONParser: ~Copyable {
     /// Whether `key` is already among the members from `base` on, by bytes.
     private func isDuplicate(_ key: String, base: Int, seen: inout Set<ByteKey>?) -> Bool {
         let count = memberStack.count - base
-        if seen == nil, count < Self.scanLimit {
-            let n = key.utf8.count
-            for m in base..<memberStack.count where memberStack.key(at: m).utf8.count == n {
-                if JSONObject.sameBytes(memberStack.key(at: m), key) { return true }
-            }
-            return false
-        }
+        if seen == nil, count < Self.scanLimit { return memberStack.containsKey(key, from: base) }
         if seen == nil {
             var s = Set<ByteKey>(minimumCapacity: count * 2)
             for m in base..<memberStack.count { s.insert(ByteKey(string: memberStack.key(at: m))) }
@@ -359,4 +353,12 @@ struct ScratchStack<Element>: ~Copyable {
 extension ScratchStack where Element == JSONObject.Element {
     /// The key of the member at `i`.
     func key(at i: Int) -> String { base[i].key }
+
+    /// Whether a member from `start` on has exactly `key`'s bytes. (The keys
+    /// are compared where they lie: no copy, so no reference count, per member.)
+    func containsKey(_ key: String, from start: Int) -> Bool {
+        let n = key.utf8.count
+        for m in start..<count where base[m].key.utf8.count == n && JSONObject.sameBytes(base[m].key, key) { return true }
+        return false
+    }
 }
