@@ -25,25 +25,6 @@ import Logging
 import ServiceLifecycle
 
 struct HeapTrimService: Service {
-    /// glibc gives each thread that meets contention an arena of its own,
-    /// up to 8 a core; memory freed in one arena serves only its threads.
-    /// The relay's threads hand buffers to each other (a loop allocates a
-    /// call, the writer frees it), so a burst leaves freed memory scattered
-    /// over many arenas. Two arenas took 3-4 MiB off the peak of 200,000
-    /// pipelined calls (45 -> 41 MiB), at the same rate and CPU a call, at 1
-    /// and at 32 clients. An operator's `MALLOC_ARENA_MAX` wins.
-    static let arenas: Int32 = 2
-
-    /// Applies `arenas`; only arenas created after it are bounded, so it
-    /// comes first in `main` (called from `Relay.init`, the runtime's and
-    /// the argument parser's threads had made their own and it saved nothing).
-    static func limitArenas() {
-        #if os(Linux) && canImport(Glibc)
-        guard getenv("MALLOC_ARENA_MAX") == nil else { return }
-        _ = mallopt(M_ARENA_MAX, arenas)
-        #endif
-    }
-
     /// How far the slack must rise above its floor before a trim is worth
     /// the page faults of taking that memory again later.
     var thresholdBytes = 2 << 20

@@ -24,10 +24,6 @@ public final class Relay: Sendable {
     private let reload: (@Sendable () throws -> ResolvedSettings)?
     private let logLevel: LogLevelSwitch?
 
-    /// Sets the process's heap policy (glibc's arenas, see `HeapTrimService`).
-    /// Call it first thing in `main`, before any thread allocates.
-    public static func prepareHeap() { HeapTrimService.limitArenas() }
-
     /// Opens the spool and wires the modules; nothing listens until `run()`.
     /// - Parameters:
     ///   - reload: reads the configuration again (SIGHUP).
