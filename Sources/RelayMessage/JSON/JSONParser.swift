@@ -357,8 +357,7 @@ extension ScratchStack where Element == JSONObject.Element {
     /// Whether a member from `start` on has exactly `key`'s bytes. (The keys
     /// are compared where they lie: no copy, so no reference count, per member.)
     func containsKey(_ key: String, from start: Int) -> Bool {
-        let n = key.utf8.count
-        for m in start..<count where base[m].key.utf8.count == n && JSONObject.sameBytes(base[m].key, key) { return true }
+        for m in start..<count where JSONObject.sameBytes(base[m].key, key) { return true }
         return false
     }
 }

@@ -61,3 +61,59 @@ struct KeySpellings: Sendable {
         return nil
     }
 }
+
+/// Names that may also be sent in camelCase (`first_name`, `firstName`):
+/// where each one sits in an object, found in one pass over its members.
+struct SpellingPairs: Sendable {
+    /// The canonical (snake_case) names, in the caller's order.
+    let names: [String]
+    /// Each name's camelCase spelling, where it has one.
+    let camels: [String?]
+    /// The names (at their positions), then the camelCase spellings.
+    private let spellings: KeySpellings
+    /// The name of each camelCase spelling, in the order `spellings` has them.
+    private let camelEntries: [Int]
+
+    init(names: [String], camels: [String?]) {
+        precondition(names.count == camels.count)
+        self.names = names
+        self.camels = camels
+        camelEntries = camels.indices.filter { camels[$0] != nil }
+        spellings = KeySpellings(names + camelEntries.map { camels[$0]! })
+    }
+
+    /// The name `key` spells (byte for byte), and whether it is the camelCase spelling.
+    private func match(_ key: String) -> (entry: Int, camel: Bool)? {
+        guard let i = spellings.index(of: key) else { return nil }
+        return i < names.count ? (i, false) : (camelEntries[i - names.count], true)
+    }
+
+    /// Renames each camelCase spelling in `obj` to its name where it stands
+    /// (no member moves), then calls `visit` with each name present and its
+    /// position, in the order of `names`. Returns false, having changed
+    /// nothing, when a name came under both spellings: the caller settles
+    /// those name by name. (Keys are borrowed through the members' buffer:
+    /// no reference count per member.)
+    func canonicalize(_ obj: inout JSONObject, visit: (_ name: Int, _ at: Int, _ obj: inout JSONObject) -> Void) -> Bool {
+        let n = names.count
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * n) { at -> Bool in
+            // at[e]: where name e is, at[n + e]: where its camelCase spelling is (-1: absent).
+            at.initialize(repeating: -1)
+            let clash = obj.members.withUnsafeBufferPointer { members -> Bool in
+                for i in members.indices {
+                    guard let hit = match(members[i].key) else { continue }
+                    at[hit.camel ? n + hit.entry : hit.entry] = i
+                    if at[hit.entry] >= 0 && at[n + hit.entry] >= 0 { return true }
+                }
+                return false
+            }
+            if clash { return false }
+            for e in 0..<n where at[e] >= 0 || at[n + e] >= 0 {
+                let i = max(at[e], at[n + e])
+                if at[n + e] >= 0 { obj.renameMember(at: i, to: names[e]) }
+                visit(e, i, &obj)
+            }
+            return true
+        }
+    }
+}

@@ -95,11 +95,10 @@ public struct MessageNormalizer: Sendable {
     }
 
     /// Top-level fields apps may send in camelCase, with their canonical names.
-    static let topLevelAliases: [(camel: String, snake: String)] = [
-        ("userId", "user_id"), ("anonymousId", "anonymous_id"), ("messageId", "message_id"),
-        ("sentAt", "sent_at"), ("receivedAt", "received_at"), ("previousId", "previous_id"),
-        ("groupId", "group_id"),
-    ]
+    /// The top-level fields SDKs send in camelCase.
+    static let topLevelAliases = SpellingPairs(
+        names: ["user_id", "anonymous_id", "message_id", "sent_at", "received_at", "previous_id", "group_id"],
+        camels: ["userId", "anonymousId", "messageId", "sentAt", "receivedAt", "previousId", "groupId"])
 
     /// Normalizes one call.
     /// - Parameters:
@@ -381,39 +380,20 @@ public struct MessageNormalizer: Sendable {
         }
     }
 
-    /// Folds `alias` into `canonical`; both with different values is an error.
-    /// Sent alone, the alias is renamed where it stands; sent with the
-    /// canonical spelling, the canonical member keeps its place.
-    /// Every top-level alias's spelling: the snake_case names, then the camelCase ones.
-    static let topLevelSpellings = KeySpellings(topLevelAliases.map(\.snake) + topLevelAliases.map(\.camel))
-
-    /// `unify` for each of `topLevelAliases`, in one pass over the members
+    /// `unify` for each of `topLevelAliases`: in one pass over the members
     /// (most SDKs send several camelCase names) unless a name came under
-    /// both spellings: then alias by alias, as `unify` decides.
+    /// both spellings, then alias by alias.
     static func unifyTopLevel(_ fields: inout JSONObject, errors: inout [FieldError]) {
-        let n = topLevelAliases.count
-        let done = withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * n) { at -> Bool in
-            // at[e]: where alias e's snake_case name is, at[n + e]: its camelCase name (-1: absent).
-            at.initialize(repeating: -1)
-            let both = fields.members.withUnsafeBufferPointer { members -> Bool in
-                for i in members.indices {
-                    guard let k = topLevelSpellings.index(of: members[i].key) else { continue }
-                    at[k] = i
-                    if at[k % n] >= 0 && at[n + k % n] >= 0 { return true }
-                }
-                return false
-            }
-            if both { return false }
-            // (Renaming keeps a member's position.)
-            for e in 0..<n where at[n + e] >= 0 { fields.renameMember(at: at[n + e], to: topLevelAliases[e].snake) }
-            return true
-        }
-        if done { return }
-        for (camel, snake) in topLevelAliases {
-            unify(&fields, canonical: snake, alias: camel, path: "", errors: &errors)
+        let aliases = topLevelAliases
+        if aliases.canonicalize(&fields, visit: { _, _, _ in }) { return }
+        for (name, camel) in zip(aliases.names, aliases.camels) {
+            if let camel { unify(&fields, canonical: name, alias: camel, path: "", errors: &errors) }
         }
     }
 
+    /// Folds `alias` into `canonical`; both with different values is an error.
+    /// Sent alone, the alias is renamed where it stands; sent with the
+    /// canonical spelling, the canonical member keeps its place.
     static func unify(_ obj: inout JSONObject, canonical: String, alias: String, path: String, errors: inout [FieldError]) {
         guard let a = obj.index(forKey: alias) else { return }
         guard let c = obj.index(forKey: canonical) else {
@@ -469,40 +449,11 @@ public struct MessageNormalizer: Sendable {
     /// Renames camelCase reserved traits to snake_case and checks their types,
     /// entry by entry in the schema's order (the order errors are reported in).
     static func normalizeReserved(_ obj: inout JSONObject, level: ReservedTraits.Level, path: String, errors: inout [FieldError]) {
-        let n = level.entries.count
-        let matched = withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * n) { at -> Bool in
-            // One pass over the members: at[e] is where entry e's name is,
-            // at[n + e] where its camelCase spelling is (-1: absent).
-            at.initialize(repeating: -1)
-            // (Keys and entries borrowed through their buffers: no reference
-            // count per member or per entry.)
-            let clash = obj.members.withUnsafeBufferPointer { members in
-                for i in members.indices {
-                    guard let hit = level.match(members[i].key) else { continue }
-                    if hit.camel {
-                        // Both spellings sent: `unify` decides, by the scan below.
-                        if at[hit.entry] >= 0 { return true }
-                        at[n + hit.entry] = i
-                    } else {
-                        if at[n + hit.entry] >= 0 { return true }
-                        at[hit.entry] = i
-                    }
-                }
-                return false
+        // (Entries borrowed through their buffer: no reference count per entry.)
+        let matched = level.entries.withUnsafeBufferPointer { entries in
+            level.spellings.canonicalize(&obj) { e, i, obj in
+                checkReserved(&obj, at: i, entry: entries[e], path: path, errors: &errors)
             }
-            if clash { return false }
-            // Nothing moves from here on: renaming keeps a member's position.
-            level.entries.withUnsafeBufferPointer { entries in
-                for e in 0..<n where at[e] >= 0 || at[n + e] >= 0 {
-                    var i = at[e]
-                    if at[n + e] >= 0 {
-                        i = at[n + e]
-                        obj.renameMember(at: i, to: entries[e].name)
-                    }
-                    checkReserved(&obj, at: i, entry: entries[e], path: path, errors: &errors)
-                }
-            }
-            return true
         }
         if matched { return }
         // An entry sent under both spellings: `unify` may remove a member, so
