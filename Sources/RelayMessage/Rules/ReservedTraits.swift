@@ -83,16 +83,28 @@ enum ReservedTraits {
     }
 
     /// One object's reserved traits: the entries in name order (the order
-    /// their errors are reported in), and their spellings, so that an
-    /// object's members are matched in one pass.
+    /// their errors are reported in), and every spelling (name and camelCase
+    /// name) in a `KeySpellings`, so that an object's members are matched in
+    /// one pass.
     struct Level: Sendable {
         let entries: [Entry]
-        /// Each entry's name and camelCase name, in the entries' order.
-        let spellings: SpellingPairs
+        /// Each entry's name (at the entry's position), then the camelCase names.
+        private let spellings: KeySpellings
+        /// The entry of each camelCase name, in the order `spellings` has them.
+        private let camelEntries: [Int]
 
         init(_ entries: [Entry]) {
             self.entries = entries
-            spellings = SpellingPairs(names: entries.map(\.name), camels: entries.map(\.camel))
+            let camels = entries.indices.filter { entries[$0].camel != nil }
+            spellings = KeySpellings(entries.map(\.name) + camels.map { entries[$0].camel! })
+            camelEntries = camels
+        }
+
+        /// The entry `key` spells (compared byte for byte), and whether it is
+        /// the camelCase spelling; nil for a trait that is not reserved.
+        func match(_ key: String) -> (entry: Int, camel: Bool)? {
+            guard let i = spellings.index(of: key) else { return nil }
+            return i < entries.count ? (i, false) : (camelEntries[i - entries.count], true)
         }
     }
 
