@@ -136,6 +136,35 @@ final class Collected: @unchecked Sendable {
         Thread.sleep(forTimeInterval: 1.5)  // longer than the request timeout, shorter than the idle timeout
         #expect(try conn.request("POST", "/v1/identify", body: Array(identify("second").utf8)).status == 200)
     }
+
+    @Test func aSilentConnectionIsClosedAtTheIdleTimeoutAndABusyOneIsNot() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9", config: testConfig() + "\n[listen]\nidle_timeout_seconds = 1\n")
+        try relay.start()
+        defer { relay.stop() }
+        // Before its first byte, after an HTTP answer, after a line-protocol reply.
+        let silent = try SocketConnection(relay.tcp, timeoutSeconds: 6)
+        let afterHTTP = try SocketConnection(relay.tcp, timeoutSeconds: 6)
+        #expect(try afterHTTP.request("POST", "/v1/identify", body: Array(identify("idle-http").utf8)).status == 200)
+        let afterLine = try SocketConnection(relay.unix, timeoutSeconds: 6)
+        try afterLine.write(Array(#"{"type":"identify","userId":"idle-line"}"#.utf8) + [0x0A])
+        let reply = try afterLine.read { String(decoding: $0, as: UTF8.self).contains("\n") }
+        #expect(String(decoding: reply, as: UTF8.self).contains(#""ok":true"#))
+        // Meanwhile a connection asking every 400 ms stays open past the timeout.
+        let busy = try SocketConnection(relay.tcp, timeoutSeconds: 6)
+        let started = Date()
+        var answered = 0
+        while Date().timeIntervalSince(started) < 2.5 {
+            #expect(try busy.request("POST", "/v1/identify", body: Array(identify("busy-\(answered)").utf8)).status == 200)
+            answered += 1
+            Thread.sleep(forTimeInterval: 0.4)
+        }
+        #expect(answered >= 5)
+        for (name, conn) in [("silent", silent), ("after an HTTP answer", afterHTTP), ("after a line reply", afterLine)] {
+            var byte = [UInt8](repeating: 0, count: 1)
+            #expect(recv(conn.fd, &byte, 1, 0) == 0, "the \(name) connection was closed by the relay (end of stream, not a read timeout)")
+        }
+        #expect(Date().timeIntervalSince(started) < 6)
+    }
 }
 
 /// A monitoring client asking in a tight loop: it is slowed to the operator

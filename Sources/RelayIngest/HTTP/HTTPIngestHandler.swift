@@ -263,15 +263,20 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         var buffer = context.channel.allocator.buffer(capacity: reply.body.count)
         buffer.writeBytes(reply.body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        if !drainRequest { unanswered -= 1 }
+        guard drainRequest || !keepAlive || (inputClosed && unanswered == 0) else {
+            // The common case: nothing waits for this write (no promise to make and fulfil).
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
         let done = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
-        if !drainRequest { unanswered -= 1 }
         if drainRequest {
             done.futureResult.assumeIsolated().whenComplete { _ in
                 context.close(mode: .output, promise: nil)
                 context.eventLoop.assumeIsolated().scheduleTask(in: Self.maxDiscardTime) { context.close(promise: nil) }
             }
-        } else if !keepAlive || (inputClosed && unanswered == 0) {
+        } else {
             done.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }

@@ -15,7 +15,9 @@
 //
 // Two handlers share one RequestDeadline: the start watcher sits before the
 // HTTP decoder and sees the first raw bytes; the end watcher sits after it
-// and sees the request's end and the answer's end. All on the channel's loop.
+// and sees the request's end and the answer's end. Neither schedules
+// anything: the connection's clock (`ConnectionClock`) asks the deadline
+// when to look again and whether it has run out. All on the channel's loop.
 
 import NIOCore
 import NIOHTTP1
@@ -24,31 +26,22 @@ import NIOHTTP1
 final class RequestDeadline {
     enum State { case idle, reading, answering, answeredEarly }
     private(set) var state = State.idle
-    private var timer: Scheduled<Void>?
+    private var startedAt = NIODeadline.distantPast
     let timeout: TimeAmount
 
     init(timeout: TimeAmount) { self.timeout = timeout }
 
     /// A request's first bytes: start the clock (once per request).
-    func requestStarted(_ context: ChannelHandlerContext) {
+    func requestStarted() {
         guard state == .idle else { return }
         state = .reading
-        let seconds = timeout.nanoseconds / 1_000_000_000
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            guard state == .reading else { return }
-            let body = String(decoding: IngestReply.failure(408, ["the request was not complete within \(seconds) s (listen.request_timeout_seconds)"]).body, as: UTF8.self)
-            let head = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n"
-            let buffer = context.channel.allocator.buffer(string: head + body)
-            context.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        }
+        startedAt = .now()
     }
 
     /// The whole request has arrived: the rest is the relay's time.
     func requestComplete() {
         guard state != .answeredEarly else { return }
         state = .answering
-        timer?.cancel()
-        timer = nil
     }
 
     /// The answer is written: the next request starts its own clock.
@@ -60,12 +53,33 @@ final class RequestDeadline {
     /// bounded drain, so no clock runs on it again.
     func answeredEarly() {
         state = .answeredEarly
-        cancel()
     }
 
-    func cancel() {
-        timer?.cancel()
-        timer = nil
+    /// When the clock must look again: the current request's deadline, or,
+    /// between requests, one timeout from now (a request starting later ends
+    /// its time after that).
+    func nextCheck(now: NIODeadline) -> NIODeadline {
+        switch state {
+        case .reading: startedAt + timeout
+        case .idle, .answering: now + timeout
+        case .answeredEarly: .distantFuture
+        }
+    }
+
+    /// The request being read has taken longer than the timeout.
+    func hasRunOut(now: NIODeadline) -> Bool {
+        state == .reading && now >= startedAt + timeout
+    }
+
+    /// Answers `408` (raw bytes from the connection's first handler: the
+    /// request never reached the HTTP handlers whole) and closes.
+    func refuse(_ context: ChannelHandlerContext) {
+        state = .answeredEarly
+        let seconds = timeout.nanoseconds / 1_000_000_000
+        let body = String(decoding: IngestReply.failure(408, ["the request was not complete within \(seconds) s (listen.request_timeout_seconds)"]).body, as: UTF8.self)
+        let head = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n"
+        let buffer = context.channel.allocator.buffer(string: head + body)
+        context.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }
 
@@ -76,13 +90,8 @@ final class RequestStartWatcher: ChannelInboundHandler, RemovableChannelHandler 
     init(_ deadline: RequestDeadline) { self.deadline = deadline }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        deadline.requestStarted(context)
+        deadline.requestStarted()
         context.fireChannelRead(data)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        deadline.cancel()
-        context.fireChannelInactive()
     }
 }
 

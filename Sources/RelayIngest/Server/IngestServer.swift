@@ -68,10 +68,10 @@ public final class IngestServer: Service, Sendable {
                     }
                     if !isUnix { _ = channel.setOption(.socketOption(.tcp_nodelay), value: 1) }
                     let ops = channel.pipeline.syncOperations
-                    try ops.addHandler(IdleStateHandler(allTimeout: .seconds(options.idleTimeoutSeconds)))
-                    try ops.addHandler(ConnectionGuard())
+                    let clock = ConnectionClock(idleTimeout: .seconds(options.idleTimeoutSeconds))
+                    try ops.addHandler(clock)
                     try ops.addHandler(ProtocolSniffer(pipeline: pipeline, endpoints: endpoints, executors: executors,
-                                                       allowLineProtocol: isUnix || options.lineProtocolOnTCP))
+                                                       allowLineProtocol: isUnix || options.lineProtocolOnTCP, clock: clock))
                 }
             }
             .childChannelOption(.maxMessagesPerRead, value: 16)

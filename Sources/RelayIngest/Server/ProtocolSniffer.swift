@@ -13,8 +13,11 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let endpoints: OperatorEndpoints
     private let executors: EventLoopExecutors
     private let allowLineProtocol: Bool
+    private let clock: ConnectionClock
 
-    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, allowLineProtocol: Bool) {
+    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, allowLineProtocol: Bool,
+         clock: ConnectionClock) {
+        self.clock = clock
         self.pipeline = pipeline
         self.endpoints = endpoints
         self.executors = executors
@@ -34,6 +37,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 try ops.addHandler(LineProtocolHandler(pipeline: pipeline, executors: executors), position: .last)
             } else {
                 let deadline = RequestDeadline(timeout: .seconds(pipeline.options.requestTimeoutSeconds))
+                clock.watch(deadline)
                 let start = RequestStartWatcher(deadline)
                 try ops.addHandler(start, position: .after(self))
                 try ops.configureHTTPServerPipeline(position: .after(start), withPipeliningAssistance: true, withErrorHandling: true)
@@ -51,20 +55,6 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The client closed its side before sending anything: nothing to answer.
         if (event as? ChannelEvent) == .inputClosed {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-}
-
-/// Closes a connection that has been idle for `idle_timeout_seconds`
-/// (the connection cap is `IngestServer.admit`).
-final class ConnectionGuard: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)
             return
         }
