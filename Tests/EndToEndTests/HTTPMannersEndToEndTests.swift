@@ -26,6 +26,66 @@ import Glibc
         #expect(String(decoding: final, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
     }
 
+    @Test func pipelinedRequestsAreAnsweredInOrderWhateverEachOneIs() throws {
+        // A client writing 300 requests without reading (identify, an unknown
+        // path answered at once, the health check), in one go: every answer
+        // comes, in the order of the requests, and the connection stays usable.
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
+        try relay.start()
+        defer { relay.stop() }
+        let conn = try SocketConnection(relay.tcp, timeoutSeconds: 20)
+        var requests: [UInt8] = []
+        var expected: [(status: String, contains: String)] = []
+        for i in 0..<300 {
+            switch i % 3 {
+            case 0:
+                let body = Array(#"{"userId":"pipe","messageId":"pipe-\#(i)","traits":{"n":\#(i)}}"#.utf8)
+                requests += Array("POST /v1/identify HTTP/1.1\r\nHost: relay\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+                expected.append(("200", #""message_id":"pipe-\#(i)""#))
+            case 1:
+                requests += Array("POST /v1/nowhere-\(i) HTTP/1.1\r\nHost: relay\r\nContent-Length: 2\r\n\r\n{}".utf8)
+                expected.append(("404", "/v1/nowhere-\(i)"))
+            default:
+                requests += Array("GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n".utf8)
+                expected.append(("200", #"{"ok":true}"#))
+            }
+        }
+        let fd = conn.fd, all = requests
+        let writer = Thread {  // blocks while the relay holds back its reads
+            var off = 0
+            while off < all.count {
+                let n = all[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                off += n
+            }
+        }
+        writer.start()
+        var answers: [(status: String, body: String)] = []
+        var pending = Data()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(20)
+        while answers.count < expected.count && Date() < deadline {
+            let n = recv(conn.fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            pending.append(contentsOf: buf[0..<n])
+            while let he = pending.range(of: Data("\r\n\r\n".utf8)) {
+                let head = String(decoding: pending[..<he.lowerBound], as: UTF8.self)
+                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                guard pending.count >= he.upperBound + length else { break }
+                let status = String(head.split(separator: " ")[1])
+                answers.append((status, String(decoding: pending[he.upperBound..<(he.upperBound + length)], as: UTF8.self)))
+                pending = Data(pending[(he.upperBound + length)...])
+            }
+        }
+        #expect(answers.count == expected.count, "every pipelined request is answered")
+        for (i, (answer, want)) in zip(answers, expected).enumerated() {
+            #expect(answer.status == want.status && answer.body.contains(want.contains), "answer \(i) is the answer to request \(i): \(answer)")
+        }
+        #expect(try conn.request("POST", "/v1/identify", body: Array(identify("after").utf8)).status == 200)
+    }
+
     @Test(arguments: [true, false])
     func clientsThatCloseAfterEachCallNeverUseUpTheConnectionCap(overUnixSocket: Bool) throws {
         // A cap of 20 connections, and ten times as many clients one after

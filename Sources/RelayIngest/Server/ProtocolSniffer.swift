@@ -40,7 +40,10 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 clock.watch(deadline)
                 let start = RequestStartWatcher(deadline)
                 try ops.addHandler(start, position: .after(self))
-                try ops.configureHTTPServerPipeline(position: .after(start), withPipeliningAssistance: true, withErrorHandling: true)
+                // No check of outbound header names and values: the relay writes
+                // only its own (fixed names, numbers), never a client's text.
+                try ops.configureHTTPServerPipeline(position: .after(start), withPipeliningAssistance: true, withErrorHandling: true,
+                                                    withOutboundHeaderValidation: false)
                 try ops.addHandler(RequestEndWatcher(deadline), position: .last)
                 try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints, executors: executors), position: .last)
             }
