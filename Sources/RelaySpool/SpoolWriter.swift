@@ -98,7 +98,8 @@ final class SpoolWriter {
             insertID = try db.prepare(SpoolSQL.insertID)
             takeOverID = try db.prepare(SpoolSQL.takeOverID)
             delete = try db.prepare("DELETE FROM outbox WHERE seq = ?1 RETURNING bytes")
-            deleteRange = try db.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING bytes")
+            // (No RETURNING: the lease knows each row's bytes; see `.acknowledge`.)
+            deleteRange = try db.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2")
             addTotals = try db.prepare("""
                 UPDATE totals SET outbox_count = outbox_count + ?1, outbox_bytes = outbox_bytes + ?2,
                     ids_count = ids_count + ?3, ids_bytes = ids_bytes + ?4
@@ -297,10 +298,28 @@ final class SpoolWriter {
         case .acknowledge(let messages, let at, let completion):
             // Consecutive seqs in one statement (no other row can lie between
             // them), a few dozen at a time (see `maxRunBytes`).
+            // A leased row stays until its lease ends (nothing else deletes
+            // outbox rows, and expiry and drop_oldest skip rows in flight), so
+            // each run removes exactly its rows, whose bytes the lease read:
+            // counted from there rather than returned row by row (RETURNING
+            // cost 15% of a delete). Should a run ever find fewer rows, the
+            // outbox's totals are counted again from the table.
+            var recount = false
             for run in Self.consecutiveRuns(messages) {
                 try deleteRange.bind(1, run.first)
                 try deleteRange.bind(2, run.last)
-                try removeRows(deleteRange)
+                try deleteRange.run()
+                if db.changes == Int(run.last - run.first + 1) {
+                    uncounted.rows -= Int64(db.changes)
+                    uncounted.bytes -= run.bytes
+                } else {
+                    recount = true
+                }
+            }
+            if recount {
+                logger.warning("spool: acknowledged messages were no longer queued; counting the outbox again")
+                try flushTotals()
+                try db.execute("UPDATE totals SET outbox_count = (SELECT count(*) FROM outbox), outbox_bytes = (SELECT COALESCE(sum(bytes), 0) FROM outbox)")
             }
             // The id stays for the dedupe window from delivery: it was last
             // seen on receipt, which the prune's margin covers unless the
@@ -632,22 +651,21 @@ final class SpoolWriter {
     }
 
     /// The rows of `messages` as runs of consecutive seqs, in ascending
-    /// order, each holding at most `maxRunBytes` of payload (or one row).
-    static func consecutiveRuns(_ messages: [SpoolMessage]) -> [(first: Int64, last: Int64)] {
-        var runs: [(first: Int64, last: Int64)] = []
-        var runBytes = 0
+    /// order, each holding at most `maxRunBytes` of payload (or one row),
+    /// with the payload bytes it holds.
+    static func consecutiveRuns(_ messages: [SpoolMessage]) -> [(first: Int64, last: Int64, bytes: Int64)] {
+        var runs: [(first: Int64, last: Int64, bytes: Int64)] = []
         // (Sorting the seqs and sizes, not the messages: no copy of their strings and payloads.)
-        for (seq, bytes) in messages.map({ ($0.seq, $0.payload.count) }).sorted(by: { $0.0 < $1.0 }) {
-            if let last = runs.last?.last {
-                if seq == last { continue }  // listed twice
-                if seq == last + 1 && runBytes + bytes <= maxRunBytes {
+        for (seq, bytes) in messages.map({ ($0.seq, Int64($0.payload.count)) }).sorted(by: { $0.0 < $1.0 }) {
+            if let last = runs.last {
+                if seq == last.last { continue }  // listed twice
+                if seq == last.last + 1 && last.bytes + bytes <= maxRunBytes {
                     runs[runs.count - 1].last = seq
-                    runBytes += bytes
+                    runs[runs.count - 1].bytes += bytes
                     continue
                 }
             }
-            runs.append((seq, seq))
-            runBytes = bytes
+            runs.append((seq, seq, bytes))
         }
         return runs
     }
@@ -658,7 +676,7 @@ final class SpoolWriter {
     /// statements). 24 KiB of payload stays well under that with the
     /// indexes' pages. (In process, 100,000 600-byte rows: 12.4 us a message
     /// with unbounded ranges, 11.8 us with 32 rows a range.)
-    static let maxRunBytes = 24 * 1024
+    static let maxRunBytes: Int64 = 24 * 1024
 
     /// Ids live this much longer than the window, so that a message delivered
     /// within this time of its receipt needs no refresh of its id at delivery.
