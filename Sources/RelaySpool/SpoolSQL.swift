@@ -47,6 +47,13 @@ enum SpoolSQL {
     /// takes over an id seen after it, so a queued message's id stays held.
     static let oldestQueued = "SELECT min(received_at) FROM outbox"
 
+    /// Counts the outbox's rows and bytes again from the table (a full scan:
+    /// only when a count kept on the way is found wrong).
+    static let recountOutbox = """
+        UPDATE totals SET outbox_count = (SELECT count(*) FROM outbox),
+                          outbox_bytes = (SELECT COALESCE(sum(bytes), 0) FROM outbox)
+        """
+
     /// Bytes the spool holds against max_bytes: outbox, dead letters, dedupe ids.
     static let heldBytes = "SELECT outbox_bytes + dead_bytes + ids_bytes FROM totals"
 }

@@ -304,22 +304,24 @@ final class SpoolWriter {
             // counted from there rather than returned row by row (RETURNING
             // cost 15% of a delete). Should a run ever find fewer rows, the
             // outbox's totals are counted again from the table.
-            var recount = false
+            var missing = 0
             for run in Self.consecutiveRuns(messages) {
                 try deleteRange.bind(1, run.first)
                 try deleteRange.bind(2, run.last)
                 try deleteRange.run()
-                if db.changes == Int(run.last - run.first + 1) {
-                    uncounted.rows -= Int64(db.changes)
+                let rows = Int(run.last - run.first + 1)
+                if db.changes == rows {
+                    uncounted.rows -= Int64(rows)
                     uncounted.bytes -= run.bytes
                 } else {
-                    recount = true
+                    missing += rows - db.changes
                 }
             }
-            if recount {
-                logger.warning("spool: acknowledged messages were no longer queued; counting the outbox again")
+            if missing > 0 {
+                logger.warning("spool: acknowledged messages were no longer queued (removed outside the relay?); counting the outbox again",
+                               metadata: ["acknowledged": "\(messages.count)", "missing": "\(missing)"])
                 try flushTotals()
-                try db.execute("UPDATE totals SET outbox_count = (SELECT count(*) FROM outbox), outbox_bytes = (SELECT COALESCE(sum(bytes), 0) FROM outbox)")
+                try db.execute(SpoolSQL.recountOutbox)
             }
             // The id stays for the dedupe window from delivery: it was last
             // seen on receipt, which the prune's margin covers unless the

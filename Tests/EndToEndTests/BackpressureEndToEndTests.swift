@@ -1,7 +1,8 @@
-// A client that pipelines calls on the line protocol and never reads its
-// replies must be pushed back (the relay stops reading it), not buffered:
-// the relay's memory stays flat, and once the client reads, every reply
-// arrives, in order. And memory a burst took is given back once it is over.
+// A client that pipelines calls (on the line protocol, or HTTP requests on
+// one connection) and never reads its replies must be pushed back (the relay
+// stops reading it), not buffered: the relay's memory stays flat, and once
+// the client reads, every reply arrives, in order. And memory a burst took
+// is given back once it is over.
 
 import Foundation
 import Testing
@@ -85,6 +86,57 @@ private final class Failures: @unchecked Sendable {
         }
         let trims = relay.log.split(separator: "\n").filter { $0.contains("freed heap") }.map { $0.suffix(90) }
         #expect(gaveBack, "private memory: \(idle) KiB idle, \(peak.highest) KiB at the burst's peak, \(afterBurst) KiB after it, still \(now) KiB 10 s later; trims: \(trims)")
+    }
+
+    @Test func anHTTPClientThatPipelinesAndNeverReadsIsPushedBackAndThenGetsEveryAnswerInOrder() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
+        try relay.start()
+        defer { relay.stop() }
+        let pid = try #require(relay.process?.processIdentifier)
+        let conn = try SocketConnection(relay.tcp)
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(conn.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        // Requests answered at once (an unknown path: 404), 1 KB each: 100,000
+        // of them are far more than the socket buffers hold.
+        let pad = String(repeating: "p", count: 1000)
+        let limit = 100_000
+        let rssBefore = Self.rssKiB(pid)
+        var sent = 0
+        let deadline = Date().addingTimeInterval(60)
+        sending: while sent < limit && Date() < deadline {
+            var chunk: [UInt8] = []
+            var ends: [Int] = []
+            for i in sent..<min(sent + 100, limit) {
+                chunk += Array("POST /v1/nowhere-\(i) HTTP/1.1\r\nHost: relay\r\nX-Pad: \(pad)\r\nContent-Length: 0\r\n\r\n".utf8)
+                ends.append(chunk.count)
+            }
+            let taken = SocketConnection.send(chunk, on: conn.fd)
+            // Timed out mid-chunk: pushed back. Count the whole requests the kernel took.
+            sent += ends.filter { $0 <= taken }.count
+            if taken < chunk.count { break sending }
+        }
+        let rssBlocked = Self.rssKiB(pid)
+        #expect(sent < limit, "the relay kept reading a client that never reads its answers (\(sent) requests taken)")
+        #expect(rssBlocked - rssBefore < 40 * 1024, "RSS grew by \(rssBlocked - rssBefore) KiB while the client did not read")
+
+        // Now read: every whole request sent is answered, in order.
+        var answers = 0
+        var inOrder = true
+        var pending = Data()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var tr = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &tr, socklen_t(MemoryLayout<timeval>.size))
+        while true {
+            let n = recv(conn.fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            pending.append(contentsOf: buf[0..<n])
+            while let r = HTTPResponse.take(from: &pending) {
+                if r.status != 404 || !r.text.contains("/v1/nowhere-\(answers)\"") { inOrder = false }
+                answers += 1
+            }
+        }
+        #expect(answers == sent, "every whole request is answered (\(answers) answers, \(sent) sent)")
+        #expect(inOrder, "answers come one per request, in request order")
     }
 
     @Test func aClientThatNeverReadsIsPushedBackAndThenGetsEveryReplyInOrder() throws {

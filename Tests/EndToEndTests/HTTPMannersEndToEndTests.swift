@@ -51,15 +51,7 @@ import Glibc
             }
         }
         let fd = conn.fd, all = requests
-        let writer = Thread {  // blocks while the relay holds back its reads
-            var off = 0
-            while off < all.count {
-                let n = all[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                off += n
-            }
-        }
+        let writer = Thread { _ = SocketConnection.send(all, on: fd) }  // blocks while the relay holds back its reads
         writer.start()
         var answers: [(status: String, body: String)] = []
         var pending = Data()
@@ -69,15 +61,7 @@ import Glibc
             let n = recv(conn.fd, &buf, buf.count, 0)
             if n <= 0 { break }
             pending.append(contentsOf: buf[0..<n])
-            while let he = pending.range(of: Data("\r\n\r\n".utf8)) {
-                let head = String(decoding: pending[..<he.lowerBound], as: UTF8.self)
-                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-                guard pending.count >= he.upperBound + length else { break }
-                let status = String(head.split(separator: " ")[1])
-                answers.append((status, String(decoding: pending[he.upperBound..<(he.upperBound + length)], as: UTF8.self)))
-                pending = Data(pending[(he.upperBound + length)...])
-            }
+            while let r = HTTPResponse.take(from: &pending) { answers.append((String(r.status), r.text)) }
         }
         #expect(answers.count == expected.count, "every pipelined request is answered")
         for (i, (answer, want)) in zip(answers, expected).enumerated() {
@@ -195,6 +179,46 @@ final class Collected: @unchecked Sendable {
         #expect(try conn.request("POST", "/v1/identify", body: Array(identify("first").utf8)).status == 200)
         Thread.sleep(forTimeInterval: 1.5)  // longer than the request timeout, shorter than the idle timeout
         #expect(try conn.request("POST", "/v1/identify", body: Array(identify("second").utf8)).status == 200)
+    }
+
+    @Test func aRequestStartedBetweenChecksStillMeetsItsDeadlineOnTime() throws {
+        // The connection's one timer looks at most a request timeout ahead
+        // while no request is read: a request starting 60% of a timeout after
+        // the last answer still gets its 408 one timeout after its first byte,
+        // not later.
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9", config: testConfig() + "\n[listen]\nrequest_timeout_seconds = 2\n")
+        try relay.start()
+        defer { relay.stop() }
+        let conn = try SocketConnection(relay.tcp, timeoutSeconds: 6)
+        #expect(try conn.request("POST", "/v1/identify", body: Array(identify("on-time").utf8)).status == 200)
+        Thread.sleep(forTimeInterval: 1.2)
+        try conn.write(Array("POST /v1/identify HTTP/1.1\r\nHost: relay\r\n".utf8))  // and nothing more
+        let started = Date()
+        let answer = try conn.read { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }
+        let took = Date().timeIntervalSince(started)
+        #expect(String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 408"))
+        #expect(took >= 1.9 && took < 2.6, "the 408 came \(took) s after the request's first byte (timeout 2 s)")
+    }
+
+    @Test func aClientThatClosesItsSideAfterItsRequestsGetsEveryAnswerThenTheEnd() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
+        try relay.start()
+        defer { relay.stop() }
+        for count in [1, 3] {
+            let conn = try SocketConnection(relay.tcp, timeoutSeconds: 10)
+            var requests: [UInt8] = []
+            for i in 0..<count {
+                let body = Array(identify("half-\(count)-\(i)").utf8)
+                requests += Array("POST /v1/identify HTTP/1.1\r\nHost: relay\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+            }
+            try conn.write(requests)
+            conn.shutdownWrite()
+            var all = try conn.read { _ in false }  // to the end of the stream
+            var statuses: [Int] = []
+            while let r = HTTPResponse.take(from: &all) { statuses.append(r.status) }
+            #expect(statuses == Array(repeating: 200, count: count), "\(count) request(s), then the client's end: every answer, then ours")
+            #expect(all.isEmpty)
+        }
     }
 
     @Test func aSilentConnectionIsClosedAtTheIdleTimeoutAndABusyOneIsNot() throws {

@@ -111,6 +111,21 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         await spool.close()
     }
 
+    @Test func acknowledgementsGoInRunsOfConsecutiveRowsWithTheirBytes() {
+        func message(_ seq: Int64, _ bytes: Int) -> SpoolMessage {
+            SpoolMessage(seq: seq, messageID: "m\(seq)", writeKey: "", receivedAtMillis: 0, attempts: 0, payload: Array(repeating: 0x61, count: bytes))
+        }
+        let max = Int(SpoolWriter.maxRunBytes)
+        // Out of order, one listed twice, a gap after 3, and rows 10-12 whose
+        // bytes pass the run limit at 12.
+        let runs = SpoolWriter.consecutiveRuns([message(3, 30), message(1, 10), message(2, 20), message(1, 10),
+                                                message(10, max / 2), message(11, max / 2), message(12, 5)])
+        #expect(runs.map { [$0.first, $0.last, $0.bytes] } == [[1, 3, 60], [10, 11, Int64(max / 2 * 2)], [12, 12, 5]])
+        // A row larger than the limit is a run of its own.
+        #expect(SpoolWriter.consecutiveRuns([message(5, max + 1), message(6, 1)]).map { [$0.first, $0.last, $0.bytes] }
+                == [[5, 5, Int64(max + 1)], [6, 6, 1]])
+    }
+
     @Test func expiryRunsInBoundedSlicesAndAppendsAreAnsweredMeanwhile() async throws {
         let dir = TempDir()
         let clock = ManualClock(1_000)

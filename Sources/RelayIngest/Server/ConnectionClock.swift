@@ -99,6 +99,7 @@ final class ConnectionClock: ChannelDuplexHandler {
         let now = NIODeadline.now()
         if let deadline, deadline.hasRunOut(now: now) {
             deadline.refuse(context)  // closes once the 408 is written; the idle clock still runs meanwhile
+            guard context.channel.isActive else { return }
         } else if now >= lastActivity + idle {
             context.close(promise: nil)
             return

@@ -38,8 +38,15 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             } else {
                 let deadline = RequestDeadline(timeout: .seconds(pipeline.options.requestTimeoutSeconds))
                 clock.watch(deadline)
+                // NIO's pipelining handler lets the next request in once an
+                // answer is written to the channel, not to the socket: without
+                // this, a client that pipelines and never reads would have its
+                // answers pile up in memory. Reads wait while the channel is
+                // not writable (the read-ahead below asks through it too).
+                let backPressure = BackPressureHandler()
+                try ops.addHandler(backPressure, position: .after(self))
                 let start = RequestStartWatcher(deadline)
-                try ops.addHandler(start, position: .after(self))
+                try ops.addHandler(start, position: .after(backPressure))
                 // No check of outbound header names and values: the relay writes
                 // only its own (fixed names, numbers), never a client's text.
                 try ops.configureHTTPServerPipeline(position: .after(start), withPipeliningAssistance: true, withErrorHandling: true,

@@ -13,6 +13,25 @@ struct HTTPResponse {
     let body: Data
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
     var text: String { String(decoding: body, as: UTF8.self) }
+
+    /// Takes one whole response (head and `Content-Length` body) off the
+    /// front of `data`; nil while it has not all arrived.
+    static func take(from data: inout Data) -> HTTPResponse? {
+        guard let he = data.range(of: Data("\r\n\r\n".utf8)) else { return nil }
+        let lines = String(decoding: data[data.startIndex..<he.lowerBound], as: UTF8.self).split(separator: "\r\n")
+        var hs: [String: String] = [:]
+        for l in lines.dropFirst() {
+            let parts = l.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 { hs[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces) }
+        }
+        let length = Int(hs["content-length"] ?? "0") ?? 0
+        guard data.distance(from: he.upperBound, to: data.endIndex) >= length else { return nil }
+        let end = data.index(he.upperBound, offsetBy: length)
+        let status = Int(lines.first.map { $0.split(separator: " ") }.flatMap { $0.count > 1 ? $0[1] : nil } ?? "") ?? 0
+        let response = HTTPResponse(status: status, headers: hs, body: Data(data[he.upperBound..<end]))
+        data.removeSubrange(data.startIndex..<end)
+        return response
+    }
 }
 
 enum Endpoint {
@@ -54,13 +73,21 @@ final class SocketConnection {
     deinit { close(fd) }
 
     func write(_ bytes: [UInt8]) throws {
+        let sent = Self.send(bytes, on: fd)
+        if sent < bytes.count { throw SocketError(description: "send: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Sends `bytes` on `fd` (from any thread); returns how many the kernel
+    /// took before an error or a send timeout.
+    static func send(_ bytes: [UInt8], on fd: Int32) -> Int {
         var off = 0
         while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { throw SocketError(description: "send: \(String(cString: strerror(errno)))") }
+            if n <= 0 { break }
             off += n
         }
+        return off
     }
 
     func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
@@ -85,26 +112,12 @@ final class SocketConnection {
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         head += "\r\n"
         try write(Array(head.utf8) + body)
-        var headerEnd: Range<Data.Index>?
         var data = try read { d in
-            if headerEnd == nil { headerEnd = d.range(of: Data("\r\n\r\n".utf8)) }
-            guard let he = headerEnd else { return false }
-            let headText = String(decoding: d[..<he.lowerBound], as: UTF8.self)
-            let len = headText.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-            return d.count >= he.upperBound + len
+            var rest = d
+            return HTTPResponse.take(from: &rest) != nil
         }
-        guard let he = headerEnd ?? data.range(of: Data("\r\n\r\n".utf8)) else { throw SocketError(description: "no HTTP response") }
-        let lines = String(decoding: data[..<he.lowerBound], as: UTF8.self).split(separator: "\r\n")
-        let status = Int(lines.first?.split(separator: " ")[1] ?? "") ?? 0
-        var hs: [String: String] = [:]
-        for l in lines.dropFirst() {
-            let parts = l.split(separator: ":", maxSplits: 1)
-            if parts.count == 2 { hs[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces) }
-        }
-        let len = Int(hs["content-length"] ?? "0") ?? 0
-        data = data[he.upperBound...]
-        return HTTPResponse(status: status, headers: hs, body: Data(data.prefix(len)))
+        guard let response = HTTPResponse.take(from: &data) else { throw SocketError(description: "no whole HTTP response before the connection ended") }
+        return response
     }
 }
 
