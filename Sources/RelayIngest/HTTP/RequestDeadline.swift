@@ -16,7 +16,7 @@
 // Two handlers share one RequestDeadline: the start watcher sits before the
 // HTTP decoder and sees the first raw bytes; the end watcher sits after it
 // and sees the request's end and the answer's end. Neither schedules
-// anything: the connection's clock (`ConnectionClock`) asks the deadline
+// anything: the connection's first handler (`ConnectionHead`) asks the deadline
 // when to look again and whether it has run out. All on the channel's loop.
 
 import NIOCore

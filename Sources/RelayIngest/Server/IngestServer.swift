@@ -68,10 +68,10 @@ public final class IngestServer: Service, Sendable {
                     }
                     if !isUnix { _ = channel.setOption(.socketOption(.tcp_nodelay), value: 1) }
                     let ops = channel.pipeline.syncOperations
-                    let clock = ConnectionClock(idleTimeout: .seconds(options.idleTimeoutSeconds))
-                    try ops.addHandler(clock)
+                    let head = ConnectionHead(idleTimeout: .seconds(options.idleTimeoutSeconds))
+                    try ops.addHandler(head)
                     try ops.addHandler(ProtocolSniffer(pipeline: pipeline, endpoints: endpoints, executors: executors,
-                                                       allowLineProtocol: isUnix || options.lineProtocolOnTCP, clock: clock))
+                                                       allowLineProtocol: isUnix || options.lineProtocolOnTCP, head: head))
                 }
             }
             .childChannelOption(.maxMessagesPerRead, value: 16)

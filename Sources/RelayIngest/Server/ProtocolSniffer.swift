@@ -13,11 +13,11 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let endpoints: OperatorEndpoints
     private let executors: EventLoopExecutors
     private let allowLineProtocol: Bool
-    private let clock: ConnectionClock
+    private let head: ConnectionHead
 
     init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, allowLineProtocol: Bool,
-         clock: ConnectionClock) {
-        self.clock = clock
+         head: ConnectionHead) {
+        self.head = head
         self.pipeline = pipeline
         self.endpoints = endpoints
         self.executors = executors
@@ -37,16 +37,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 try ops.addHandler(LineProtocolHandler(pipeline: pipeline, executors: executors), position: .last)
             } else {
                 let deadline = RequestDeadline(timeout: .seconds(pipeline.options.requestTimeoutSeconds))
-                clock.watch(deadline)
-                // NIO's pipelining handler lets the next request in once an
-                // answer is written to the channel, not to the socket: without
-                // this, a client that pipelines and never reads would have its
-                // answers pile up in memory. Reads wait while the channel is
-                // not writable (the read-ahead below asks through it too).
-                let backPressure = BackPressureHandler()
-                try ops.addHandler(backPressure, position: .after(self))
+                head.speaksHTTP(deadline)  // (the read-ahead below asks through its read gate too)
                 let start = RequestStartWatcher(deadline)
-                try ops.addHandler(start, position: .after(backPressure))
+                try ops.addHandler(start, position: .after(self))
                 // No check of outbound header names and values: the relay writes
                 // only its own (fixed names, numbers), never a client's text.
                 try ops.configureHTTPServerPipeline(position: .after(start), withPipeliningAssistance: true, withErrorHandling: true,

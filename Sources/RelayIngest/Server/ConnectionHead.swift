@@ -1,4 +1,5 @@
-// ConnectionClock: the two clocks of a connection, on one timer.
+// ConnectionHead: the first handler of every connection. It owns the
+// connection's two clocks, on one timer, and for HTTP the read gate.
 //
 // - Idle: a connection that neither reads nor writes for
 //   `idle_timeout_seconds` closes (whatever its protocol, before its first
@@ -6,6 +7,13 @@
 // - Request deadline (HTTP only, `RequestDeadline`): from a request's first
 //   byte to its end, at most `request_timeout_seconds`; past it the client
 //   gets `408` and the connection closes.
+// - Read gate (HTTP only): no read while the connection's answers cannot
+//   be written. NIO's pipelining handler lets the next request in once an
+//   answer reaches the channel, not the socket, so without the gate a
+//   client that pipelines and never reads would have its answers pile up
+//   in memory. (The line protocol holds its reads itself.) It is NIO's
+//   BackPressureHandler in the handler every event passes anyway: as a
+//   handler of its own it cost one more hop for every read, write and flush.
 //
 // A read, a flush or a request's start only records the time: nothing is
 // scheduled or cancelled per call. (NIO's IdleStateHandler makes a promise
@@ -19,13 +27,14 @@
 // about once a request timeout.
 //
 // Invariants: at most one timer per connection, none once it is inactive;
-// everything runs on the channel's loop.
+// a read held by the gate is passed on as soon as the channel is writable
+// again; everything runs on the channel's loop.
 
 import NIOCore
 
-/// The connection's idle clock and, for HTTP, its request deadline. The
-/// first handler of every connection.
-final class ConnectionClock: ChannelDuplexHandler {
+/// The connection's idle clock and, for HTTP, its request deadline and read
+/// gate. The first handler of every connection.
+final class ConnectionHead: ChannelDuplexHandler {
     typealias InboundIn = NIOAny
     typealias InboundOut = NIOAny
     typealias OutboundIn = NIOAny
@@ -37,11 +46,14 @@ final class ConnectionClock: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     /// The HTTP request deadline, once the connection speaks HTTP.
     private var deadline: RequestDeadline?
+    /// A read asked for while the channel was not writable (HTTP).
+    private var readHeld = false
 
     init(idleTimeout: TimeAmount) { self.idle = idleTimeout }
 
-    /// The connection speaks HTTP: its requests get `deadline`'s clock too.
-    func watch(_ deadline: RequestDeadline) {
+    /// The connection speaks HTTP: its requests get `deadline`'s clock, and
+    /// its reads wait while its answers cannot be written.
+    func speaksHTTP(_ deadline: RequestDeadline) {
         self.deadline = deadline
         if let context { arm(context) }  // once per connection: the next check may now be sooner
     }
@@ -75,6 +87,22 @@ final class ConnectionClock: ChannelDuplexHandler {
     func flush(context: ChannelHandlerContext) {
         lastActivity = .now()
         context.flush()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if deadline != nil && !context.channel.isWritable {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if readHeld && context.channel.isWritable {
+            readHeld = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     private func stop() {
