@@ -34,6 +34,29 @@ private final class Failures: @unchecked Sendable {
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
+    /// Sends `limit` requests (`request(i)` gives the i-th) on `conn`, 100 at a
+    /// time, until the relay stops taking them: a send that makes no progress
+    /// for 2 s is the push-back looked for. Returns how many whole requests
+    /// the kernel took.
+    static func sendUntilPushedBack(_ conn: SocketConnection, limit: Int, _ request: (Int) -> [UInt8]) -> Int {
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(conn.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var sent = 0
+        let deadline = Date().addingTimeInterval(60)
+        while sent < limit && Date() < deadline {
+            var chunk: [UInt8] = []
+            var ends: [Int] = []
+            for i in sent..<min(sent + 100, limit) {
+                chunk += request(i)
+                ends.append(chunk.count)
+            }
+            let taken = SocketConnection.send(chunk, on: conn.fd)
+            sent += ends.filter { $0 <= taken }.count
+            if taken < chunk.count { break }  // timed out mid-chunk: pushed back
+        }
+        return sent
+    }
+
     @Test func memoryABurstTookIsGivenBackWhenItIsOver() throws {
         // The upstream is down: nothing but the burst moves the relay's memory.
         // (Trace level: a failure shows the heap trims the relay made.)
@@ -94,26 +117,13 @@ private final class Failures: @unchecked Sendable {
         defer { relay.stop() }
         let pid = try #require(relay.process?.processIdentifier)
         let conn = try SocketConnection(relay.tcp)
-        var tv = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(conn.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         // Requests answered at once (an unknown path: 404), 1 KB each: 100,000
         // of them are far more than the socket buffers hold.
         let pad = String(repeating: "p", count: 1000)
         let limit = 100_000
         let rssBefore = Self.rssKiB(pid)
-        var sent = 0
-        let deadline = Date().addingTimeInterval(60)
-        sending: while sent < limit && Date() < deadline {
-            var chunk: [UInt8] = []
-            var ends: [Int] = []
-            for i in sent..<min(sent + 100, limit) {
-                chunk += Array("POST /v1/nowhere-\(i) HTTP/1.1\r\nHost: relay\r\nX-Pad: \(pad)\r\nContent-Length: 0\r\n\r\n".utf8)
-                ends.append(chunk.count)
-            }
-            let taken = SocketConnection.send(chunk, on: conn.fd)
-            // Timed out mid-chunk: pushed back. Count the whole requests the kernel took.
-            sent += ends.filter { $0 <= taken }.count
-            if taken < chunk.count { break sending }
+        let sent = Self.sendUntilPushedBack(conn, limit: limit) { i in
+            Array("POST /v1/nowhere-\(i) HTTP/1.1\r\nHost: relay\r\nX-Pad: \(pad)\r\nContent-Length: 0\r\n\r\n".utf8)
         }
         let rssBlocked = Self.rssKiB(pid)
         #expect(sent < limit, "the relay kept reading a client that never reads its answers (\(sent) requests taken)")
@@ -146,31 +156,11 @@ private final class Failures: @unchecked Sendable {
         defer { relay.stop() }
         let pid = try #require(relay.process?.processIdentifier)
         let conn = try SocketConnection(relay.unix)
-        // Sends give up after 2 s without progress: that is the push-back we look for.
-        var tv = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(conn.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-
         let pad = String(repeating: "x", count: 120)
         let limit = 100_000  // ~19 MB of calls: far more than socket buffers hold
         let rssBefore = Self.rssKiB(pid)
-        var sent = 0
-        let deadline = Date().addingTimeInterval(60)
-        sending: while sent < limit && Date() < deadline {
-            var chunk: [UInt8] = []
-            for i in sent..<min(sent + 100, limit) {
-                chunk += Array(#"{"type":"identify","user_id":"u","message_id":"bp-\#(i)","traits":{"pad":"\#(pad)"}}"#.utf8) + [10]
-            }
-            var off = 0
-            while off < chunk.count {
-                let n = chunk[off...].withUnsafeBytes { send(conn.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if n <= 0 {
-                    // Timed out mid-chunk: count the whole lines the kernel took.
-                    sent += chunk[..<off].filter { $0 == 10 }.count
-                    break sending
-                }
-                off += n
-            }
-            sent += 100
+        let sent = Self.sendUntilPushedBack(conn, limit: limit) { i in
+            Array(#"{"type":"identify","user_id":"u","message_id":"bp-\#(i)","traits":{"pad":"\#(pad)"}}"#.utf8) + [10]
         }
         let rssBlocked = Self.rssKiB(pid)
         #expect(sent < limit, "the relay kept reading a client that never reads its replies (\(sent) calls taken)")

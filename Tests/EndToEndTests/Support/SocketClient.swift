@@ -29,7 +29,7 @@ struct HTTPResponse {
         let end = data.index(he.upperBound, offsetBy: length)
         let status = Int(lines.first.map { $0.split(separator: " ") }.flatMap { $0.count > 1 ? $0[1] : nil } ?? "") ?? 0
         let response = HTTPResponse(status: status, headers: hs, body: Data(data[he.upperBound..<end]))
-        data.removeSubrange(data.startIndex..<end)
+        data = data[end...]  // a slice: no copy of what is left
         return response
     }
 }
