@@ -40,6 +40,11 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let endpoints: OperatorEndpoints
     private let executors: EventLoopExecutors
     private let maxBody: Int
+    /// How long the client may take to send a request (started by `RequestStartWatcher`).
+    private let deadline: RequestDeadline
+    /// A request's head has come and its end not yet (a pipelined request is
+    /// delivered only once the previous answer is written).
+    private var requestOpen = false
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     /// An early 413 was sent; the rest of this request is read, discarded and the connection closes.
@@ -53,7 +58,8 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     static let maxDiscardBytes = 8 << 20
     static let maxDiscardTime = TimeAmount.seconds(5)
 
-    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors) {
+    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, deadline: RequestDeadline) {
+        self.deadline = deadline
         self.pipeline = pipeline
         self.endpoints = endpoints
         self.executors = executors
@@ -63,6 +69,7 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
+            requestOpen = true
             head = h
             body = nil  // the first chunk is kept as it comes; only a second one is appended
             let declared = h.headers.first(name: "content-length").flatMap(Int.init) ?? 0
@@ -90,6 +97,8 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 body!.writeBuffer(&chunk)
             }
         case .end:
+            requestOpen = false
+            deadline.requestComplete()  // the rest is the relay's time
             if answeredEarly {
                 context.close(promise: nil)  // all of it read: the client has had its answer
                 return
@@ -264,6 +273,9 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         buffer.writeBytes(reply.body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         if !drainRequest { unanswered -= 1 }
+        // The next request starts its own clock; an answer before the request's
+        // end ends the deadline for good (the drain bounds the rest).
+        if requestOpen { deadline.answeredEarly() } else { deadline.answered() }
         guard drainRequest || !keepAlive || (inputClosed && unanswered == 0) else {
             // The common case: nothing waits for this write (no promise to make and fulfil).
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

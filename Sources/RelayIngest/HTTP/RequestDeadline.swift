@@ -14,8 +14,8 @@
 // the client has read it.
 //
 // Two handlers share one RequestDeadline: the start watcher sits before the
-// HTTP decoder and sees the first raw bytes; the end watcher sits after it
-// and sees the request's end and the answer's end. Neither schedules
+// HTTP decoder and sees the first raw bytes; the HTTP handler sees the
+// request's end and writes the answer's end. Neither schedules
 // anything: the connection's first handler (`ConnectionHead`) asks the deadline
 // when to look again and whether it has run out. All on the channel's loop.
 
@@ -115,38 +115,5 @@ final class RequestStartWatcher: ChannelInboundHandler, RemovableChannelHandler 
             context.read()
         }
         readWhileAnswering = false
-    }
-}
-
-/// After the HTTP decoder: ends the deadline with the request, re-arms it
-/// for the next request once the answer is written.
-final class RequestEndWatcher: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-    let deadline: RequestDeadline
-    /// A request's head has come and its end not yet (whatever the deadline's
-    /// state: a pipelined request is delivered only once the previous answer
-    /// is written).
-    private var requestOpen = false
-    init(_ deadline: RequestDeadline) { self.deadline = deadline }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head: requestOpen = true
-        case .end:
-            requestOpen = false
-            deadline.requestComplete()
-        case .body: break
-        }
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) {
-            if requestOpen { deadline.answeredEarly() } else { deadline.answered() }
-        }
-        context.write(data, promise: promise)
     }
 }

@@ -44,8 +44,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 // only its own (fixed names, numbers), never a client's text.
                 try ops.configureHTTPServerPipeline(position: .after(start), withPipeliningAssistance: true, withErrorHandling: true,
                                                     withOutboundHeaderValidation: false)
-                try ops.addHandler(RequestEndWatcher(deadline), position: .last)
-                try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints, executors: executors), position: .last)
+                try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints, executors: executors, deadline: deadline),
+                                   position: .last)
             }
         } catch {
             context.close(promise: nil)
