@@ -57,6 +57,22 @@ private final class Failures: @unchecked Sendable {
         return sent
     }
 
+    /// Reads `conn` until `done()`, the end of the stream, or `seconds`
+    /// without data; `consume` takes what it can off the front of the bytes
+    /// that arrived.
+    static func readReplies(_ conn: SocketConnection, seconds: Int, until done: () -> Bool, _ consume: (inout Data) -> Void) {
+        var tr = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &tr, socklen_t(MemoryLayout<timeval>.size))
+        var pending = Data()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while !done() {
+            let n = recv(conn.fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            pending.append(contentsOf: buf[0..<n])
+            consume(&pending)
+        }
+    }
+
     @Test func memoryABurstTookIsGivenBackWhenItIsOver() throws {
         // The upstream is down: nothing but the burst moves the relay's memory.
         // (Trace level: a failure shows the heap trims the relay made.)
@@ -132,14 +148,7 @@ private final class Failures: @unchecked Sendable {
         // Now read: every whole request sent is answered, in order.
         var answers = 0
         var inOrder = true
-        var pending = Data()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        var tr = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &tr, socklen_t(MemoryLayout<timeval>.size))
-        while true {
-            let n = recv(conn.fd, &buf, buf.count, 0)
-            if n <= 0 { break }
-            pending.append(contentsOf: buf[0..<n])
+        Self.readReplies(conn, seconds: 5, until: { answers >= sent }) { pending in
             while let r = HTTPResponse.take(from: &pending) {
                 if r.status != 404 || !r.text.contains("/v1/nowhere-\(answers)\"") { inOrder = false }
                 answers += 1
@@ -169,14 +178,7 @@ private final class Failures: @unchecked Sendable {
         // Now read: every call taken is answered, in order (a partial last line is not a call).
         var replies = 0
         var inOrder = true
-        var pending = Data()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        var tr = timeval(tv_sec: 20, tv_usec: 0)
-        setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &tr, socklen_t(MemoryLayout<timeval>.size))
-        while replies < sent {
-            let n = recv(conn.fd, &buf, buf.count, 0)
-            if n <= 0 { break }
-            pending.append(contentsOf: buf[0..<n])
+        Self.readReplies(conn, seconds: 20, until: { replies >= sent }) { pending in
             while let nl = pending.firstIndex(of: 10) {
                 let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
                 pending.removeSubrange(pending.startIndex...nl)
