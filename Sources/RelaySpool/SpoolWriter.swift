@@ -297,13 +297,14 @@ final class SpoolWriter {
 
         case .acknowledge(let messages, let at, let completion):
             // Consecutive seqs in one statement (no other row can lie between
-            // them), a few dozen at a time (see `maxRunBytes`).
-            // A leased row stays until its lease ends (nothing else deletes
-            // outbox rows, and expiry and drop_oldest skip rows in flight), so
-            // each run removes exactly its rows, whose bytes the lease read:
-            // counted from there rather than returned row by row (RETURNING
-            // cost 15% of a delete). Should a run ever find fewer rows, the
-            // outbox's totals are counted again from the table.
+            // them), a few dozen at a time (see `maxRunBytes`). A leased row
+            // stays until its lease ends (nothing else deletes outbox rows;
+            // expiry and drop_oldest skip rows in flight), so a run removes
+            // exactly its rows and their bytes are the ones the lease read:
+            // no RETURNING row by row (15% of a delete). A run that finds
+            // fewer rows means the file was changed behind the relay; the
+            // outbox is then counted again from the table (a full scan, never
+            // in normal operation).
             var missing = 0
             for run in Self.consecutiveRuns(messages) {
                 try deleteRange.bind(1, run.first)
@@ -318,8 +319,8 @@ final class SpoolWriter {
                 }
             }
             if missing > 0 {
-                logger.warning("spool: acknowledged messages were no longer queued (removed outside the relay?); counting the outbox again",
-                               metadata: ["acknowledged": "\(messages.count)", "missing": "\(missing)"])
+                logger.warning("spool: delivered messages were no longer in the outbox, so something outside the relay changed the spool file; the outbox was counted again. Only the relay (and its own commands) should write the spool",
+                               metadata: ["path": "\(options.path)", "delivered": "\(messages.count)", "missing": "\(missing)"])
                 try flushTotals()
                 try db.execute(SpoolSQL.recountOutbox)
             }

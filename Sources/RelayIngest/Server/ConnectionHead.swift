@@ -90,6 +90,7 @@ final class ConnectionHead: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        // (A deadline is set exactly when the connection speaks HTTP.)
         if deadline != nil && !context.channel.isWritable {
             readHeld = true
             return

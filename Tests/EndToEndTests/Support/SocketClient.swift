@@ -27,7 +27,7 @@ struct HTTPResponse {
         let length = Int(hs["content-length"] ?? "0") ?? 0
         guard data.distance(from: he.upperBound, to: data.endIndex) >= length else { return nil }
         let end = data.index(he.upperBound, offsetBy: length)
-        let status = Int(lines.first.map { $0.split(separator: " ") }.flatMap { $0.count > 1 ? $0[1] : nil } ?? "") ?? 0
+        let status = lines.first.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) } ?? 0
         let response = HTTPResponse(status: status, headers: hs, body: Data(data[he.upperBound..<end]))
         data = data[end...]  // a slice: no copy of what is left
         return response
