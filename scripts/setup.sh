@@ -12,7 +12,8 @@ swift build
 # bin/plainflow-relay: the debug build with the development configuration, so
 # that the README's operator commands work from the clone as printed
 # (`bin/plainflow-relay status`, `bin/plainflow-relay spool stats`, ...).
-# Its paths (run/spool.db, run/relay.sock) are relative: run it from the clone.
+# Its paths (run/spool.db, run/relay.sock) are relative to etc/, where the
+# file is, so it finds the same spool and socket from any directory.
 mkdir -p bin
 cat > bin/plainflow-relay <<SH
 #!/bin/sh

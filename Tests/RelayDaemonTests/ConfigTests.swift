@@ -161,6 +161,34 @@ import RelaySpool
         #expect(!s.ingest.relayHasWriteKey)
     }
 
+    @Test func relativePathsInTheFileAreRelativeToItsDirectoryNotToTheWorkingDirectory() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "k-from-etc\n".write(toFile: root + "/etc/key", atomically: true, encoding: .utf8)
+        try """
+            [listen]
+            unix = "../run/relay.sock"
+            [upstream]
+            write_key_file = "key"
+            ca_file = "ca.pem"
+            [spool]
+            path = "../run/spool.db"
+            """.write(toFile: root + "/etc/relay.toml", atomically: true, encoding: .utf8)
+        let settings = try RelayConfig.load(path: root + "/etc/relay.toml").resolve()
+        #expect(settings.spool.path == root + "/run/spool.db")
+        #expect(settings.ingest.unixPath == root + "/run/relay.sock")
+        #expect(settings.forward.writeKey == "k-from-etc")
+        #expect(settings.forward.transport.caFile == root + "/etc/ca.pem")
+
+        // A path from the environment or a flag is the command line's: relative to the working directory.
+        var overridden = try RelayConfig.load(path: root + "/etc/relay.toml")
+        overridden.applyEnvironment(["PLAINFLOW_RELAY_SPOOL": "here/spool.db", "PLAINFLOW_RELAY_UNIX": "/abs/relay.sock"])
+        let fromEnvironment = try overridden.resolve()
+        #expect(fromEnvironment.spool.path == "here/spool.db")
+        #expect(fromEnvironment.ingest.unixPath == "/abs/relay.sock")
+    }
+
     @Test func theWriteKeyComesFromAFileOrASystemdCredentialNotFromTheConfig() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

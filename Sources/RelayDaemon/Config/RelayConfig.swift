@@ -2,7 +2,9 @@
 // environment and the command line (in that order; later wins).
 //
 // Every field is optional in the file; what is absent keeps its default.
-// Errors name the key and, where the file has it, its line.
+// Errors name the key and, where the file has it, its line. A relative path
+// in the file (spool, socket, key file, CA file) is relative to the file's
+// directory; one from the environment or a flag, to the working directory.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -204,7 +206,7 @@ extension RelayConfig {
                 problems.append("listen.tcp: expected HOST:PORT (e.g. 127.0.0.1:8787) or \"off\", got \"\(tcp)\"")
             }
         }
-        if let unix = listen?.unix { ingest.unixPath = (unix == "off" || unix.isEmpty) ? nil : unix }
+        if let unix = listen?.unix { ingest.unixPath = (unix == "off" || unix.isEmpty) ? nil : filePath(unix, key: "listen.unix") }
         if let mode = listen?.unix_mode {
             if let m = UInt16(mode, radix: 8), m <= 0o777 { ingest.unixMode = m } else { problems.append("listen.unix_mode: expected an octal mode such as \"0660\", got \"\(mode)\"") }
         }
@@ -230,7 +232,7 @@ extension RelayConfig {
             if let problem = Self.urlProblem(url) { problems.append("upstream.url: \(problem)") } else { forward.upstream = url }
         }
         forward.writeKey = upstream?.write_key.flatMap { $0.isEmpty ? nil : $0 }
-        if let file = upstream?.write_key_file, !file.isEmpty {
+        if let file = upstream?.write_key_file.map({ filePath($0, key: "upstream.write_key_file") }), !file.isEmpty {
             if forward.writeKey != nil {
                 problems.append("upstream: both write_key and write_key_file are set; keep one (write_key_file in production)")
             } else {
@@ -248,7 +250,7 @@ extension RelayConfig {
         if let v = positive(upstream?.timeout_ms, "upstream.timeout_ms") { forward.transport.totalTimeoutMillis = v }
         forward.gzip = upstream?.gzip ?? false
         if let v = positive(upstream?.max_in_flight, "upstream.max_in_flight") { forward.maxInFlight = v }
-        forward.transport.caFile = upstream?.ca_file.flatMap { $0.isEmpty ? nil : $0 }
+        forward.transport.caFile = upstream?.ca_file.flatMap { $0.isEmpty ? nil : filePath($0, key: "upstream.ca_file") }
         forward.transport.proxy = upstream?.proxy.flatMap { $0.isEmpty ? nil : $0 }
         var maxAgeMillis: Int64?
         if let h = upstream?.max_age_hours?.value {
@@ -259,7 +261,7 @@ extension RelayConfig {
         if let v = positive(upstream?.retry_cap_ms, "upstream.retry_cap_ms") { forward.backoff.capMillis = Int64(v) }
         if forward.backoff.capMillis < forward.backoff.baseMillis { problems.append("upstream.retry_cap_ms: must not be below retry_base_ms") }
 
-        var spoolOptions = SpoolOptions(path: spool?.path ?? "/var/lib/plainflow-relay/spool.db")
+        var spoolOptions = SpoolOptions(path: spool?.path.map { filePath($0, key: "spool.path") } ?? "/var/lib/plainflow-relay/spool.db")
         if let v = spool?.max_bytes {
             if v <= 0 { problems.append("spool.max_bytes: must be positive, got \(v)") } else { spoolOptions.maxBytes = v }
         }
@@ -284,6 +286,16 @@ extension RelayConfig {
         }
         if !problems.isEmpty { throw ConfigError(problems.map(located).joined(separator: "\n")) }
         return ResolvedSettings(ingest: ingest, spool: spoolOptions, forward: forward, logLevel: level)
+    }
+
+    /// The file's `key` as a path. A relative path written in the file is
+    /// relative to the file's own directory, so every command finds the same
+    /// spool and socket whatever directory it is started from; a path from
+    /// the environment or a flag is used as given (relative to the working
+    /// directory, as on any command line).
+    func filePath(_ value: String, key: String) -> String {
+        guard let source, !value.isEmpty, !value.hasPrefix("/"), !source.overridden.contains(key) else { return value }
+        return URL(fileURLWithPath: source.path).deletingLastPathComponent().appendingPathComponent(value).standardized.path
     }
 
     /// "FILE:LINE: problem" when the problem's key (its text up to the first
