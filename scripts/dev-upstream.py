@@ -53,7 +53,8 @@ def main():
             pass
 
     server = ThreadingHTTPServer((args.host, args.port), Handler)
-    print(f"dev upstream listening on http://{args.host}:{args.port} (answering {args.status})", flush=True)
+    accepts = f"; 401 unless the write key is {args.key!r}" if args.key else ""
+    print(f"dev upstream listening on http://{args.host}:{args.port} (answering {args.status}{accepts})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

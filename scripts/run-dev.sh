@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p run
+if (exec 3<>/dev/tcp/127.0.0.1/8788) 2>/dev/null; then
+  echo "port 8788 is already in use: is a local upstream started by hand (python3 scripts/dev-upstream.py) still running? stop it (Ctrl-C in its terminal), then run this again" >&2
+  exit 1
+fi
 python3 scripts/dev-upstream.py --port 8788 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null || true' EXIT

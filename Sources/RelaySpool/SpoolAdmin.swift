@@ -8,15 +8,15 @@
 // upstream still dedupes it; the running forwarder picks it up on its next
 // read.
 
+import CSQLite
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// A message the upstream refused, or that expired. Its JSON form uses the
-/// relay's one naming (snake_case, `_ms` for unix milliseconds), as `/v1/status`.
-public struct DeadLetter: Sendable, Hashable, Codable {
+/// A message the upstream refused, or that expired.
+public struct DeadLetter: Sendable, Hashable {
     public let id: Int64
     public let messageID: String
     public let reason: String
@@ -27,13 +27,6 @@ public struct DeadLetter: Sendable, Hashable, Codable {
     public let deadAtMillis: Int64
     /// The canonical JSON of the message.
     public let payload: String
-
-    enum CodingKeys: String, CodingKey {
-        case id, reason, status, attempts, payload
-        case messageID = "message_id"
-        case receivedAtMillis = "received_at_ms"
-        case deadAtMillis = "dead_at_ms"
-    }
 }
 
 /// A sample of a call the relay refused. (Not Codable: `errors` is stored as
@@ -58,17 +51,17 @@ public final class SpoolAdmin {
     public init(path: String) throws(SpoolError) {
         self.path = path
         guard access(path, F_OK) == 0 else { throw SpoolError.notFound(path: path) }
-        guard access(path, R_OK) == 0 else { throw SpoolError.cannotRead(path: path, reason: "permission denied") }
+        guard access(path, R_OK) == 0 else { throw SpoolError.permissionDenied(path: path) }
         let version: Int64?
         do {
             db = try SQLiteConnection(path: path, readOnly: false, create: false)
             try db.execute("PRAGMA busy_timeout = 5000")
             version = try db.scalarInt("PRAGMA user_version")
         } catch {
-            throw SpoolError.cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
+            throw Self.readFailed(error, path: path)
         }
         guard let version, version > 0 else {
-            throw SpoolError.cannotRead(path: path, reason: "it is not a plainflow-relay spool")
+            throw SpoolError.notASpool(path: path, reason: "an SQLite database without the relay's tables")
         }
         if version > Schema.currentVersion {
             throw SpoolError.newerSchema(path: path, found: version, supported: Schema.currentVersion)
@@ -85,8 +78,15 @@ public final class SpoolAdmin {
     }
 
     /// A failed read, naming the file.
-    private func readFailed(_ error: SQLiteError) -> SpoolError {
-        .cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
+    private func readFailed(_ error: SQLiteError) -> SpoolError { Self.readFailed(error, path: path) }
+
+    private static func readFailed(_ error: SQLiteError, path: String) -> SpoolError {
+        switch error.primaryCode {
+        case SQLITE_NOTADB: return .notASpool(path: path, reason: "not an SQLite database")
+        case SQLITE_CORRUPT: return .notASpool(path: path, reason: "the file is damaged: \(error.message)")
+        case SQLITE_PERM, SQLITE_AUTH: return .permissionDenied(path: path)
+        default: return .cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
+        }
     }
 
     /// Dead letters, newest first.

@@ -21,6 +21,10 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
     case durabilityNotApplied(path: String, asked: String, got: String)
     /// An operator command found no spool file at `path`.
     case notFound(path: String)
+    /// An operator command may not read the spool at `path` (its mode or owner).
+    case permissionDenied(path: String)
+    /// An operator command found a file at `path` that is not a relay spool.
+    case notASpool(path: String, reason: String)
     /// An operator command could not open or read the spool at `path`.
     case cannotRead(path: String, reason: String)
 
@@ -63,8 +67,12 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
             return "\(path): asked SQLite for synchronous=\(asked) but it runs with \(got); refusing to acknowledge calls with weaker durability"
         case .notFound(let path):
             return "no spool at \(path): the relay creates it when it first runs; name the spool with --spool FILE, or the configuration that sets spool.path with --config FILE or PLAINFLOW_RELAY_CONFIG"
+        case .permissionDenied(let path):
+            return "cannot read the spool \(path): permission denied; run this command as root or as the user the relay runs as (plainflow-relay)"
+        case .notASpool(let path, let reason):
+            return "\(path) is not a plainflow-relay spool (\(reason)); name the spool with --spool FILE, or check spool.path in the configuration"
         case .cannotRead(let path, let reason):
-            return "cannot read the spool \(path): \(reason); run this command as root or as the user the relay runs as (plainflow-relay)"
+            return "cannot read the spool \(path): \(reason)"
         }
     }
 
@@ -73,7 +81,7 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .full, .closed: return true
         case .storage(let e): return e.isStorageRefusal
-        case .newerSchema, .olderSchema, .migrationFailed, .locked, .cannotOpen, .durabilityNotApplied, .notFound, .cannotRead: return false
+        case .newerSchema, .olderSchema, .migrationFailed, .locked, .cannotOpen, .durabilityNotApplied, .notFound, .permissionDenied, .notASpool, .cannotRead: return false
         }
     }
 }

@@ -25,7 +25,7 @@ import Testing
         let letters = (try? JSONSerialization.jsonObject(with: Data(list.out.utf8))) as? [[String: Any]] ?? []
         #expect(letters.count == 1)
         #expect(letters.first?["status"] as? Int == 400)
-        #expect((letters.first?["payload"] as? String)?.contains("poison") == true)
+        #expect((letters.first?["payload"] as? [String: Any])?["user_id"] as? String == "poison", "the message as an object")
 
         // the upstream is fixed; the operator replays, and it goes through
         upstream.refuseMessages { _ in nil }

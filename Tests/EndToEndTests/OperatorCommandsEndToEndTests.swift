@@ -56,6 +56,7 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
         let statsDoc = json(stats) as? [String: Any] ?? [:]
         #expect(Set(statsDoc.keys) == Set(statusSpool.keys), "the names of /v1/status's spool: \(stats.stdout)")
         #expect(statsDoc["dead_letters"] as? Int == 1)
+        #expect((statusSpool["commits"] as? Int ?? 0) > 0 && statsDoc["commits"] is NSNull, "the daemon's counts are not the file's: \(stats.stdout)")
 
         let letters = try cli(["dead-letters", "list", "--json"], env: env)
         let letter = (json(letters) as? [[String: Any]])?.first ?? [:]
@@ -69,7 +70,7 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
 
         let human = try cli(["status"], env: env)
         #expect(human.status == 0)
-        #expect(human.out.contains("1 dead letters") && !human.out.contains("Optional("), "\(human.out)")
+        #expect(human.out.contains("1 dead letter,") && !human.out.contains("Optional("), "\(human.out)")
         let table = try cli(["spool", "stats"], env: env)
         #expect(table.out.contains(" B") && table.out.contains("of spool.max_bytes 1.0 GiB"), "sizes for people: \(table.out)")
 
@@ -95,6 +96,7 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
         #expect(statusJSON.status == 3)
         let down = json(statusJSON) as? [String: Any]
         #expect(down?["ok"] as? Bool == false && down?["code"] as? String == "not_running", "\(statusJSON.out)")
+        #expect((down?["errors"] as? [String])?.first == down?["message"] as? String && down?["exit_code"] as? Int == 3, "the error shape: \(statusJSON.out)")
 
         let stats = try cli(["spool", "stats"], env: env)
         #expect(stats.status == 1)
@@ -104,6 +106,13 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
         let failure = json(statsJSON) as? [String: Any]
         #expect(statsJSON.status == 1 && failure?["ok"] as? Bool == false && failure?["code"] as? String == "spool", "\(statsJSON.out)")
         #expect((failure?["errors"] as? [String])?.first?.contains(relay.spoolPath) == true)
+
+        // A file that is not a spool (a typo in --spool) is named as such; no advice about users and modes.
+        let notSpool = relay.dir + "/users.csv"
+        try "user_id,email\n1,a@b.c\n".write(toFile: notSpool, atomically: true, encoding: .utf8)
+        let wrongFile = try cli(["spool", "stats", "--spool", notSpool], env: env)
+        #expect(wrongFile.status == 1 && wrongFile.stderr.hasPrefix("Error: \(notSpool) is not a plainflow-relay spool"), "\(wrongFile.out)")
+        #expect(!wrongFile.out.contains("as root"), "\(wrongFile.out)")
 
         let ok = try cli(["check-config"], env: env)
         #expect(ok.status == 0, "\(ok.out)")

@@ -164,6 +164,7 @@ import RelaySpool
     @Test func relativePathsInTheFileAreRelativeToItsDirectoryNotToTheWorkingDirectory() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/run", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
         try "k-from-etc\n".write(toFile: root + "/etc/key", atomically: true, encoding: .utf8)
         try """
@@ -176,10 +177,18 @@ import RelaySpool
             path = "../run/spool.db"
             """.write(toFile: root + "/etc/relay.toml", atomically: true, encoding: .utf8)
         let settings = try RelayConfig.load(path: root + "/etc/relay.toml").resolve()
-        #expect(settings.spool.path == root + "/run/spool.db")
-        #expect(settings.ingest.unixPath == root + "/run/relay.sock")
+        #expect(settings.spool.path == root + "/etc/../run/spool.db")
+        #expect(settings.ingest.unixPath == root + "/etc/../run/relay.sock")
         #expect(settings.forward.writeKey == "k-from-etc")
         #expect(settings.forward.transport.caFile == root + "/etc/ca.pem")
+
+        // The file named by a relative path (`--config ../../tmp/…/etc/relay.toml`): the same places.
+        let cwd = FileManager.default.currentDirectoryPath
+        let up = String(repeating: "../", count: cwd.split(separator: "/").count)
+        let fromRelative = try RelayConfig.load(path: up + root.dropFirst() + "/etc/relay.toml").resolve()
+        #expect(fromRelative.forward.writeKey == "k-from-etc")
+        #expect(fromRelative.spool.path == cwd + "/" + up + root.dropFirst() + "/etc/../run/spool.db")
+        #expect(FileManager.default.fileExists(atPath: (fromRelative.spool.path as NSString).deletingLastPathComponent))
 
         // A path from the environment or a flag is the command line's: relative to the working directory.
         var overridden = try RelayConfig.load(path: root + "/etc/relay.toml")

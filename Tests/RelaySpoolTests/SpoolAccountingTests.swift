@@ -322,17 +322,13 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
             _ = try SpoolAdmin(path: dir.db)
         } throws: { error in
             let text = "\(error)"
-            return text.hasPrefix("cannot read the spool \(dir.db): ") && !text.contains("write")
+            return text.hasPrefix("\(dir.db) is not a plainflow-relay spool (not an SQLite database)") && !text.contains("write")
         }
     }
 
-    @Test func deadLettersEncodeWithTheRelaysSnakeCaseNames() throws {
-        let letter = DeadLetter(id: 7, messageID: "m-1", reason: "HTTP 400", status: 400, attempts: 2,
-                                receivedAtMillis: 1_000, deadAtMillis: 2_000, payload: "{}")
+    @Test func spoolStatsEncodeWithTheRelaysSnakeCaseNames() throws {
         let e = JSONEncoder()
         e.outputFormatting = .sortedKeys
-        let json = String(decoding: try e.encode(letter), as: UTF8.self)
-        #expect(json == #"{"attempts":2,"dead_at_ms":2000,"id":7,"message_id":"m-1","payload":"{}","reason":"HTTP 400","received_at_ms":1000,"status":400}"#)
         let stats = String(decoding: try e.encode(SpoolStats(depth: 1, bytes: 2, oldestReceivedAtMillis: 3, deadLetters: 4, rejected: 5)), as: UTF8.self)
         #expect(!stats.contains { $0.isUppercase }, "\(stats)")
     }

@@ -295,7 +295,10 @@ extension RelayConfig {
     /// directory, as on any command line).
     func filePath(_ value: String, key: String) -> String {
         guard let source, !value.isEmpty, !value.hasPrefix("/"), !source.overridden.contains(key) else { return value }
-        return URL(fileURLWithPath: source.path).deletingLastPathComponent().appendingPathComponent(value).standardized.path
+        let file = source.path.hasPrefix("/") ? source.path : FileManager.default.currentDirectoryPath + "/" + source.path
+        // Joined, not normalized: the kernel resolves "..", also where the
+        // file's directory is a symbolic link.
+        return file[..<(file.lastIndex(of: "/") ?? file.startIndex)] + "/" + value
     }
 
     /// "FILE:LINE: problem" when the problem's key (its text up to the first

@@ -124,7 +124,10 @@ extension Telemetry {
     /// The spool's numbers as `/v1/status` shows them under "spool", and
     /// `spool stats --json` prints them: one naming for both.
     /// - Parameter maxBytes: the configured bound, when known.
-    public static func spoolDocument(_ s: SpoolStats, path: String, maxBytes: Int64?, nowMillis: Int64) -> JSONValue {
+    /// - Parameter live: `s` is the running spool's, with the counts since it
+    ///   opened (`dropped`, `expired`, `dedupe_evicted`, `commits`); read from
+    ///   the file they are unknown, and null.
+    public static func spoolDocument(_ s: SpoolStats, path: String, maxBytes: Int64?, nowMillis: Int64, live: Bool = true) -> JSONValue {
         var doc: JSONObject = [
             "path": .string(path),
             "depth": .int(s.depth),
@@ -137,10 +140,10 @@ extension Telemetry {
             "dedupe_ids": .int(s.dedupeIDs),
             "dedupe_bytes": .int(s.dedupeBytes),
             "rejected": .int(s.rejected),
-            "dropped": .int(s.dropped),
-            "expired": .int(s.expired),
-            "dedupe_evicted": .int(s.dedupeEvicted),
-            "commits": .int(s.commits),
+            "dropped": live ? .int(s.dropped) : .null,
+            "expired": live ? .int(s.expired) : .null,
+            "dedupe_evicted": live ? .int(s.dedupeEvicted) : .null,
+            "commits": live ? .int(s.commits) : .null,
         ]
         if let maxBytes { _ = doc.updateValue(.int(maxBytes), forKey: "max_bytes") }
         return .object(doc)

@@ -55,7 +55,7 @@ struct Status: AsyncParsableCommand {
         abstract: "The running daemon's view: listeners, spool, upstream.",
         discussion: "Exit 3 when the relay is not running (then it shows the spool file's counts, if it can read it).")
     @OptionGroup var configOptions: ConfigOptions
-    @Flag(help: "Print JSON: /v1/status; when the relay is not running, {\"ok\": false, \"code\": \"not_running\", \"message\", \"spool\"}.") var json = false
+    @Flag(help: "Print JSON: /v1/status; when the relay is not running, the error object with the spool file's counts: {\"ok\": false, \"code\": \"not_running\", \"message\", \"errors\", \"exit_code\", \"spool\"}.") var json = false
 
     func run() async throws {
         let settings = try configOptions.load().resolve()
@@ -67,15 +67,15 @@ struct Status: AsyncParsableCommand {
             let path = settings.spool.path
             let stats = try? SpoolAdmin(path: path).stats()
             if json {
-                let spool = stats.map { Telemetry.spoolDocument($0, path: path, maxBytes: settings.spool.maxBytes, nowMillis: Spool.wallClockMillis()) }
+                let spool = stats.map { Telemetry.spoolDocument($0, path: path, maxBytes: settings.spool.maxBytes, nowMillis: Spool.wallClockMillis(), live: false) }
                 printJSON(.object([
                     "ok": .bool(false), "code": .string("not_running"), "message": .string(message),
-                    "exit_code": .int(Int64(Exit.notRunning)), "spool": spool ?? .null,
+                    "errors": .array([.string(message)]), "exit_code": .int(Int64(Exit.notRunning)), "spool": spool ?? .null,
                 ]))
             } else {
                 printError(message)
                 if let stats {
-                    FileHandle.standardError.write(Data("the spool file \(path): \(count(stats.depth)) queued (\(ByteCount.format(stats.bytes))), \(count(stats.deadLetters)) dead letters\n".utf8))
+                    FileHandle.standardError.write(Data("the spool file \(path): \(count(stats.depth)) queued (\(ByteCount.format(stats.bytes))), \(count(stats.deadLetters, "dead letter"))\n".utf8))
                 }
             }
             throw ExitCode(Exit.notRunning)
@@ -88,10 +88,10 @@ struct Status: AsyncParsableCommand {
         print("listeners:  \((doc["listeners"] as? [String] ?? []).joined(separator: ", "))")
         let oldest = (spool["oldest_age_seconds"] as? NSNumber).map { duration($0.int64Value) + " ago" } ?? "-"
         print("spool:      \(count(int(spool, "depth"))) queued (\(ByteCount.format(int(spool, "bytes")))), oldest \(oldest); \(ByteCount.format(int(spool, "total_bytes"))) of \(ByteCount.format(int(spool, "max_bytes"))) used")
-        print("            \(count(int(spool, "dead_letters"))) dead letters, \(count(int(spool, "rejected"))) rejected samples, \(count(int(spool, "dropped"))) dropped")
+        print("            \(count(int(spool, "dead_letters"), "dead letter")), \(count(int(spool, "rejected"), "rejected sample")), \(count(int(spool, "dropped"))) dropped")
         let state = upstream["state"] as? String ?? "?"
         let since = (upstream["state_since_ms"] as? NSNumber).map { " since \(when($0.int64Value))" } ?? ""
-        print("upstream:   \(state)\(since); \(count(int(upstream, "delivered"))) delivered in \(count(int(upstream, "requests"))) requests, \(int(upstream, "consecutive_failures")) consecutive failures")
+        print("upstream:   \(state)\(since); \(count(int(upstream, "delivered"))) delivered in \(count(int(upstream, "requests"), "request")), \(count(int(upstream, "consecutive_failures"), "consecutive failure"))")
         if let e = upstream["last_error"] as? String {
             print("last error: \(e)")
             let at = (upstream["last_error_at_ms"] as? NSNumber).map { "at \(when($0.int64Value))" }
@@ -107,11 +107,11 @@ struct Status: AsyncParsableCommand {
     static func advice(_ state: String) -> String? {
         switch state {
         case "paused_credentials":
-            return "the upstream refused the write key: fix upstream.write_key_file (or the write_key credential), then systemctl reload plainflow-relay"
+            return "the upstream refused the write key: fix upstream.write_key_file (or the write_key credential), then reload the relay (systemctl reload plainflow-relay, or kill -HUP its process)"
         case "paused_configuration":
-            return "the upstream says no request can work as configured: fix upstream.url (or upstream.proxy), then systemctl reload plainflow-relay"
+            return "the upstream says no request can work as configured: fix upstream.url (or upstream.proxy), then reload the relay (systemctl reload plainflow-relay, or kill -HUP its process)"
         case "retrying":
-            return "nothing: calls are kept and sent when the upstream answers again (journalctl -u plainflow-relay shows each failure)"
+            return "nothing: calls are kept and sent when the upstream answers again (the relay's log says why it failed: journalctl -u plainflow-relay)"
         default:
             return nil
         }

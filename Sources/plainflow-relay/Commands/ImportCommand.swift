@@ -121,7 +121,7 @@ struct Import: AsyncParsableCommand {
     private func summary(_ p: ImportProgress, verb: String) -> String {
         let rate = p.seconds > 0 ? Double(p.records - p.resumedFrom) / p.seconds : 0
         // Records: valid and invalid ones (an NDJSON file's blank lines are neither).
-        var s = "\(p.path): \(verb) \(count(p.valid + p.invalid)) records"
+        var s = "\(p.path): \(verb) \(count(p.valid + p.invalid, "record"))"
         if p.resumedFrom > 0 { s += " (resumed after \(count(p.resumedFrom)) already read)" }
         s += ": \(count(p.valid)) valid"
         if !check { s += " (\(count(p.stored)) stored, \(count(p.duplicates)) already held)" }
@@ -195,6 +195,11 @@ final class ProgressView {
         }
         return "\(bar)\(percent)  \(count(p.valid + p.invalid)) read  \(count(p.valid)) valid  \(count(p.invalid)) invalid  \(count(Int64(rate)))/s\(eta)"
     }
+}
+
+/// (1, "request") → "1 request"; (1234, "request") → "1,234 requests".
+func count(_ n: Int64, _ noun: String, plural: String? = nil) -> String {
+    "\(count(n)) \(n == 1 ? noun : plural ?? noun + "s")"
 }
 
 /// 1234567 → "1,234,567".

@@ -38,16 +38,16 @@ struct SpoolCommand: ParsableCommand {
             // The configured bound, when this is the configuration's spool.
             let maxBytes: Int64? = location.spool == nil ? (try? location.settings())?.spool.maxBytes : nil
             if json {
-                printJSON(Telemetry.spoolDocument(s, path: admin.path, maxBytes: maxBytes, nowMillis: Spool.wallClockMillis()))
+                printJSON(Telemetry.spoolDocument(s, path: admin.path, maxBytes: maxBytes, nowMillis: Spool.wallClockMillis(), live: false))
                 return
             }
             print("spool:        \(admin.path)")
-            print("queued:       \(count(s.depth)) messages, \(ByteCount.format(s.bytes))")
+            print("queued:       \(count(s.depth, "message")), \(ByteCount.format(s.bytes))")
             print("oldest:       \(when(s.oldestReceivedAtMillis))")
             print("dead letters: \(count(s.deadLetters)), \(ByteCount.format(s.deadLetterBytes)) (dead-letters list)")
             print("dedupe ids:   \(count(s.dedupeIDs)), \(ByteCount.format(s.dedupeBytes)) (ids of sent calls, kept 24 h to drop resent duplicates)")
             print("on disk:      \(ByteCount.format(s.totalBytes))\(maxBytes.map { " of spool.max_bytes \(ByteCount.format($0))" } ?? "")")
-            print("rejected:     \(count(s.rejected)) refused calls kept as samples, the latest 1,000 (rejected list)")
+            print("rejected:     \(count(s.rejected, "refused call")) kept as samples, the latest 1,000 (rejected list)")
         }
     }
 }
@@ -61,11 +61,22 @@ struct DeadLettersCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters, newest first.")
         @OptionGroup var location: SpoolLocation
         @Option(help: "At most this many.") var limit = 50
-        @Flag(help: "Print JSON (with payloads).") var json = false
+        @Flag(help: "Print JSON: [{\"id\", \"message_id\", \"reason\", \"status\", \"attempts\", \"received_at_ms\", \"dead_at_ms\", \"payload\": {...}}].") var json = false
 
         func run() throws {
             let letters = try location.open().deadLetters(limit: limit)
-            if json { try printJSON(letters); return }
+            if json {
+                printJSON(.array(letters.map { d -> JSONValue in
+                    .object([
+                        "id": .int(d.id), "message_id": .string(d.messageID), "reason": .string(d.reason),
+                        "status": d.status.map { .int(Int64($0)) } ?? .null, "attempts": .int(Int64(d.attempts)),
+                        "received_at_ms": .int(d.receivedAtMillis), "dead_at_ms": .int(d.deadAtMillis),
+                        // The message as the upstream would get it: an object, not JSON in a string.
+                        "payload": (try? JSONValue.parse(Array(d.payload.utf8), maxDepth: 1_000)) ?? .string(d.payload),
+                    ])
+                }))
+                return
+            }
             if letters.isEmpty { print("no dead letters"); return }
             let now = Spool.wallClockMillis()
             printTable(["ID", "MESSAGE ID", "STATUS", "ATTEMPTS", "DEAD FOR", "REASON"], letters.map {

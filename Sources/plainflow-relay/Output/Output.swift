@@ -116,8 +116,8 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 func when(_ ms: Int64?) -> String {
     guard let ms else { return "-" }
     let date = Date(timeIntervalSince1970: Double(ms) / 1000)
-    let ago = Int64(Date().timeIntervalSince(date))
-    return "\(date.formatted(.iso8601)) (\(ago >= 0 ? duration(ago) + " ago" : "in " + duration(-ago)))"
+    let agoMs = Int64(Date().timeIntervalSince1970 * 1000) - ms
+    return "\(date.formatted(.iso8601)) (\(agoMs >= 0 ? duration(agoMs / 1000) + " ago" : "in " + duration((-agoMs + 999) / 1000)))"
 }
 
 /// Seconds for people: 42s, 3m 20s, 5h 2m, 3d 4h.
