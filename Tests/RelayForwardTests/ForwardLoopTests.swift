@@ -231,6 +231,10 @@ final class Captured<T: Sendable>: Sendable {
         let still = loud.filter { $0.hasPrefix("upstream delivery still failing") }.count
         #expect(still >= 2 && still <= 3, "about once a minute over 200 s: \(still)")
         #expect(loud.filter { $0.hasPrefix("forwarding recovered") }.count == 1)
+        let recovered = logs.messages.first { $0.message.hasPrefix("forwarding recovered") }?.metadata ?? [:]
+        let outage = recovered["outage_seconds"].flatMap { Int("\($0)") } ?? 0
+        #expect(recovered["was"] == "retrying" && outage >= 200 && outage <= 260, "the 200 s of 503s, to the next probe: \(recovered)")
+        #expect(recovered["failed_attempts"].map { "\($0)" } == "\(attempts - 1)", "every refused attempt: \(recovered)")
         #expect(attempts > loud.count, "fewer lines than attempts (\(attempts) attempts)")
         #expect(h.queue.snapshot.acknowledged == ["m0"])
     }
@@ -239,7 +243,8 @@ final class Captured<T: Sendable>: Sendable {
 @Suite(.timeLimit(.minutes(1))) struct PauseTests {
     @Test(arguments: [401, 403])
     func refusedCredentialsPauseUntilResume(_ code: Int) async throws {
-        let h = Harness { $0.index == 0 ? Harness.status(code) : Harness.status(200) }
+        let logs = LogCapture()
+        let h = Harness(logs: logs) { $0.index == 0 ? Harness.status(code) : Harness.status(200) }
         for i in 0..<5 { h.queue.add("m\(i)") }
         let during = Captured<(UpstreamStatus, Int, [String])>()
         h.clock.at(5_000) { during.set((h.forwarder.status, h.upstream.requests.count, h.queue.queuedIDs)) }
@@ -255,6 +260,10 @@ final class Captured<T: Sendable>: Sendable {
         #expect(r[1].ids == r[0].ids)
         #expect(h.queue.snapshot.deadLetters.isEmpty && h.queue.snapshot.acknowledged.count == 5)
         #expect(h.forwarder.status.state == .ok)
+        // The recovery line says what was wrong, with no retry counts: a pause is not an outage.
+        let recovered = logs.messages.first { $0.message.hasPrefix("forwarding recovered") }?.metadata ?? [:]
+        #expect(recovered["was"] == "paused_credentials" && recovered["last_error"].map { "\($0)" }?.contains("\(code)") == true, "\(recovered)")
+        #expect(recovered["failed_attempts"] == nil && recovered["outage_seconds"] == nil, "\(recovered)")
     }
 
     @Test(arguments: [301, 404, 405, 418, 501])

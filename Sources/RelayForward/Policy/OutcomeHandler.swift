@@ -70,10 +70,13 @@ struct OutcomeHandler {
                 }
                 if before.state != .ok {
                     var metadata: Logger.Metadata = [
-                        "was": "\(before.state.rawValue)", "failed_attempts": "\(before.consecutiveFailures)",
-                        "last_error": "\(before.lastError ?? "-")", "messages": "\(batch.count)",
+                        "was": "\(before.state.rawValue)", "last_error": "\(before.lastError ?? "-")", "messages": "\(batch.count)",
                     ]
-                    if before.state == .retrying, let since = before.stateSinceMillis { metadata["outage_seconds"] = "\((t - since) / 1000)" }
+                    // Failed attempts and the outage's length are a retry's; a pause waits for the operator instead.
+                    if before.state == .retrying {
+                        metadata["failed_attempts"] = "\(before.consecutiveFailures)"
+                        if let since = before.stateSinceMillis { metadata["outage_seconds"] = "\((t - since) / 1000)" }
+                    }
                     if let queued = queue.queuedMessages { metadata["queued"] = "\(queued)" }
                     logger.notice("forwarding recovered: the upstream accepted a batch again", metadata: metadata)
                 }

@@ -5,7 +5,7 @@ import Logging
 import Synchronization
 
 final class LogCapture: Sendable {
-    struct Entry: Sendable { let level: Logger.Level; let message: String }
+    struct Entry: Sendable { let level: Logger.Level; let message: String; let metadata: Logger.Metadata }
     private let entries = Mutex<[Entry]>([])
 
     var messages: [Entry] { entries.withLock { $0 } }
@@ -27,7 +27,7 @@ final class LogCapture: Sendable {
             set { metadata[key] = newValue }
         }
         func log(event: LogEvent) {
-            capture.add(Entry(level: event.level, message: event.message.description))
+            capture.add(Entry(level: event.level, message: event.message.description, metadata: event.metadata ?? [:]))
         }
     }
 }
