@@ -90,6 +90,34 @@ import Testing
         #expect(upstream.delivered.count == 2, "the repeat is not sent")
     }
 
+    /// With no key of its own, the relay takes each line's writeKey (the line
+    /// protocol has no other place for one): it is sent upstream as that
+    /// call's Basic auth, never as data, and a line without one is refused.
+    @Test func aLineCarriesItsOwnWriteKeyToARelayThatHasNone() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: "[upstream]\nflush_interval_ms = 50\n")
+        try relay.start()
+        defer { relay.stop() }
+        let lines = [
+            #"{"type":"identify","user_id":"one","writeKey":"app-one"}"#,
+            #"{"type":"identify","user_id":"none"}"#,
+            #"{"type":"identify","user_id":"two","write_key":"app-two"}"#,
+        ]
+        let conn = try SocketConnection(relay.unix)
+        try conn.write(Array(lines.map { $0 + "\n" }.joined().utf8))
+        let data = try conn.read { d in d.filter { $0 == 0x0A }.count >= 3 }
+        let replies = String(decoding: data, as: UTF8.self).split(separator: "\n").map {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:]
+        }
+        #expect(replies.map { $0["status"] as? Int } == [nil, 401, nil], "\(replies)")
+        #expect((replies[1]["errors"] as? [String])?.first?.contains("writeKey in the call") == true, "\(replies[1])")
+        #expect(eventually { upstream.delivered.count == 2 }, "log:\n\(relay.log)")
+        let byKey = Dictionary(grouping: upstream.requests, by: { $0.writeKey ?? "" }).mapValues { $0.flatMap(\.batch).map { $0["user_id"] as? String } }
+        #expect(byKey == ["app-one": ["one"], "app-two": ["two"]], "one key a batch, each call's own")
+        #expect(!upstream.delivered.contains { $0.keys.contains { $0.lowercased().contains("key") } }, "the key is not data")
+    }
+
     /// A client that writes its calls, half-closes and reads afterwards gets
     /// every reply before the relay closes: one answered at once (a refusal),
     /// and thousands it reads only after a pause (more than socket buffers hold).

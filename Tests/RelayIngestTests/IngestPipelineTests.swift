@@ -77,6 +77,37 @@ import RelaySpool
         await f.spool.close()
     }
 
+    @Test func aWriteKeyInTheBodyIsTheCallsCredentialNeverItsData() async throws {
+        let f = try Fixture()
+        let noRelayKey = f.pipeline { $0.relayHasWriteKey = false }
+        // A call's own writeKey (Segment's HTTP API allows it; the line protocol has no other place for one).
+        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"a","writeKey":"key-a"}"#).0.status == 200)
+        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"b","write_key":"key-b"}"#).0.status == 200)
+        // Basic auth, when sent, is the request's key; the body's is taken out all the same.
+        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"c","writeKey":"ignored"}"#, key: "key-c").0.status == 200)
+        // A batch's key sits beside `batch`.
+        #expect(await send(noRelayKey, .batch(priority: .live), #"{"writeKey":"key-d","batch":[{"type":"identify","userId":"d"}]}"#).0.status == 200)
+        let lines = await withCheckedContinuation { c in
+            noRelayKey.handleSingles([Array(#"{"type":"identify","userId":"e","writeKey":"key-e"}"#.utf8), Array(#"{"type":"identify","userId":"f"}"#.utf8)],
+                                     writeKey: nil) { if $0.count == 1, $0[0].index == 0 { c.resume(returning: $0) } }
+        }
+        #expect(lines.map(\.reply.status) == [200])
+        let reader = try f.spool.makeReader()
+        var stored: [SpoolMessage] = []  // one key a batch
+        while case let batch = try reader.leaseBatch(nowMillis: .max / 2, maxCount: 10, maxBytes: 1 << 20), !batch.isEmpty { stored += batch }
+        #expect(stored.map(\.writeKey) == ["key-a", "key-b", "key-c", "key-d", "key-e"])
+        #expect(!stored.contains { String(decoding: $0.payload, as: UTF8.self).lowercased().contains("key") }, "no key in what is stored and sent")
+
+        let (refused, json) = await send(noRelayKey, .single(.identify), #"{"userId":"g"}"#)
+        #expect(refused.status == 401 && (json["errors"] as? [String])?.first?.contains("writeKey") == true, "\(json)")
+        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"h","writeKey":7}"#).0.status == 400)
+
+        let restricted = f.pipeline { $0.relayHasWriteKey = true; $0.acceptedWriteKeys = ["good"] }
+        #expect(await send(restricted, .single(.identify), #"{"userId":"u","writeKey":"bad"}"#).0.status == 401)
+        #expect(await send(restricted, .single(.identify), #"{"userId":"u","writeKey":"good"}"#).0.status == 200)
+        await f.spool.close()
+    }
+
     @Test func refusedCallsAreSampledForTheOperator() async throws {
         let f = try Fixture()
         let p = f.pipeline()

@@ -35,6 +35,22 @@ import Testing
         "first_name": .string("Ada"), "last_name": .string("Lovelace"), "created_at": .string("2020-01-02T03:04:05"), "name": .string("Ada Lovelace"),
     ]
 
+    /// analytics-clj and Analytics.NET put the write key in every message:
+    /// it is the call's credential, taken out, never stored or sent as data.
+    @Test func aWriteKeyInTheMessageIsTakenOutOfIt() throws {
+        for json in [#"{"type":"identify","userId":"u1","writeKey":"k1","traits":{"a":1}}"#,
+                     #"{"type":"identify","write_key":"k1","userId":"u1","traits":{"a":1}}"#,
+                     #"{"type":"identify","writeKey":"k1","write_key":"k1","userId":"u1","traits":{"a":1}}"#] {
+            guard case .success(let m) = try normalize(json) else { Issue.record("rejected: \(json)"); continue }
+            #expect(m.writeKey == "k1", "\(json)")
+            #expect(!String(decoding: m.encoded, as: UTF8.self).contains("k1") && m.body.objectValue?.keys.contains { $0.lowercased().contains("key") } == false, "\(json)")
+        }
+        #expect(try errors(#"{"type":"identify","userId":"u1","writeKey":"a","write_key":"b"}"#) == ["write_key: sent as both write_key and writeKey with different values"])
+        #expect(try errors(#"{"type":"identify","userId":"u1","writeKey":""}"#) == ["write_key: is empty: send the write key, or leave the field out"])
+        guard case .success(let none) = try normalize(#"{"type":"identify","userId":"u1"}"#) else { Issue.record("rejected"); return }
+        #expect(none.writeKey == nil)
+    }
+
     @Test func segmentIdentifyIsCanonical() throws {
         let b = try body(Self.segmentIdentify)
         #expect(b["user_id"] == .string("u1"))

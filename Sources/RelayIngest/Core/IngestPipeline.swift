@@ -77,17 +77,15 @@ public final class IngestPipeline: Sendable {
     /// refusal, else after the commit on `executor` (or the spool's thread).
     public func handle(_ route: IngestRoute, body: [UInt8], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
                        completion: @escaping @Sendable (IngestReply) -> Void) {
-        let storedKey: String
-        switch resolveWriteKey(writeKey, calls: 1) {
-        case .store(let k): storedKey = k
-        case .refuse(let reply):
+        let key = requestKey(writeKey, calls: 1)
+        if case .refuse(let reply)? = key {
             completion(reply)
             return
         }
         let receivedAt = now()
         switch route {
         case .single(let type):
-            switch prepareSingle(body, type: type, writeKey: storedKey, receivedAt: receivedAt) {
+            switch prepareSingle(body, type: type, key: key, receivedAt: receivedAt) {
             case .refused(let reply): completion(reply)
             case .ready(let record):
                 let id = record.messageID  // the completion keeps the id, not the payload
@@ -99,7 +97,7 @@ public final class IngestPipeline: Sendable {
             switch parse(body, receivedAt: receivedAt) {
             case .refused(let reply): completion(reply)
             case .parsed(let value, let duplicateKeys):
-                batch(consume value, priority: priority, duplicateKeys: duplicateKeys, raw: body, writeKey: storedKey, receivedAt: receivedAt, executor: executor, completion: completion)
+                batch(consume value, priority: priority, duplicateKeys: duplicateKeys, raw: body, key: key, receivedAt: receivedAt, executor: executor, completion: completion)
             }
         }
     }
@@ -137,10 +135,8 @@ public final class IngestPipeline: Sendable {
     /// for the calls refused and once after the commit for the others.
     public func handleSingles(_ bodies: [[UInt8]], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
                               completion: @escaping @Sendable ([(index: Int, reply: IngestReply)]) -> Void) {
-        let storedKey: String
-        switch resolveWriteKey(writeKey, calls: bodies.count) {
-        case .store(let k): storedKey = k
-        case .refuse(let reply):
+        let key = requestKey(writeKey, calls: bodies.count)
+        if case .refuse(let reply)? = key {
             completion(bodies.indices.map { ($0, reply) })
             return
         }
@@ -151,7 +147,7 @@ public final class IngestPipeline: Sendable {
         records.reserveCapacity(bodies.count)
         stored.reserveCapacity(bodies.count)
         for (index, body) in bodies.enumerated() {
-            switch prepareSingle(body, type: nil, writeKey: storedKey, receivedAt: receivedAt) {
+            switch prepareSingle(body, type: nil, key: key, receivedAt: receivedAt) {
             case .refused(let reply): refused.append((index, reply))
             case .ready(let record):
                 records.append(record)
@@ -169,6 +165,16 @@ public final class IngestPipeline: Sendable {
 
     private enum KeyDecision { case store(String), refuse(IngestReply) }
 
+    /// The decision for all of a request's calls, from the key it `sent`
+    /// (Basic auth); nil when the body's `writeKey` decides instead (each
+    /// call's, or a batch's): a request that sent none, to a relay that needs
+    /// one. Segment's HTTP API takes the key in the body too, and the line
+    /// protocol has no other place for it.
+    private func requestKey(_ sent: String?, calls: Int) -> KeyDecision? {
+        if sent == nil, options.acceptedWriteKeys != nil || !options.relayHasWriteKey { return nil }
+        return resolveWriteKey(sent, calls: calls)
+    }
+
     /// The key to store with the calls, or the refusal (counted for each of the `calls`).
     private func resolveWriteKey(_ sent: String?, calls: Int) -> KeyDecision {
         let decision = keyDecision(sent)
@@ -179,12 +185,12 @@ public final class IngestPipeline: Sendable {
     private func keyDecision(_ sent: String?) -> KeyDecision {
         if let accepted = options.acceptedWriteKeys {
             guard let sent, accepted.contains(sent) else {
-                return .refuse(.failure(401, [sent == nil ? "a write key is required (HTTP Basic auth, the key as user name)" : "the write key is not accepted by this relay"]))
+                return .refuse(.failure(401, [sent == nil ? "a write key is required: as HTTP Basic auth user name, or as writeKey in the call" : "the write key is not accepted by this relay"]))
             }
         }
         if options.relayHasWriteKey { return .store("") }
         guard let sent, !sent.isEmpty else {
-            return .refuse(.failure(401, ["this relay has no write_key configured: send your write key as HTTP Basic auth user name"]))
+            return .refuse(.failure(401, ["this relay has no write_key configured: send your write key as HTTP Basic auth user name, or as writeKey in the call"]))
         }
         return .store(sent)
     }
@@ -193,8 +199,9 @@ public final class IngestPipeline: Sendable {
 
     private enum Prepared { case ready(SpoolAppend), refused(IngestReply) }
 
-    /// One call parsed and normalized into what the spool stores, or its refusal.
-    private func prepareSingle(_ body: [UInt8], type: CallType?, writeKey: String, receivedAt: Date) -> Prepared {
+    /// One call parsed and normalized into what the spool stores, or its
+    /// refusal; `key` nil: the call's own `writeKey` decides.
+    private func prepareSingle(_ body: [UInt8], type: CallType?, key: KeyDecision?, receivedAt: Date) -> Prepared {
         let value: JSONValue, duplicateKeys: [DuplicateKey]
         switch parse(body, receivedAt: receivedAt) {
         case .refused(let reply): return .refused(reply)
@@ -207,8 +214,12 @@ public final class IngestPipeline: Sendable {
             reject(errors, sample: body, at: receivedAt)
             return .refused(.failure(rejection.kind == .tooLarge ? 413 : 400, errors))
         case .success(let message):
-            return .ready(SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
-                                      receivedAtMillis: Self.millis(receivedAt), payload: message.encoded))
+            switch key ?? resolveWriteKey(message.writeKey, calls: 1) {
+            case .refuse(let reply): return .refused(reply)
+            case .store(let writeKey):
+                return .ready(SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
+                                          receivedAtMillis: Self.millis(receivedAt), payload: message.encoded))
+            }
         }
     }
 
@@ -216,7 +227,8 @@ public final class IngestPipeline: Sendable {
 
     /// `value` is consumed, and each call is moved out of it in turn, so
     /// that the rules change each call's tree in place instead of copying it.
-    private func batch(_ value: consuming JSONValue, priority: SpoolPriority, duplicateKeys: [DuplicateKey], raw: [UInt8], writeKey: String,
+    /// `key` nil: the batch's own `writeKey` (beside `batch`) decides; its calls' are taken out and not read.
+    private func batch(_ value: consuming JSONValue, priority: SpoolPriority, duplicateKeys: [DuplicateKey], raw: [UInt8], key: KeyDecision?,
                        receivedAt: Date, executor: (any CompletionExecutor)?, completion: @escaping @Sendable (IngestReply) -> Void) {
         // One chain of bindings, each taking what it binds, so that `calls` is the only reference to the array.
         guard case .object(var envelope) = consume value, let at = envelope.index(forKey: "batch"),
@@ -243,6 +255,13 @@ public final class IngestPipeline: Sendable {
         if !envelopeErrors.isEmpty {
             reject(envelopeErrors, sample: raw, at: receivedAt)
             completion(.failure(400, envelopeErrors))
+            return
+        }
+        let writeKey: String
+        switch key ?? resolveWriteKey((envelope["writeKey"] ?? envelope["write_key"])?.stringValue.flatMap { $0.isEmpty ? nil : $0 }, calls: 1) {
+        case .store(let k): writeKey = k
+        case .refuse(let reply):
+            completion(reply)
             return
         }
 

@@ -84,6 +84,9 @@ public struct NormalizedMessage: Sendable, Hashable {
     public let body: JSONValue
     /// `body` encoded: what the spool stores and the upstream receives.
     public let encoded: [UInt8]
+    /// The write key the call carried at its top level (`writeKey`, as
+    /// Segment's HTTP API allows), taken out of `body`: a credential, never data.
+    public var writeKey: String? = nil
 }
 
 /// Applies the message rules.
@@ -98,7 +101,7 @@ public struct MessageNormalizer: Sendable {
     static let topLevelAliases: [(camel: String, snake: String)] = [
         ("userId", "user_id"), ("anonymousId", "anonymous_id"), ("messageId", "message_id"),
         ("sentAt", "sent_at"), ("receivedAt", "received_at"), ("previousId", "previous_id"),
-        ("groupId", "group_id"),
+        ("groupId", "group_id"), ("writeKey", "write_key"),
     ]
 
     /// Normalizes one call.
@@ -122,7 +125,16 @@ public struct MessageNormalizer: Sendable {
         var errors: [FieldError] = duplicateKeys.map { $0.fieldError() }
 
         // Top-level spellings.
-        Self.unifyTopLevel(&fields, errors: &errors)
+        let writeKeyAt = Self.unifyTopLevel(&fields, errors: &errors)
+
+        // A write key in the call is its credential: out of the message before anything is stored or sent.
+        var writeKey: String?
+        switch writeKeyAt.map({ fields.removeMember(at: $0) }) {
+        case nil: break
+        case .string(let k)? where !k.isEmpty: writeKey = k
+        case .string?: errors.append(FieldError(path: "write_key", message: "is empty: send the write key, or leave the field out"))
+        case let other?: errors.append(FieldError(path: "write_key", message: "expected the write key as a string, got \(other.kindDescription)"))
+        }
 
         // type
         let type: CallType?
@@ -250,7 +262,7 @@ public struct MessageNormalizer: Sendable {
                 FieldError(path: "", message: "message is \(encoded.count) bytes after normalization; the limit is \(limits.maxMessageBytes)"),
             ]))
         }
-        return .success(NormalizedMessage(type: type, messageID: messageID, receivedAt: context.receivedAt, body: body, encoded: encoded))
+        return .success(NormalizedMessage(type: type, messageID: messageID, receivedAt: context.receivedAt, body: body, encoded: encoded, writeKey: writeKey))
     }
 
     // MARK: - Pieces
@@ -389,9 +401,11 @@ public struct MessageNormalizer: Sendable {
     /// both spellings: then alias by alias, as `unify` decides. (The same
     /// pass as `normalizeReserved`'s; shared through a method taking a
     /// closure, both ran 13% slower in process, so each keeps its own.)
-    static func unifyTopLevel(_ fields: inout JSONObject, errors: inout [FieldError]) {
+    /// - Returns: where `write_key` is once unified (the pass finds it for
+    ///   free), or nil when the call has none.
+    static func unifyTopLevel(_ fields: inout JSONObject, errors: inout [FieldError]) -> Int? {
         let n = topLevelAliases.count
-        let done = withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * n) { at -> Bool in
+        let done = withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * n) { at -> Int?? in
             // at[e]: where alias e's snake_case name is, at[n + e]: its camelCase name (-1: absent).
             at.initialize(repeating: -1)
             let both = fields.members.withUnsafeBufferPointer { members -> Bool in
@@ -402,16 +416,20 @@ public struct MessageNormalizer: Sendable {
                 }
                 return false
             }
-            if both { return false }
+            if both { return nil }
             // (Renaming keeps a member's position.)
             for e in 0..<n where at[n + e] >= 0 { fields.renameMember(at: at[n + e], to: topLevelAliases[e].snake) }
-            return true
+            let key = max(at[writeKeyAlias], at[n + writeKeyAlias])
+            return .some(key >= 0 ? key : nil)
         }
-        if done { return }
+        if let done { return done }
         for (camel, snake) in topLevelAliases {
             unify(&fields, canonical: snake, alias: camel, path: "", errors: &errors)
         }
+        return fields.index(forKey: "write_key")
     }
+
+    static let writeKeyAlias = topLevelAliases.firstIndex { $0.snake == "write_key" }!
 
     /// Folds `alias` into `canonical`; both with different values is an error.
     /// Sent alone, the alias is renamed where it stands; sent with the
