@@ -240,6 +240,41 @@ final class Captured<T: Sendable>: Sendable {
     }
 }
 
+@Suite(.timeLimit(.minutes(1))) struct SpoolFailureTests {
+    /// A full disk after the upstream took a batch: the batch is not sent
+    /// again; its acknowledgement is tried later and later until the spool
+    /// records it, and `delivered` counts it once.
+    @Test func aDeliveryTheSpoolCannotRecordIsRecordedLaterNotSentAgain() async throws {
+        let h = Harness(stopAtMillis: 200_000)
+        h.queue.failAcknowledgements(untilMillis: 120_000)
+        for i in 0..<5 { h.queue.add("m\(i)") }
+        try await h.run()
+
+        #expect(h.upstream.requests.count == 1, "the upstream has the batch: \(h.upstream.requests.map(\.atMillis))")
+        #expect(h.queue.snapshot.acknowledged == (0..<5).map { "m\($0)" })
+        #expect(h.forwarder.status.delivered == 5, "counted once, when the spool recorded it")
+        let attempts = h.queue.snapshot.acknowledgeAttempts
+        #expect(attempts.filter { !$0.failed }.count == 1 && attempts.last?.failed == false)
+        let gaps = zip(attempts.dropFirst(), attempts).map { $0.atMillis - $1.atMillis }
+        #expect(gaps == gaps.sorted() && (gaps.last ?? 0) >= 30_000, "a growing backoff: \(gaps)")
+        #expect(attempts.count <= 10, "\(attempts.count) attempts in 120 s")
+    }
+
+    /// The same, with the upstream answering a message that must go to dead
+    /// letters: the refused dead letter is retried with a growing backoff,
+    /// not sent to the upstream as fast as the pace allows.
+    @Test func aDeadLetterTheSpoolCannotRecordIsRetriedWithAGrowingBackoff() async throws {
+        let h = Harness(stopAtMillis: 100_000) { _ in Harness.status(400) }
+        h.queue.failDeadLetters(untilMillis: 60_000)
+        h.queue.add("poison")
+        try await h.run()
+
+        let sent = h.upstream.requests.map(\.atMillis)
+        #expect(sent.count <= 9, "at most one request per doubling backoff in 60 s: \(sent)")
+        #expect(h.queue.snapshot.deadLetters.map(\.id) == ["poison"])
+    }
+}
+
 @Suite(.timeLimit(.minutes(1))) struct PauseTests {
     @Test(arguments: [401, 403])
     func refusedCredentialsPauseUntilResume(_ code: Int) async throws {

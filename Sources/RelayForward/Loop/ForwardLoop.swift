@@ -20,8 +20,11 @@
 // - After a retryable failure or a pause, all held leases are released, so
 //   the next request starts again from the oldest due message.
 // - A delivered batch stays leased until its acknowledgement committed, so
-//   it is never leased (sent) again meanwhile; none is left unacknowledged
-//   when `run()` returns.
+//   it is never leased (sent) again meanwhile. When the spool cannot commit
+//   it (a full disk), the loop sends nothing and tries the acknowledgement
+//   again after the spool's backoff, which grows while it keeps failing.
+// - Every lease is released when `run()` returns (an acknowledgement that
+//   still fails then leaves its rows queued, to be sent again).
 
 import Logging
 import Metrics
@@ -43,6 +46,8 @@ struct ForwardLoop {
     private(set) var pacer: Pacer
     private(set) var breaker: CircuitBreaker
     private(set) var pause = PauseState()
+    /// The spool's failures to record outcomes, backed off on their own.
+    private(set) var spoolFailures: SpoolFailures
     /// The last round's delivered batches, still leased: acknowledged beside
     /// the next round's first request, or at once before a sleep or a stop.
     private var unacknowledged: [[SpoolMessage]] = []
@@ -64,16 +69,20 @@ struct ForwardLoop {
         self.batcher = Batcher(limits: Batcher.Limits(options), maxPending: transports.count * 2)
         self.pacer = Pacer(requestsPerSecond: options.maxRequestsPerSecond)
         self.breaker = CircuitBreaker(policy: options.backoff)
+        self.spoolFailures = SpoolFailures(policy: options.backoff)
     }
 
     /// Runs until cancelled (or the clock throws); acknowledges what the
     /// upstream took and releases every lease on the way out.
     mutating func run() async throws {
-        defer { batcher.releaseAll(to: queue) }
+        defer {
+            batcher.releaseAll(to: queue)
+            for batch in unacknowledged { queue.release(batch) }  // the spool refused their acknowledgement: sent again later
+        }
         do {
             try await turns()
         } catch {
-            await acknowledgeNow()
+            await acknowledgeNow(evenIfSpoolFailing: true)
             throw error
         }
     }
@@ -94,6 +103,17 @@ struct ForwardLoop {
                 await acknowledgeNow()
                 try await clock.sleep(millis: min(wait, 1000))
                 continue
+            }
+            if let retry = spoolFailures.retryAtMillis {
+                // The spool could not record an outcome: nothing goes until it can.
+                if now < retry {
+                    try await clock.sleep(millis: retry - now)
+                    continue
+                }
+                if !unacknowledged.isEmpty {
+                    await acknowledgeNow()
+                    if !unacknowledged.isEmpty { continue }  // failed again: a longer wait
+                }
             }
             if let reopens = breaker.reopensAtMillis, now < reopens {
                 await acknowledgeNow()
@@ -181,7 +201,7 @@ struct ForwardLoop {
 
         for (i, sent) in started.enumerated() {
             let followUp = await outcomes.handle(sent.batch, outcome: answers[i], bodyBytes: sent.bodyBytes, queue: queue,
-                                                 options: options, breaker: &breaker, nowMillis: clock.nowMillis())
+                                                 options: options, breaker: &breaker, spool: &spoolFailures, nowMillis: clock.nowMillis())
             if case .acknowledge(let batch) = followUp { unacknowledged.append(batch) } else { followUps.append(followUp) }
         }
         act(on: followUps, options: options)
@@ -189,18 +209,20 @@ struct ForwardLoop {
     }
 
     /// Acknowledges the last round's delivered batches in one spool commit,
-    /// if there are any; their follow-up (settled, or a backoff when the
-    /// spool could not record it).
-    private mutating func acknowledgePrevious() async -> OutcomeHandler.FollowUp? {
-        guard !unacknowledged.isEmpty else { return nil }
-        let batches = unacknowledged
-        unacknowledged = []
-        return await outcomes.acknowledge(batches, queue: queue, breaker: &breaker, nowMillis: clock.nowMillis())
+    /// if there are any and the spool is not backing off; their follow-up
+    /// (settled, or a backoff when the spool could not record it: they then
+    /// stay leased and unacknowledged).
+    private mutating func acknowledgePrevious(evenIfSpoolFailing: Bool = false) async -> OutcomeHandler.FollowUp? {
+        let now = clock.nowMillis()
+        guard !unacknowledged.isEmpty, evenIfSpoolFailing || now >= spoolFailures.retryAtMillis ?? now else { return nil }
+        let followUp = await outcomes.acknowledge(unacknowledged, queue: queue, spool: &spoolFailures, nowMillis: now)
+        if case .settled = followUp { unacknowledged = [] }
+        return followUp
     }
 
     /// Acknowledges what the upstream took before the loop sleeps or stops.
-    private mutating func acknowledgeNow() async {
-        if let followUp = await acknowledgePrevious() { act(on: [followUp], options: currentOptions()) }
+    private mutating func acknowledgeNow(evenIfSpoolFailing: Bool = false) async {
+        if let followUp = await acknowledgePrevious(evenIfSpoolFailing: evenIfSpoolFailing) { act(on: [followUp], options: currentOptions()) }
     }
 
     private mutating func act(on followUps: [OutcomeHandler.FollowUp], options: ForwarderOptions) {

@@ -14,6 +14,12 @@
 // the upstream dedupes on message_id). Any answer but a retry shows the upstream
 // reachable, so the breaker closes before any queue call can fail: a
 // half-open probe is always resolved.
+//
+// A spool that cannot record outcomes (a full or failing disk) backs off on
+// a schedule of its own (SpoolFailures), which the upstream's answers do not
+// reset: a delivered batch whose acknowledgement fails stays leased and only
+// its acknowledgement is tried again, later and later; it is not sent again.
+// `delivered` counts what the spool recorded as delivered.
 
 import Logging
 import RelaySpool
@@ -52,7 +58,7 @@ struct OutcomeHandler {
 
     /// Acts on `outcome` for `batch`.
     func handle(_ batch: [SpoolMessage], outcome: DeliveryOutcome, bodyBytes: Int, queue: any ForwardQueue,
-                options: ForwarderOptions, breaker: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
+                options: ForwarderOptions, breaker: inout CircuitBreaker, spool: inout SpoolFailures, nowMillis t: Int64) async -> FollowUp {
         status.update { $0.requests += 1 }
         let decision = RetryClassifier.classify(outcome)
         if case .retry = decision {} else { breaker.recordSuccess() }
@@ -66,7 +72,7 @@ struct OutcomeHandler {
                 status.update {
                     before = $0
                     $0.enter(.ok, at: t); $0.consecutiveFailures = 0; $0.lastSuccessAtMillis = t
-                    $0.nextAttemptAtMillis = nil; $0.delivered += Int64(batch.count)
+                    $0.nextAttemptAtMillis = nil
                 }
                 if before.state != .ok {
                     var metadata: Logger.Metadata = [
@@ -105,6 +111,7 @@ struct OutcomeHandler {
                     logger.debug("upstream delivery failed; will retry", metadata: metadata)
                 }
                 try await queue.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
+                spool.recordSuccess()
                 return .backOff(untilMillis: next)
 
             case .split where batch.count > 1:
@@ -117,6 +124,7 @@ struct OutcomeHandler {
             case .split:
                 let reason = DeadLetterReason(reason: Self.describe(outcome), status: Self.status(outcome))
                 try await queue.deadLetter(batch, reason: reason, nowMillis: t)
+                spool.recordSuccess()
                 status.update { $0.deadLettered += Int64(batch.count); $0.lastError = reason.reason; $0.lastErrorAtMillis = t }
                 logger.error("upstream refused a message; moved to dead letters", metadata: [
                     "reason": "\(reason.reason)", "message_id": "\(batch[0].messageID)",
@@ -133,31 +141,33 @@ struct OutcomeHandler {
             }
         } catch {
             // The spool cannot record outcomes (a full or failing disk): the
-            // rows stay due, so back off as for a failing upstream (doubling,
-            // one probe at a time) instead of resending as fast as the pace allows.
-            if case .retry = decision, let until = breaker.reopensAtMillis { return logSpoolFailure(error, retryAt: until, now: t) }
-            let until = breaker.recordFailure(nowMillis: t, retryAfter: nil, draw: jitter)
-            return logSpoolFailure(error, retryAt: until, now: t)
+            // rows stay due and are released; the loop waits out the spool's
+            // own backoff (doubling while it keeps failing) before it sends
+            // anything again, instead of resending as fast as the pace allows.
+            let until = spool.recordFailure(nowMillis: t, draw: jitter)
+            return logSpoolFailure(error, retryAt: max(until, breaker.reopensAtMillis ?? 0), now: t)
         }
     }
 
     /// Acknowledges a round's delivered batches in one spool commit and
-    /// releases them; if the spool cannot record it, backs off (the rows are
-    /// sent again later; the upstream dedupes on message_id).
-    func acknowledge(_ batches: [[SpoolMessage]], queue: any ForwardQueue, breaker: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
+    /// releases them (`.settled`); if the spool cannot record it, `.backOff`:
+    /// the batches stay leased, for the loop to acknowledge them again at
+    /// `spool`'s next try (the upstream has them: they are not sent again).
+    func acknowledge(_ batches: [[SpoolMessage]], queue: any ForwardQueue, spool: inout SpoolFailures, nowMillis t: Int64) async -> FollowUp {
         let messages = batches.flatMap { $0 }
-        defer { queue.release(messages) }
         do {
             try await queue.acknowledge(messages, nowMillis: t)
-            return .settled
         } catch {
-            let until = breaker.recordFailure(nowMillis: t, retryAfter: nil, draw: jitter)
-            return logSpoolFailure(error, retryAt: until, now: t)
+            return logSpoolFailure(error, retryAt: spool.recordFailure(nowMillis: t, draw: jitter), now: t)
         }
+        queue.release(messages)
+        spool.recordSuccess()
+        status.update { $0.delivered += Int64(messages.count) }
+        return .settled
     }
 
     private func logSpoolFailure(_ error: any Error, retryAt until: Int64, now t: Int64) -> FollowUp {
-        logger.error("could not record a delivery outcome in the spool; the batch stays queued and will be sent again after a pause",
+        logger.error("could not record a delivery outcome in the spool; nothing is lost, it is recorded (or sent) again after a pause that grows while the spool keeps failing",
                      metadata: ["error": "\(error)", "retry_in_ms": "\(until - t)"])
         status.update { $0.lastError = "the spool could not record a delivery outcome: \(error)"; $0.lastErrorAtMillis = t; $0.nextAttemptAtMillis = until }
         return .backOff(untilMillis: until)
@@ -198,6 +208,29 @@ struct OutcomeHandler {
         case .transportFailure(let f):
             return f.description
         }
+    }
+}
+
+/// The spool's failures to record outcomes (a full or failing disk), on a
+/// backoff of their own: the upstream's answers do not reset it, only an
+/// outcome the spool recorded does.
+struct SpoolFailures: Sendable {
+    private var schedule: RetrySchedule
+    /// When the loop may try the spool again; nil while it records outcomes.
+    private(set) var retryAtMillis: Int64?
+
+    init(policy: BackoffPolicy) { schedule = RetrySchedule(policy: policy) }
+
+    /// One more failure in a row; returns when to try again.
+    mutating func recordFailure(nowMillis: Int64, draw: (Int64) -> Int64) -> Int64 {
+        let until = schedule.recordFailure(nowMillis: nowMillis, retryAfter: nil, draw: draw)
+        retryAtMillis = until
+        return until
+    }
+
+    mutating func recordSuccess() {
+        schedule.recordSuccess()
+        retryAtMillis = nil
     }
 }
 

@@ -23,6 +23,11 @@ final class InMemoryQueue: ForwardQueue, Sendable {
         /// Every non-empty lease: when, and how many messages.
         var leases: [(atMillis: Int64, count: Int)] = []
         var violations: [String] = []
+        /// When each acknowledgement was asked for, and whether it failed.
+        var acknowledgeAttempts: [(atMillis: Int64, failed: Bool)] = []
+        /// Acknowledgements (and dead letters) before these times fail, as on a full disk.
+        var failAcknowledgementsUntilMillis: Int64 = 0
+        var failDeadLettersUntilMillis: Int64 = 0
     }
     private let state = Mutex(State())
 
@@ -73,8 +78,17 @@ final class InMemoryQueue: ForwardQueue, Sendable {
         for m in messages where !s.leased.contains(m.seq) { s.violations.append("\(what) of unleased \(m.messageID)") }
     }
 
+    /// Makes acknowledgements fail until `millis`, as a full disk does.
+    func failAcknowledgements(untilMillis millis: Int64) { state.withLock { $0.failAcknowledgementsUntilMillis = millis } }
+    func failDeadLetters(untilMillis millis: Int64) { state.withLock { $0.failDeadLettersUntilMillis = millis } }
+
+    struct DiskFull: Error {}
+
     func acknowledge(_ messages: [SpoolMessage], nowMillis: Int64) async throws {
-        state.withLock { s in
+        try state.withLock { s in
+            let fails = nowMillis < s.failAcknowledgementsUntilMillis
+            s.acknowledgeAttempts.append((nowMillis, fails))
+            if fails { throw DiskFull() }
             settle(messages, "acknowledge", in: &s)
             let seqs = Set(messages.map(\.seq))
             s.rows.removeAll { seqs.contains($0.message.seq) }
@@ -97,7 +111,8 @@ final class InMemoryQueue: ForwardQueue, Sendable {
     }
 
     func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws {
-        state.withLock { s in
+        try state.withLock { s in
+            if nowMillis < s.failDeadLettersUntilMillis { throw DiskFull() }
             settle(messages, "dead letter", in: &s)
             let seqs = Set(messages.map(\.seq))
             s.rows.removeAll { seqs.contains($0.message.seq) }
