@@ -93,6 +93,30 @@ import Glibc
         #expect(statuses == [200: 200], "\(statuses)")
     }
 
+    /// The TCP port is open to every local user; the socket only to the
+    /// relay's group. Each has its own cap, so filling the port's never
+    /// locks apps out of the socket.
+    @Test func connectionsHeldOnTheTCPPortDoNotLockAppsOutOfTheSocket() throws {
+        let relay = try RelayProcess(upstream: "", config: """
+            [upstream]
+            url = "http://127.0.0.1:9"
+            write_key = "test-key"
+            [listen]
+            max_connections = 8
+            """)
+        try relay.start()
+        defer { relay.stop() }
+        let held = try (0..<8).map { _ in try SocketConnection(relay.tcp, timeoutSeconds: 5) }
+        for conn in held { try conn.write(Array(" ".utf8)) }  // open, and admitted
+        usleep(200_000)
+        let refused = try SocketConnection(relay.tcp, timeoutSeconds: 5)
+        #expect((try? refused.request("GET", "/healthz"))?.status == nil, "the port's cap holds")
+        let app = try SocketConnection(relay.unix, timeoutSeconds: 5)
+        #expect(try app.request("POST", "/v1/identify", body: Array(identify("over-the-socket").utf8)).status == 200)
+        #expect(relay.log.components(separatedBy: "connections refused").count - 1 == 1, "one line, not one a connection: \(relay.log)")
+        withExtendedLifetime(held) {}
+    }
+
     @Test func anEarly413ReachesEveryClientInsteadOfAReset() throws {
         let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
         try relay.start()

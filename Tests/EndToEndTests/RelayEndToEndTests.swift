@@ -166,6 +166,29 @@ func identify(_ userID: String, traits: String = #"{"plan":"premium"}"#) -> Stri
         #expect(relay.log.contains("spool closed"))
     }
 
+    /// Connections that have sent nothing (a client pool's spare ones) hold
+    /// nothing: a stop closes them at once instead of waiting out their idle
+    /// timeout, which would outlast systemd's stop timeout; one stuck in a
+    /// request is closed at the drain timeout.
+    @Test func sigtermDoesNotWaitForConnectionsThatSentNothing() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
+        try relay.start()
+        let silent = [try SocketConnection(relay.tcp), try SocketConnection(relay.unix)]
+        // And one stuck in the middle of a request's body: closed at the drain timeout (5 s), not at the request's (30 s).
+        let stuck = try SocketConnection(relay.tcp)
+        try stuck.write(Array("POST /v1/identify HTTP/1.1\r\nHost: relay\r\nContent-Length: 100\r\n\r\n{".utf8))
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("before-stop")).status == 200)
+        let started = Date()
+        let status = relay.stop(timeoutSeconds: 20)
+        let took = Date().timeIntervalSince(started)
+        #expect(status == 0 && took < 9, "stopped in \(took) s with status \(String(describing: status)); log:\n\(relay.log)")
+        #expect(relay.log.contains("connections still open after the drain timeout; closing them"), "\(relay.log)")
+        #expect(!relay.log.contains("Cannot schedule tasks"), "\(relay.log)")
+        withExtendedLifetime(silent + [stuck]) {}
+    }
+
     @Test func aStaleSocketFileFromACrashIsReplacedAndALiveOneIsRefused() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }

@@ -4,6 +4,13 @@
 // the per-connection pipeline (connection cap, idle timeout, protocol
 // sniffing), and graceful shutdown: stop accepting, let every open
 // connection finish what it was answering, then return.
+// Invariants:
+// - Each listener has its own cap (`max_connections`): connections on the
+//   TCP port, open to every local user, never lock apps out of the socket.
+// - A refused connection is logged when refusals start and once a minute
+//   while they last, never once per connection.
+// - Shutdown returns within the drain timeout: connections still open then
+//   are closed.
 
 import Logging
 import NIOCore
@@ -20,7 +27,13 @@ public final class IngestServer: Service, Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let onListening: @Sendable ([String]) -> Void
-    private let openConnections = Atomic<Int>(0)
+    /// Open connections on the TCP port and on the Unix socket, each against its own cap.
+    private let openTCP = Atomic<Int>(0)
+    private let openUnix = Atomic<Int>(0)
+    /// Every open connection, to close what the drain timeout leaves open.
+    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// Refused connections not yet logged, and when that was last logged.
+    private let refusals = Mutex<(count: Int, loggedAt: ContinuousClock.Instant?)>((0, nil))
 
     /// - Parameter onListening: called with the bound addresses once every listener is up.
     public init(options: IngestOptions, pipeline: IngestPipeline, endpoints: OperatorEndpoints, group: any EventLoopGroup,
@@ -62,7 +75,7 @@ public final class IngestServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let isUnix = channel.localAddress?.protocol == .unix
-                    if !server.admit(channel) {
+                    if !server.admit(channel, unix: isUnix) {
                         channel.close(promise: nil)
                         return
                     }
@@ -113,33 +126,53 @@ public final class IngestServer: Service, Sendable {
         try? await gracefulShutdown()
 
         logger.info("stopping listeners; finishing open requests")
-        let done = group.next().makePromise(of: Void.self)
+        let loop = group.next()
+        let done = loop.makePromise(of: Void.self)
         quiesce.initiateShutdown(promise: done)
-        let drained = await withTaskGroup(of: Bool.self) { tasks in
-            tasks.addTask { (try? await done.futureResult.get()) != nil }
-            tasks.addTask {
-                try? await Task.sleep(for: .seconds(options.drainTimeoutSeconds))
-                return false
-            }
-            let first = await tasks.next() ?? false
-            tasks.cancelAll()
-            return first
+        // Whichever comes first: every connection closed, or the drain timeout.
+        let drained = loop.makePromise(of: Bool.self)
+        let timeout = loop.scheduleTask(in: .seconds(options.drainTimeoutSeconds)) { drained.succeed(false) }
+        done.futureResult.hop(to: loop).whenComplete { _ in
+            timeout.cancel()
+            drained.succeed(true)  // (after the timeout fired: a no-op)
         }
-        if !drained {
-            logger.warning("connections still open after the drain timeout; closing them", metadata: ["open": "\(openConnections.load(ordering: .relaxed))"])
+        if !(try await drained.futureResult.get()) {
+            let open = connections.withLock { Array($0.values) }
+            logger.warning("connections still open after the drain timeout; closing them", metadata: ["open": "\(open.count)"])
+            for channel in open { channel.close(promise: nil) }
+            try? await done.futureResult.get()
         }
         if let path = options.unixPath { UnixSocketFile.remove(path) }
     }
 
-    /// Counts a new connection; false when the cap is reached.
-    private func admit(_ channel: any Channel) -> Bool {
-        let now = openConnections.add(1, ordering: .relaxed).newValue
-        channel.closeFuture.whenComplete { _ in self.openConnections.subtract(1, ordering: .relaxed) }
-        if now > options.maxConnections {
-            logger.warning("connection refused: max_connections reached", metadata: ["max_connections": "\(options.maxConnections)"])
-            return false
+    /// Adds `delta` to the open connections of one listener; the new count.
+    @discardableResult
+    private func countOpen(unix: Bool, by delta: Int) -> Int {
+        unix ? openUnix.add(delta, ordering: .relaxed).newValue : openTCP.add(delta, ordering: .relaxed).newValue
+    }
+
+    /// Counts a new connection against its listener's cap; false when the cap is reached.
+    private func admit(_ channel: any Channel, unix: Bool) -> Bool {
+        let now = countOpen(unix: unix, by: 1)
+        let id = ObjectIdentifier(channel)
+        connections.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { _ in
+            self.countOpen(unix: unix, by: -1)
+            _ = self.connections.withLock { $0.removeValue(forKey: id) }
         }
-        return true
+        guard now > options.maxConnections else { return true }
+        let logNow = refusals.withLock { r -> Int? in
+            r.count += 1
+            if let at = r.loggedAt, at.duration(to: .now) < .seconds(60) { return nil }
+            defer { r = (0, .now) }
+            return r.count
+        }
+        if let refused = logNow {
+            logger.warning("connections refused: max_connections reached (logged once a minute while it lasts)", metadata: [
+                "listener": "\(unix ? "unix" : "tcp")", "max_connections": "\(options.maxConnections)", "refused": "\(refused)",
+            ])
+        }
+        return false
     }
 }
 

@@ -1,7 +1,9 @@
 // ProtocolSniffer: picks the protocol of a connection from its first byte.
 // `{` starts the line protocol (where it is allowed on this listener);
 // anything else is HTTP/1.1. The sniffer then installs that pipeline after
-// itself, hands it the bytes it saw, and leaves.
+// itself, hands it the bytes it saw, and leaves. A connection that has sent
+// nothing yet holds nothing: a shutdown closes it at once, and white space
+// alone keeps it no longer than the request timeout.
 
 import NIOCore
 import NIOHTTP1
@@ -14,6 +16,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let executors: EventLoopExecutors
     private let allowLineProtocol: Bool
     private let head: ConnectionHead
+    private let openedAt = NIODeadline.now()
 
     init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, allowLineProtocol: Bool,
          head: ConnectionHead) {
@@ -28,7 +31,10 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         let buffer = unwrapInboundIn(data)
         let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
         guard let first = buffer.readableBytesView.first(where: { !isSpace($0) }) else {
-            return  // only white space so far: wait for the first real byte
+            // Only white space so far: wait for the first real byte, but not
+            // longer than a request may take (each byte restarts the idle timer).
+            if NIODeadline.now() - openedAt > .seconds(pipeline.options.requestTimeoutSeconds) { context.close(promise: nil) }
+            return
         }
         do {
             let ops = context.pipeline.syncOperations
@@ -56,8 +62,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // The client closed its side before sending anything: nothing to answer.
-        if (event as? ChannelEvent) == .inputClosed {
+        // The client closed its side before sending anything, or the relay is
+        // stopping: nothing to answer.
+        if (event as? ChannelEvent) == .inputClosed || event is ChannelShouldQuiesceEvent {
             context.close(promise: nil)
             return
         }
