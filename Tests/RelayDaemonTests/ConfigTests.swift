@@ -84,7 +84,7 @@ import RelaySpool
         }
     }
 
-    @Test(arguments: ["http://", "https:///v1", "http://exa mple.com", "https://api.example.com?x=1"])
+    @Test(arguments: ["http://", "https:///v1", "http://exa mple.com", "https://api.example.com?x=1", "http://127.0.0.1:99999", "http://127.0.0.1:0"])
     func anUpstreamURLMustParse(_ url: String) {
         #expect(RelayConfig.urlProblem(url) != nil)
     }

@@ -42,6 +42,11 @@ import RelaySpool
 
     @Test func transportFailuresRetryAndCarryRetryAfter() {
         #expect(RetryClassifier.classify(.transportFailure(TransportFailure(code: 7, message: "refused"))) == .retry(retryAfter: nil))
+        #expect(RetryClassifier.classify(.transportFailure(TransportFailure(code: 6, message: "could not resolve host"))) == .retry(retryAfter: nil))
+        // A URL libcurl cannot use (a bad port, a scheme it lacks) or an unreadable CA file never works: the operator's to fix.
+        for code in [1, 3, 4, 77] {
+            #expect(RetryClassifier.classify(.transportFailure(TransportFailure(code: code, message: "x"))) == .pauseForConfiguration, "curl error \(code)")
+        }
         #expect(RetryClassifier.classify(.response(status: 429, retryAfter: "2", body: "")) == .retry(retryAfter: "2"))
     }
 }

@@ -321,6 +321,9 @@ extension RelayConfig {
               host.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:[]".contains($0) }) else {
             return "\"\(url)\" is not a valid URL (expected e.g. https://api.example.com)"
         }
+        if let port = parsed.port, !(1...65535).contains(port) {
+            return "port \(port) in \"\(url)\" is out of range (1 to 65535)"
+        }
         if parsed.query != nil || parsed.fragment != nil {
             return "expected the upstream's base URL without ?query or #fragment, got \"\(url)\" (batches go to {url}/v1/batch)"
         }

@@ -187,7 +187,8 @@ struct OutcomeHandler {
             ])
         case .configuration:
             let status = Self.status(outcome).map(String.init) ?? "none"
-            logger.critical("the upstream answered HTTP \(status) to POST \(options.batchURL): no request can work as configured; forwarding is paused and nothing is dropped. Fix upstream.url (or the proxy) and reload (SIGHUP)", metadata: [
+            let what = Self.status(outcome).map { "the upstream answered HTTP \($0) to POST \(options.batchURL)" } ?? "POST \(options.batchURL) cannot be sent (\(error))"
+            logger.critical("\(what): no request can work as configured; forwarding is paused and nothing is dropped. Fix upstream.url (or the proxy, or upstream.ca_file) and reload (SIGHUP)", metadata: [
                 "url": "\(options.batchURL)", "status": "\(status)", "error": "\(error)", "retry_in_ms": "\(retry)",
             ])
         }

@@ -5,6 +5,7 @@
 //   2xx                                  delivered
 //   408 410 429 460, 5xx (not 501/505/511),
 //   timeouts, connection errors          retry (backoff, Retry-After)
+//   a URL or CA file libcurl cannot use  pause: configuration
 //   400 413 422                          split; a lone refused message is a dead letter
 //   401 403                              pause: credentials
 //   anything else (1xx, 3xx, 404, 405, other 4xx, 501, 505, 511, odd codes)
@@ -44,8 +45,8 @@ public enum RetryClassifier {
     /// The decision for one attempt's outcome.
     public static func classify(_ outcome: DeliveryOutcome) -> RetryDecision {
         switch outcome {
-        case .transportFailure:
-            return .retry(retryAfter: nil)
+        case .transportFailure(let failure):
+            return failure.isConfigurationError ? .pauseForConfiguration : .retry(retryAfter: nil)
         case .response(let status, let retryAfter, _):
             switch status {
             case 200..<300: return .delivered

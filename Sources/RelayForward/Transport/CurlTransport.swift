@@ -22,6 +22,13 @@ public struct TransportFailure: Error, Sendable, Hashable, CustomStringConvertib
     /// True for time-outs (connect or total).
     public var isTimeout: Bool { code == Int(CURLE_OPERATION_TIMEDOUT.rawValue) }
 
+    /// True when no attempt can work as configured, however often retried:
+    /// a URL libcurl cannot use (a port out of range, a scheme it lacks) or
+    /// a CA file it cannot read. The operator's to fix, as a 404 is.
+    public var isConfigurationError: Bool {
+        [CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT, CURLE_NOT_BUILT_IN, CURLE_SSL_CACERT_BADFILE].contains { Int($0.rawValue) == code }
+    }
+
     public var description: String { "\(message) (curl error \(code))" }
 
     public init(code: Int, message: String) {

@@ -109,7 +109,7 @@ struct Status: AsyncParsableCommand {
         case "paused_credentials":
             return "the upstream refused the write key: fix upstream.write_key_file (or the write_key credential), then reload the relay (systemctl reload plainflow-relay, or kill -HUP its process)"
         case "paused_configuration":
-            return "the upstream says no request can work as configured: fix upstream.url (or upstream.proxy), then reload the relay (systemctl reload plainflow-relay, or kill -HUP its process)"
+            return "no request can work as configured (the last error says why): fix upstream.url (or upstream.proxy, upstream.ca_file), then reload the relay (systemctl reload plainflow-relay, or kill -HUP its process)"
         case "retrying":
             return "nothing: calls are kept and sent when the upstream answers again (the relay's log says why it failed: journalctl -u plainflow-relay)"
         default:
