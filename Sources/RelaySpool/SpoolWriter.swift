@@ -9,6 +9,9 @@
 // Between turns it runs maintenance (expiry, the dedupe prune) in bounded
 // slices, each its own short transaction, so no acknowledgement ever waits
 // behind a sweep of the whole outbox.
+// What can happen at every commit under load (a failing disk, drop_oldest on
+// a full spool) is logged when it starts and then once a minute with its
+// count (ThrottledLog), never once per call.
 
 import CSQLite
 import Logging
@@ -30,6 +33,8 @@ final class SpoolWriter {
     /// The last slice was full: there is more to do at once.
     private var maintenanceBacklog = false
     private var lastFullWarningMillis: Int64 = 0
+    private var commitFailures = ThrottledLog()
+    private var drops = ThrottledLog()
 
     /// BEGIN IMMEDIATE and COMMIT, prepared once rather than parsed at every commit.
     private let beginStatement: SQLiteStatement
@@ -239,8 +244,9 @@ final class SpoolWriter {
             for op in ops { Self.fail(op, .storage(failed)) }
             return
         }
-        if turn.dropped > 0 {
-            logger.warning("spool full: deleted the oldest queued messages to make room (on_full = drop_oldest)", metadata: ["count": "\(turn.dropped)"])
+        if turn.dropped > 0, let (_, count) = drops.note(Int(turn.dropped), nowMillis: Spool.wallClockMillis()) {
+            logger.warning("spool full: deleted the oldest queued messages to make room (on_full = drop_oldest; logged once a minute while it lasts; plainflow_spool_dropped_total counts them all)",
+                           metadata: ["count": "\(count)"])
         }
         // Nothing can read a removed row again: its lease ends here, and the
         // reader's cursor stays where it is (LeaseTable).
@@ -261,7 +267,10 @@ final class SpoolWriter {
         } catch {
             uncounted = Uncounted()  // counted changes that are rolled back with it
             if db.inTransaction { try? db.execute("ROLLBACK") }
-            logger.error("spool commit failed; nothing of this transaction was stored", metadata: ["error": "\(error)"])
+            if let (failures, _) = commitFailures.note(1, nowMillis: Spool.wallClockMillis()) {
+                logger.error("spool commit failed; nothing of this transaction was stored (logged once a minute while it lasts)",
+                             metadata: ["error": "\(error)", "failed_commits": "\(failures)"])
+            }
             // What is on disk is what it was; read it again.
             try? refreshTotals()
             publish(shared, turn: Turn())
@@ -744,5 +753,23 @@ final class SpoolWriter {
         case .acknowledge(_, _, let c), .retry(_, _, _, _, let c), .deadLetter(_, _, _, let c): c(.failure(error))
         case .rejected, .barrier, .shutdown: break
         }
+    }
+}
+
+/// A line that may be due at every commit: logged the first time, then at
+/// most once a minute, with what happened since the last line.
+struct ThrottledLog {
+    private var loggedAtMillis: Int64?
+    private var times = 0
+    private var count = 0
+
+    /// Records one occurrence of `count` things; returns the occurrences and
+    /// things since the last line when a line is due now, else nil.
+    mutating func note(_ count: Int, nowMillis: Int64) -> (times: Int, count: Int)? {
+        times += 1
+        self.count += count
+        if let at = loggedAtMillis, nowMillis - at < 60_000 { return nil }
+        defer { (loggedAtMillis, times, self.count) = (nowMillis, 0, 0) }
+        return (times, self.count)
     }
 }

@@ -67,6 +67,11 @@ final class SmallDisk {
             if let id = r.json["message_id"] as? String { acked.insert(id) }
         }
         #expect(refused == 1, "the full disk is answered with 503")
+        for i in 0..<30 {
+            _ = try http(relay.tcp, "POST", "/v1/identify", json: identify("still-full\(i)", traits: #"{"bio":"\#(String(repeating: "x", count: 2000))"}"#))
+        }
+        let failureLines = relay.log.components(separatedBy: "spool commit failed").count - 1
+        #expect(failureLines >= 1 && failureLines <= 2, "logged when it starts, not once a call: \(failureLines) lines")
         #expect(try http(relay.tcp, "GET", "/healthz").status == 200, "the daemon stays up")
 
         try FileManager.default.removeItem(atPath: filler)
