@@ -279,7 +279,8 @@ final class Captured<T: Sendable>: Sendable {
     @Test(arguments: [401, 403])
     func refusedCredentialsPauseUntilResume(_ code: Int) async throws {
         let logs = LogCapture()
-        let h = Harness(logs: logs) { $0.index == 0 ? Harness.status(code) : Harness.status(200) }
+        // The relay's own key: every batch carries it, so its refusal stops them all.
+        let h = Harness(Harness.options { $0.writeKey = "relay-key" }, logs: logs) { $0.index == 0 ? Harness.status(code) : Harness.status(200) }
         for i in 0..<5 { h.queue.add("m\(i)") }
         let during = Captured<(UpstreamStatus, Int, [String])>()
         h.clock.at(5_000) { during.set((h.forwarder.status, h.upstream.requests.count, h.queue.queuedIDs)) }
@@ -299,6 +300,27 @@ final class Captured<T: Sendable>: Sendable {
         let recovered = logs.messages.first { $0.message.hasPrefix("forwarding recovered") }?.metadata ?? [:]
         #expect(recovered["was"] == "paused_credentials" && recovered["last_error"].map { "\($0)" }?.contains("\(code)") == true, "\(recovered)")
         #expect(recovered["failed_attempts"] == nil && recovered["outage_seconds"] == nil, "\(recovered)")
+    }
+
+    /// Apps that send their own keys (the relay has none): one app's wrong
+    /// key holds back that app's calls only, never the others'.
+    @Test func anAppsRefusedKeyHoldsBackOnlyThatAppsCalls() async throws {
+        let logs = LogCapture()
+        let h = Harness(stopAtMillis: 200_000, logs: logs) { $0.writeKey == "wrong" ? Harness.status(401) : Harness.status(200) }
+        h.queue.add("bad-1", key: "wrong")
+        for i in 0..<5 { h.queue.add("good-\(i)", key: "right") }
+        h.queue.add("bad-2", key: "wrong")
+        for i in 5..<8 { h.queue.add("good-\(i)", key: "right") }
+        try await h.run()
+
+        #expect(Set(h.queue.snapshot.acknowledged) == Set((0..<8).map { "good-\($0)" }), "the other app's calls all went")
+        #expect(h.queue.queuedIDs == ["bad-1", "bad-2"], "nothing dropped")
+        #expect(h.forwarder.status.state == .ok, "no pause")
+        #expect(h.forwarder.status.lastError?.contains("refused the write key an app sent") == true, "\(String(describing: h.forwarder.status.lastError))")
+        let wrongTries = h.upstream.requests.filter { $0.writeKey == "wrong" }.map(\.atMillis)
+        #expect(wrongTries.count >= 2 && wrongTries.count <= 4, "tried again every 5 min, not hammered: \(wrongTries)")
+        #expect(!logs.messages.contains { $0.message.contains("wrong") || $0.metadata.description.contains("\"wrong\"") }, "never the key itself")
+        #expect(logs.messages.filter { $0.message.contains("refused the write key an app sent") }.count == wrongTries.count, "once a minute at most")
     }
 
     @Test(arguments: [301, 404, 405, 418, 501])

@@ -8,6 +8,9 @@
 //   split (n = 1)        deadLetter (the upstream refuses this message)
 //   pause (credentials / configuration)
 //                        nothing: the rows stay due; status paused_*; logged loudly
+//   credentials refused for an app's own key (the relay has none)
+//                        scheduleRetry after credentialRetryMillis: only that
+//                        app's calls wait, the other apps' go on; no pause
 //
 // Every case but split ends the batch's lease here, also when the queue
 // call throws (the rows are then sent again after a backoff, never at once:
@@ -49,6 +52,8 @@ struct OutcomeHandler {
     /// logged when it starts (the status enters `retrying`), once a minute
     /// while it lasts (not once per retry), and when delivery recovers.
     private let outageLogged = OutageLog()
+    /// An app's refused key is logged once a minute.
+    private let appKeyRefusalLogged = OnceAMinute()
 
     init(status: StatusBoard, logger: Logger, jitter: @escaping @Sendable (Int64) -> Int64) {
         self.status = status
@@ -129,6 +134,21 @@ struct OutcomeHandler {
                 logger.error("upstream refused a message; moved to dead letters", metadata: [
                     "reason": "\(reason.reason)", "message_id": "\(batch[0].messageID)",
                 ])
+                return .settled
+
+            case .pauseForCredentials where options.writeKey == nil && !(batch.first?.writeKey.isEmpty ?? true):
+                // The key is the app's own: a pause would stop every other app behind it.
+                let next = t + options.credentialRetryMillis
+                let error = Self.describe(outcome)
+                try await queue.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
+                spool.recordSuccess()
+                let what = "the upstream refused the write key an app sent with its calls"
+                status.update { $0.lastError = "\(what) (\(error)); they wait and are tried again every \(options.credentialRetryMillis / 60_000) min"; $0.lastErrorAtMillis = t }
+                if appKeyRefusalLogged.due(atMillis: t) {
+                    logger.error("\(what); those calls stay queued and are tried again later (logged once a minute); the other apps' calls go on. Fix the key in that app: the message id names one of its calls", metadata: [
+                        "error": "\(error)", "message_id": "\(batch[0].messageID)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)",
+                    ])
+                }
                 return .settled
 
             case .pauseForCredentials:
@@ -252,5 +272,17 @@ final class OutageLog {
         guard t - loggedAtMillis >= Self.intervalMillis else { return .quiet }
         loggedAtMillis = t
         return .stillFailing(sinceMillis: since)
+    }
+}
+
+/// A line logged at most once a minute. Used by the loop's task only.
+final class OnceAMinute {
+    private var loggedAtMillis: Int64?
+
+    /// True (and noted) when the line may be logged at `t`.
+    func due(atMillis t: Int64) -> Bool {
+        if let at = loggedAtMillis, t - at < OutageLog.intervalMillis { return false }
+        loggedAtMillis = t
+        return true
     }
 }
