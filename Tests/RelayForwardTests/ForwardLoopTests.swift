@@ -346,6 +346,25 @@ final class Captured<T: Sendable>: Sendable {
         #expect(UpstreamStatus.State.pausedConfiguration.rawValue == "paused_configuration")
     }
 
+    /// A failover: the old upstream asked for 300 s (Retry-After); the new
+    /// one, named by a reload, gets the calls within a second, not after them.
+    @Test func aReloadToAnotherUpstreamDoesNotWaitOutTheOldOnesRetryAfter() async throws {
+        let old = Harness.options { $0.upstream = "http://127.0.0.1:9/old" }
+        let new = Harness.options()
+        let h = Harness(old, stopAtMillis: 60_000) {
+            $0.url == new.batchURL ? Harness.status(200) : .response(status: 503, retryAfter: "300", body: "")
+        }
+        for i in 0..<3 { h.queue.add("m\(i)") }
+        h.clock.at(5_000) { h.forwarder.reload(new) }
+        try await h.run()
+
+        let r = h.upstream.requests
+        try #require(r.count == 2, "\(r.map(\.url))")
+        #expect(r[0].url == old.batchURL && r[1].url == new.batchURL)
+        #expect(r[1].atMillis >= 5_000 && r[1].atMillis <= 6_000, "at \(r[1].atMillis)")
+        #expect(h.queue.snapshot.acknowledged.count == 3)
+    }
+
     @Test func aReloadWithTheRightURLEndsAConfigurationPauseAtOnce() async throws {
         let wrong = Harness.options { $0.upstream = "http://127.0.0.1:9/wrong" }
         let right = Harness.options()

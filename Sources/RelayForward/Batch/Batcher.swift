@@ -100,12 +100,13 @@ struct Batcher {
     /// `maxBatches` batches are held (fewer than `maxPending` while the
     /// upstream is probed: a probe needs one, and rows read for the others
     /// would only be given back after its failure).
-    mutating func topUp(from queue: any ForwardQueue, nowMillis: Int64, maxBatches: Int? = nil) throws {
+    /// - Parameter dueBy: rows backed off until this time are due too (nil: `nowMillis`).
+    mutating func topUp(from queue: any ForwardQueue, nowMillis: Int64, dueBy: Int64? = nil, maxBatches: Int? = nil) throws {
         let payloadBudget = max(1, limits.maxBytes - BatchEncoder.envelopeBytes)
         let limit = min(max(1, maxBatches ?? maxPending), maxPending)
         for _ in 0..<limit {
             guard pending.count < limit || pending.contains(where: { !isFull($0) }) else { return }
-            let lease = try queue.leaseBatch(nowMillis: nowMillis, maxCount: limits.maxCount, maxBytes: payloadBudget)
+            let lease = try queue.leaseBatch(nowMillis: max(nowMillis, dueBy ?? nowMillis), maxCount: limits.maxCount, maxBytes: payloadBudget)
             if lease.isEmpty { return }
             let leftover = add(lease)
             if !leftover.isEmpty {

@@ -19,6 +19,10 @@
 //   flight ends and its outcome is recorded; every lease is released.
 // - After a retryable failure or a pause, all held leases are released, so
 //   the next request starts again from the oldest due message.
+// - A backoff belongs to the upstream that caused it: after a reload to
+//   another upstream address or key, the breaker is new and rows backed off
+//   before are due at once. An open breaker is waited out a
+//   second at a time, so a reload is seen within a second.
 // - A delivered batch stays leased until its acknowledgement committed, so
 //   it is never leased (sent) again meanwhile. When the spool cannot commit
 //   it (a full disk), the loop sends nothing and tries the acknowledgement
@@ -48,6 +52,11 @@ struct ForwardLoop {
     private(set) var pause = PauseState()
     /// The spool's failures to record outcomes, backed off on their own.
     private(set) var spoolFailures: SpoolFailures
+    /// Where batches go and with which key: a change starts a new backoff.
+    private var target: Target
+    private struct Target: Equatable { let url: String; let writeKey: String? }
+    /// Rows backed off for another target are due at the next read.
+    private var staleBackoffs = false
     /// The last round's delivered batches, still leased: acknowledged beside
     /// the next round's first request, or at once before a sleep or a stop.
     private var unacknowledged: [[SpoolMessage]] = []
@@ -70,6 +79,7 @@ struct ForwardLoop {
         self.pacer = Pacer(requestsPerSecond: options.maxRequestsPerSecond)
         self.breaker = CircuitBreaker(policy: options.backoff)
         self.spoolFailures = SpoolFailures(policy: options.backoff)
+        self.target = Target(url: options.batchURL, writeKey: options.writeKey)
     }
 
     /// Runs until cancelled (or the clock throws); acknowledges what the
@@ -117,13 +127,14 @@ struct ForwardLoop {
             }
             if let reopens = breaker.reopensAtMillis, now < reopens {
                 await acknowledgeNow()
-                try await clock.sleep(millis: reopens - now)
+                try await clock.sleep(millis: min(reopens - now, 1000))  // a reload may end it
                 continue
             }
 
             do {
                 // A sick upstream gets one probe at a time: read one batch for it, not a full round.
-                try batcher.topUp(from: queue, nowMillis: now, maxBatches: breaker.state == .closed ? nil : 1)
+                try batcher.topUp(from: queue, nowMillis: now, dueBy: staleBackoffs ? .max : nil, maxBatches: breaker.state == .closed ? nil : 1)
+                staleBackoffs = false
             } catch {
                 logger.error("could not read the spool; retrying in a second", metadata: ["error": "\(error)"])
                 await acknowledgeNow()
@@ -147,6 +158,12 @@ struct ForwardLoop {
 
     /// Settings that a reload may have changed.
     private mutating func apply(_ options: ForwarderOptions) {
+        let target = Target(url: options.batchURL, writeKey: options.writeKey)
+        if target != self.target {
+            self.target = target
+            breaker = CircuitBreaker(policy: options.backoff)
+            staleBackoffs = true
+        }
         if breaker.policy != options.backoff { breaker = CircuitBreaker(policy: options.backoff) }
         pacer.requestsPerSecond = options.maxRequestsPerSecond
         batcher.setLimits(Batcher.Limits(options))
