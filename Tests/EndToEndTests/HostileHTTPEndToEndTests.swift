@@ -80,4 +80,42 @@ import Glibc
         #expect(try http(relay.tcp, "GET", "/healthz").status == 200)
         _ = idle
     }
+
+    /// Many clients each sending all but the end of a large body: what the
+    /// relay holds for bodies being received is bounded across connections
+    /// (64 MiB); past it a request is answered 503 with Retry-After at once,
+    /// and the budget comes back when those connections close.
+    @Test func bodiesBeingReceivedAreBoundedAcrossConnections() throws {
+        let relay = try RelayProcess(upstream: "http://127.0.0.1:9")
+        try relay.start()
+        defer { relay.stop() }
+        let pid = try #require(relay.process?.processIdentifier)
+        let rssBefore = BackpressureEndToEndTests.rssKiB(pid)
+        let declared = 500_000
+        let part = [UInt8](repeating: UInt8(ascii: " "), count: 300_000)
+        var held: [SocketConnection] = []
+        var refused = 0
+        for _ in 0..<160 {
+            let conn = try SocketConnection(relay.tcp, timeoutSeconds: 5)
+            try conn.write(Array("POST /v1/batch HTTP/1.1\r\nHost: relay\r\nContent-Length: \(declared)\r\n\r\n".utf8))
+            try? conn.write(part)
+            held.append(conn)
+        }
+        // Each connection's answer, if it has one (a refused one has it at once).
+        usleep(500_000)
+        for conn in held {
+            conn.setReadTimeout(milliseconds: 10)
+            if let data = try? conn.read(until: { $0.range(of: Data("\r\n\r\n".utf8)) != nil }),
+               String(decoding: data, as: UTF8.self).hasPrefix("HTTP/1.1 503") { refused += 1 }
+        }
+        #expect(refused >= 160 - 64 * 1_048_576 / declared, "past 64 MiB: \(refused) of 160 answered 503")
+        let growth = BackpressureEndToEndTests.rssKiB(pid) - rssBefore
+        #expect(growth < 100 * 1024, "RSS grew by \(growth) KiB")
+        let call = #"{"type":"identify","userId":"u","traits":{"bio":"\#(String(repeating: "x", count: 10_000))"}}"#
+        let big = #"{"batch":["# + Array(repeating: call, count: 20).joined(separator: ",") + "]}"  // 200 KB, more than is left
+        let busy = try http(relay.tcp, "POST", "/v1/batch", json: big)
+        #expect(busy.status == 503 && busy.headers["retry-after"] != nil, "\(busy.status)")
+        held.removeAll()  // closed: their budget comes back
+        #expect(eventually(5) { (try? http(relay.tcp, "POST", "/v1/batch", json: big))?.status == 200 })
+    }
 }

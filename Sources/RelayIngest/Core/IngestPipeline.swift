@@ -14,6 +14,9 @@
 //   across all connections; a call past it is refused with `503` at once
 //   (each connection already stops reading past its own few calls in
 //   flight; this bounds them all together when the disk stalls).
+// - At most `maxPendingBytes` of HTTP request bodies are being received at
+//   once, across all connections (`reserveReceiving`): many clients each
+//   sending all but the end of a large body cannot grow memory past it.
 // - Refusals for want of storage are logged when they start, once a minute
 //   while they last, and when calls are stored again (RefusalLog), never
 //   once per call.
@@ -49,6 +52,8 @@ public final class IngestPipeline: Sendable {
     private let makeMessageID: @Sendable () -> String
     /// Payload bytes handed to the store and not yet committed.
     private let pendingBytes = Atomic<Int>(0)
+    /// Bytes of request bodies received and not yet complete (HTTP).
+    private let receivingBytes = Atomic<Int>(0)
     /// Refusals for want of storage, told once a minute (RefusalLog).
     private let refusals = Mutex(RefusalLog())
     /// True while `refusals` has a reason: the stored path looks at it only then.
@@ -348,6 +353,27 @@ public final class IngestPipeline: Sendable {
         guard now > options.maxPendingBytes, now != bytes else { return true }
         pendingBytes.subtract(bytes, ordering: .relaxed)
         return false
+    }
+
+    /// Counts `bytes` more of a request body being received; false (nothing
+    /// counted) when that would pass `maxPendingBytes` across all connections.
+    public func reserveReceiving(_ bytes: Int) -> Bool {
+        let now = receivingBytes.add(bytes, ordering: .relaxed).newValue
+        guard now > options.maxPendingBytes, now != bytes else { return true }
+        receivingBytes.subtract(bytes, ordering: .relaxed)
+        return false
+    }
+
+    /// Returns what `reserveReceiving` counted for a body now complete or dropped.
+    public func releaseReceiving(_ bytes: Int) {
+        if bytes > 0 { receivingBytes.subtract(bytes, ordering: .relaxed) }
+    }
+
+    /// The answer to a request whose body would pass the receiving budget.
+    public func receivingBusy() -> IngestReply {
+        let limit = options.maxPendingBytes >= 1 << 20 ? "\(options.maxPendingBytes >> 20) MiB" : "\(options.maxPendingBytes) bytes"
+        noteRefused(1, reason: "more than \(limit) of request bodies are being received at once")
+        return .failure(503, ["the relay is busy: more than \(limit) of requests are being received at once; retry in a second"], retryAfter: 1)
     }
 
     private func busy(count: Int) -> IngestReply {

@@ -47,6 +47,8 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var requestOpen = false
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
+    /// What the body counts against the pipeline's receiving budget.
+    private var reserved = 0
     /// An early 413 was sent; the rest of this request is read, discarded and the connection closes.
     private var answeredEarly = false
     private var discarded = 0
@@ -71,11 +73,14 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(let h):
             requestOpen = true
             head = h
-            body = nil  // the first chunk is kept as it comes; only a second one is appended
+            body = nil  // a body in one chunk is kept as it comes; one in several is gathered
             let declared = h.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             if declared > maxBody {
                 refuseTooLarge(context, "request body is \(declared) bytes; the limit is \(maxBody)", alreadyRead: 0)
+            } else if declared > 0 && !pipeline.reserveReceiving(declared) {
+                answerEarly(context, pipeline.receivingBusy(), alreadyRead: 0)
             } else {
+                reserved = declared  // a chunked body counts as it comes
                 if h.version.major == 1 && h.version.minor >= 1,
                    h.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                     // Many clients wait (curl: one second) for this before they send the body.
@@ -88,13 +93,19 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 if discarded > Self.maxDiscardBytes { context.close(promise: nil) }
                 return
             }
-            if (body?.readableBytes ?? 0) + chunk.readableBytes > maxBody {
+            let received = (body?.readableBytes ?? 0) + chunk.readableBytes
+            if received > maxBody {
                 // No declared length (chunked) and the limit crossed.
                 refuseTooLarge(context, "request body is larger than \(maxBody) bytes", alreadyRead: chunk.readableBytes)
-            } else if body == nil {
-                body = chunk
+            } else if received > reserved && !pipeline.reserveReceiving(received - reserved) {
+                answerEarly(context, pipeline.receivingBusy(), alreadyRead: chunk.readableBytes)
             } else {
-                body!.writeBuffer(&chunk)
+                reserved = max(reserved, received)
+                if body == nil && chunk.readableBytes < reserved {
+                    // The first of several chunks: room for the whole declared body at once.
+                    body = context.channel.allocator.buffer(capacity: reserved)
+                }
+                if body == nil { body = chunk } else { body!.writeBuffer(&chunk) }
             }
         case .end:
             requestOpen = false
@@ -107,6 +118,7 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.head = nil
             let buffer = body
             body = nil
+            releaseBody()  // from here on the pipeline's pending budget counts it
             unanswered += 1
             route(context: context, head: head, body: buffer)
         }
@@ -228,11 +240,27 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// will not keep, then read and discard the rest (bounded), so the client
     /// reads the answer instead of a connection reset.
     private func refuseTooLarge(_ context: ChannelHandlerContext, _ error: String, alreadyRead: Int) {
+        answerEarly(context, IngestReply.failure(413, [error]), alreadyRead: alreadyRead)
+    }
+
+    /// Answers before the request's end, then reads and discards the rest.
+    private func answerEarly(_ context: ChannelHandlerContext, _ reply: IngestReply, alreadyRead: Int) {
         head = nil
         body = nil
+        releaseBody()
         answeredEarly = true
         discarded = alreadyRead
-        respond(context, IngestReply.failure(413, [error]), keepAlive: false, drainRequest: true)
+        respond(context, reply, keepAlive: false, drainRequest: true)
+    }
+
+    private func releaseBody() {
+        pipeline.releaseReceiving(reserved)
+        reserved = 0
+    }
+
+    /// A connection closed in the middle of a body gives its budget back.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        releaseBody()
     }
 
     static func ingestRoute(_ path: String) -> IngestRoute? {

@@ -72,6 +72,12 @@ final class SocketConnection {
 
     deinit { close(fd) }
 
+    /// How long a read waits for data before it fails.
+    func setReadTimeout(milliseconds: Int) {
+        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: suseconds_t((milliseconds % 1000) * 1000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     func write(_ bytes: [UInt8]) throws {
         let sent = Self.send(bytes, on: fd)
         if sent < bytes.count { throw SocketError(description: "send: \(String(cString: strerror(errno)))") }
