@@ -199,7 +199,7 @@ import Testing
         }
     }
 
-    @Test func gzipBodiesAreAcceptedAndABombIsRefusedWhileInflating() throws {
+    @Test func gzipBodiesAreAcceptedWholeAndABombIsRefusedWhileInflating() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }
         let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
@@ -217,6 +217,23 @@ import Testing
         let garbage = try http(relay.tcp, "POST", "/v1/identify", json: "not gzip at all", headers: ["Content-Encoding": "gzip"])
         #expect(garbage.status == 400)
         #expect(try http(relay.tcp, "POST", "/v1/identify", json: "{}", headers: ["Content-Encoding": "br"]).status == 415)
-        #expect(eventually { upstream.delivered.count == 2 })
+
+        // Strict: a stream cut short (even by its trailer only) or followed by other bytes is refused;
+        // a body of two members (RFC 1952 allows it) is read whole.
+        let whole = [UInt8](try gzip(Data(identify("gz3").utf8)))
+        func send(_ body: [UInt8]) throws -> HTTPResponse {
+            try SocketConnection(relay.tcp).request("POST", "/v1/identify", body: body, headers: ["Content-Encoding": "gzip"])
+        }
+        let noTrailer = try send(Array(whole.dropLast(4)))
+        #expect(noTrailer.status == 400 && noTrailer.text.contains("cut short"), "\(noTrailer.text)")
+        #expect(try send(Array(whole.prefix(whole.count / 2))).status == 400)
+        let trailing = try send(whole + Array("junk".utf8))
+        #expect(trailing.status == 400 && trailing.text.contains("after the end of the stream"), "\(trailing.text)")
+        let call = identify("gz4")
+        let split = call.index(call.startIndex, offsetBy: 10)
+        let members = try send([UInt8](try gzip(Data(call[..<split].utf8))) + [UInt8](try gzip(Data(call[split...].utf8))))
+        #expect(members.status == 200, "\(members.text)")
+        #expect(eventually { upstream.delivered.count == 3 })
+        #expect(upstream.delivered.last?["user_id"] as? String == "gz4")
     }
 }

@@ -149,14 +149,24 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case nil, "identity":
             return .bytes(Array(buffer.readableBytesView))
         case "gzip", "x-gzip":
-            do {
-                let inflated = try buffer.decompress(with: .gzip(), maxSize: maxBody)
-                return .bytes(Array(inflated.readableBytesView))
-            } catch let error as CompressNIOError where error == .bufferOverflow {
-                return .refuse(.failure(413, ["request body is larger than \(maxBody) bytes once decompressed"]))
-            } catch {
-                return .refuse(.failure(400, ["request body is not valid gzip: \(error)"]))
-            }
+            // Every member (RFC 1952 allows several) to its checked end, and nothing after the
+            // last: a byte past the body tells a stream that ended from one cut short.
+            buffer.writeInteger(UInt8(0))
+            var inflated: [UInt8] = []
+            repeat {
+                do {
+                    let member = try buffer.decompress(with: .gzip(), maxSize: maxBody - inflated.count + 1)
+                    inflated += member.readableBytesView
+                } catch let error as CompressNIOError where error == .bufferOverflow {
+                    return .refuse(.failure(413, ["request body is larger than \(maxBody) bytes once decompressed"]))
+                } catch {
+                    return .refuse(.failure(400, ["request body is not valid gzip: \(error)"]))
+                }
+                if inflated.count > maxBody { return .refuse(.failure(413, ["request body is larger than \(maxBody) bytes once decompressed"])) }
+                if buffer.readableBytes == 0 { return .refuse(.failure(400, ["request body is not valid gzip: the stream is cut short"])) }
+            } while buffer.readableBytes > 1 && buffer.readableBytesView.starts(with: [0x1f, 0x8b])
+            if buffer.readableBytes > 1 { return .refuse(.failure(400, ["request body is not valid gzip: \(buffer.readableBytes - 1) bytes after the end of the stream"])) }
+            return .bytes(inflated)
         case let other?:
             return .refuse(.failure(415, ["unsupported Content-Encoding: \(other); send gzip or no encoding"]))
         }
