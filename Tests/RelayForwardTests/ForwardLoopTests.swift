@@ -294,6 +294,7 @@ final class Captured<T: Sendable>: Sendable {
         try #require(r.count == 2)
         #expect(r[1].atMillis >= 10_000 && r[1].atMillis <= 11_000, "resume() ends the pause at once: \(r[1].atMillis)")
         #expect(r[1].ids == r[0].ids)
+        #expect(r[0].header("X-Retry-Count") == nil && r[1].header("X-Retry-Count") == "1", "the attempt after a pause is a retry")
         #expect(h.queue.snapshot.deadLetters.isEmpty && h.queue.snapshot.acknowledged.count == 5)
         #expect(h.forwarder.status.state == .ok)
         // The recovery line says what was wrong, with no retry counts: a pause is not an outage.

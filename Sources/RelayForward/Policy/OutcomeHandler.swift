@@ -7,7 +7,8 @@
 //   split (n > 1)        nothing yet: the halves go back to the batcher, still leased
 //   split (n = 1)        deadLetter (the upstream refuses this message)
 //   pause (credentials / configuration)
-//                        nothing: the rows stay due; status paused_*; logged loudly
+//                        the attempt is recorded (rows due at once, attempts + 1);
+//                        status paused_*; logged loudly
 //   credentials refused for an app's own key (the relay has none)
 //                        scheduleRetry after credentialRetryMillis: only that
 //                        app's calls wait, the other apps' go on; no pause
@@ -151,13 +152,13 @@ struct OutcomeHandler {
                 }
                 return .settled
 
-            case .pauseForCredentials:
-                pause(.credentials, outcome: outcome, options: options, nowMillis: t)
-                return .pause(.credentials)
-
-            case .pauseForConfiguration:
-                pause(.configuration, outcome: outcome, options: options, nowMillis: t)
-                return .pause(.configuration)
+            case .pauseForCredentials, .pauseForConfiguration:
+                let reason: PauseReason = decision == .pauseForCredentials ? .credentials : .configuration
+                pause(reason, outcome: outcome, options: options, nowMillis: t)
+                // Due again as soon as the pause ends, as an attempt made: the next one says X-Retry-Count.
+                try await queue.scheduleRetry(batch, error: Self.describe(outcome), nextAttemptAtMillis: t, nowMillis: t)
+                spool.recordSuccess()
+                return .pause(reason)
             }
         } catch {
             // The spool cannot record outcomes (a full or failing disk): the
