@@ -15,8 +15,9 @@
 //   (each connection already stops reading past its own few calls in
 //   flight; this bounds them all together when the disk stalls).
 // - At most `maxPendingBytes` of HTTP request bodies are being received at
-//   once, across all connections (`reserveReceiving`): many clients each
-//   sending all but the end of a large body cannot grow memory past it.
+//   once on each listener, counted as the bytes arrive (`reserveReceiving`):
+//   many clients each sending all but the end of a large body cannot grow
+//   memory past it, and the TCP port's clients cannot use the socket's share.
 // - Refusals for want of storage are logged when they start, once a minute
 //   while they last, and when calls are stored again (RefusalLog), never
 //   once per call.
@@ -52,8 +53,9 @@ public final class IngestPipeline: Sendable {
     private let makeMessageID: @Sendable () -> String
     /// Payload bytes handed to the store and not yet committed.
     private let pendingBytes = Atomic<Int>(0)
-    /// Bytes of request bodies received and not yet complete (HTTP).
-    private let receivingBytes = Atomic<Int>(0)
+    /// Bytes of request bodies received and not yet complete (HTTP), on the TCP port and on the socket.
+    private let receivingTCP = Atomic<Int>(0)
+    private let receivingUnix = Atomic<Int>(0)
     /// Refusals for want of storage, told once a minute (RefusalLog).
     private let refusals = Mutex(RefusalLog())
     /// True while `refusals` has a reason: the stored path looks at it only then.
@@ -348,37 +350,45 @@ public final class IngestPipeline: Sendable {
 
     /// Takes `bytes` of the pending budget; false (nothing taken) when that
     /// would pass `maxPendingBytes`, unless nothing else is pending.
-    private func reservePending(_ bytes: Int) -> Bool {
-        let now = pendingBytes.add(bytes, ordering: .relaxed).newValue
-        guard now > options.maxPendingBytes, now != bytes else { return true }
-        pendingBytes.subtract(bytes, ordering: .relaxed)
+    private func reservePending(_ bytes: Int) -> Bool { Self.reserve(bytes, in: pendingBytes, limit: options.maxPendingBytes) }
+
+    /// Adds `bytes` to `counter` unless that passes `limit` (a lone reservation always passes); false (nothing added) when it would.
+    private static func reserve(_ bytes: Int, in counter: borrowing Atomic<Int>, limit: Int) -> Bool {
+        let now = counter.add(bytes, ordering: .relaxed).newValue
+        guard now > limit, now != bytes else { return true }
+        counter.subtract(bytes, ordering: .relaxed)
         return false
     }
 
-    /// Counts `bytes` more of a request body being received; false (nothing
-    /// counted) when that would pass `maxPendingBytes` across all connections.
-    public func reserveReceiving(_ bytes: Int) -> Bool {
-        let now = receivingBytes.add(bytes, ordering: .relaxed).newValue
-        guard now > options.maxPendingBytes, now != bytes else { return true }
-        receivingBytes.subtract(bytes, ordering: .relaxed)
-        return false
+    /// Counts `bytes` more of a request body being received on the socket
+    /// (`unix`) or the TCP port; false (nothing counted) when that would pass
+    /// `maxPendingBytes` for that listener.
+    public func reserveReceiving(_ bytes: Int, unix: Bool) -> Bool {
+        unix ? Self.reserve(bytes, in: receivingUnix, limit: options.maxPendingBytes)
+             : Self.reserve(bytes, in: receivingTCP, limit: options.maxPendingBytes)
     }
 
     /// Returns what `reserveReceiving` counted for a body now complete or dropped.
-    public func releaseReceiving(_ bytes: Int) {
-        if bytes > 0 { receivingBytes.subtract(bytes, ordering: .relaxed) }
+    public func releaseReceiving(_ bytes: Int, unix: Bool) {
+        guard bytes > 0 else { return }
+        if unix { receivingUnix.subtract(bytes, ordering: .relaxed) } else { receivingTCP.subtract(bytes, ordering: .relaxed) }
     }
 
     /// The answer to a request whose body would pass the receiving budget.
     public func receivingBusy() -> IngestReply {
-        let limit = options.maxPendingBytes >= 1 << 20 ? "\(options.maxPendingBytes >> 20) MiB" : "\(options.maxPendingBytes) bytes"
-        noteRefused(1, reason: "more than \(limit) of request bodies are being received at once")
-        return .failure(503, ["the relay is busy: more than \(limit) of requests are being received at once; retry in a second"], retryAfter: 1)
+        unavailable.increment()
+        noteRefused(1, reason: "more than \(pendingLimit) of request bodies are being received at once")
+        return .failure(503, ["the relay is busy: more than \(pendingLimit) of requests are being received at once; retry in a second"], retryAfter: 1)
+    }
+
+    /// `maxPendingBytes` for people.
+    private var pendingLimit: String {
+        options.maxPendingBytes >= 1 << 20 ? "\(options.maxPendingBytes >> 20) MiB" : "\(options.maxPendingBytes) bytes"
     }
 
     private func busy(count: Int) -> IngestReply {
         unavailable.increment(by: Int64(count))
-        let limit = options.maxPendingBytes >= 1 << 20 ? "\(options.maxPendingBytes >> 20) MiB" : "\(options.maxPendingBytes) bytes"
+        let limit = pendingLimit
         noteRefused(count, reason: "more than \(limit) of calls are waiting for the disk to commit them (a slow or stalled disk)")
         return .failure(503, ["the relay is busy: more than \(limit) of calls are waiting for the disk; retry in a second"], retryAfter: 1)
     }

@@ -47,9 +47,9 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var requestOpen = false
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
-    /// What the body counts against the pipeline's receiving budget.
+    /// What the body counts against the listener's receiving budget.
     private var reserved = 0
-    /// An early 413 was sent; the rest of this request is read, discarded and the connection closes.
+    /// An early answer (413, or 503 past the receiving budget) was sent; the rest of this request is read, discarded and the connection closes.
     private var answeredEarly = false
     private var discarded = 0
     /// Requests read to their end and not yet answered.
@@ -60,8 +60,12 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     static let maxDiscardBytes = 8 << 20
     static let maxDiscardTime = TimeAmount.seconds(5)
 
-    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, deadline: RequestDeadline) {
+    /// The connection came in on the Unix socket (its own receiving budget).
+    private let overUnixSocket: Bool
+
+    init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, deadline: RequestDeadline, overUnixSocket: Bool) {
         self.deadline = deadline
+        self.overUnixSocket = overUnixSocket
         self.pipeline = pipeline
         self.endpoints = endpoints
         self.executors = executors
@@ -73,14 +77,11 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(let h):
             requestOpen = true
             head = h
-            body = nil  // a body in one chunk is kept as it comes; one in several is gathered
+            body = nil  // the first chunk is kept as it comes; only a second one is appended
             let declared = h.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             if declared > maxBody {
                 refuseTooLarge(context, "request body is \(declared) bytes; the limit is \(maxBody)", alreadyRead: 0)
-            } else if declared > 0 && !pipeline.reserveReceiving(declared) {
-                answerEarly(context, pipeline.receivingBusy(), alreadyRead: 0)
             } else {
-                reserved = declared  // a chunked body counts as it comes
                 if h.version.major == 1 && h.version.minor >= 1,
                    h.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                     // Many clients wait (curl: one second) for this before they send the body.
@@ -97,14 +98,10 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             if received > maxBody {
                 // No declared length (chunked) and the limit crossed.
                 refuseTooLarge(context, "request body is larger than \(maxBody) bytes", alreadyRead: chunk.readableBytes)
-            } else if received > reserved && !pipeline.reserveReceiving(received - reserved) {
+            } else if !pipeline.reserveReceiving(chunk.readableBytes, unix: overUnixSocket) {
                 answerEarly(context, pipeline.receivingBusy(), alreadyRead: chunk.readableBytes)
             } else {
-                reserved = max(reserved, received)
-                if body == nil && chunk.readableBytes < reserved {
-                    // The first of several chunks: room for the whole declared body at once.
-                    body = context.channel.allocator.buffer(capacity: reserved)
-                }
+                reserved = received  // counted as it arrives: a declared length holds nothing yet
                 if body == nil { body = chunk } else { body!.writeBuffer(&chunk) }
             }
         case .end:
@@ -264,7 +261,7 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func releaseBody() {
-        pipeline.releaseReceiving(reserved)
+        pipeline.releaseReceiving(reserved, unix: overUnixSocket)
         reserved = 0
     }
 

@@ -84,7 +84,7 @@ public final class IngestServer: Service, Sendable {
                     let head = ConnectionHead(idleTimeout: .seconds(options.idleTimeoutSeconds))
                     try ops.addHandler(head)
                     try ops.addHandler(ProtocolSniffer(pipeline: pipeline, endpoints: endpoints, executors: executors,
-                                                       allowLineProtocol: isUnix || options.lineProtocolOnTCP, head: head))
+                                                       allowLineProtocol: isUnix || options.lineProtocolOnTCP, overUnixSocket: isUnix, head: head))
                 }
             }
             .childChannelOption(.maxMessagesPerRead, value: 16)

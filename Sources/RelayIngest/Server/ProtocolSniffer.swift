@@ -2,8 +2,9 @@
 // `{` starts the line protocol (where it is allowed on this listener);
 // anything else is HTTP/1.1. The sniffer then installs that pipeline after
 // itself, hands it the bytes it saw, and leaves. A connection that has sent
-// nothing yet holds nothing: a shutdown closes it at once, and white space
-// alone keeps it no longer than the request timeout.
+// nothing yet holds nothing: a shutdown closes it at once. One that keeps
+// sending white space only is closed at its first byte past the request
+// timeout (silent, it meets the idle timeout).
 
 import NIOCore
 import NIOHTTP1
@@ -15,12 +16,14 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let endpoints: OperatorEndpoints
     private let executors: EventLoopExecutors
     private let allowLineProtocol: Bool
+    private let overUnixSocket: Bool
     private let head: ConnectionHead
     private let openedAt = NIODeadline.now()
 
     init(pipeline: IngestPipeline, endpoints: OperatorEndpoints, executors: EventLoopExecutors, allowLineProtocol: Bool,
-         head: ConnectionHead) {
+         overUnixSocket: Bool, head: ConnectionHead) {
         self.head = head
+        self.overUnixSocket = overUnixSocket
         self.pipeline = pipeline
         self.endpoints = endpoints
         self.executors = executors
@@ -50,8 +53,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 // only its own (fixed names, numbers), never a client's text.
                 try ops.configureHTTPServerPipeline(position: .after(start), withPipeliningAssistance: true, withErrorHandling: true,
                                                     withOutboundHeaderValidation: false)
-                try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints, executors: executors, deadline: deadline),
-                                   position: .last)
+                try ops.addHandler(HTTPIngestHandler(pipeline: pipeline, endpoints: endpoints, executors: executors, deadline: deadline,
+                                                     overUnixSocket: overUnixSocket), position: .last)
             }
         } catch {
             context.close(promise: nil)
