@@ -81,12 +81,8 @@ public final class SpoolAdmin {
     private func readFailed(_ error: SQLiteError) -> SpoolError { Self.readFailed(error, path: path) }
 
     private static func readFailed(_ error: SQLiteError, path: String) -> SpoolError {
-        switch error.primaryCode {
-        case SQLITE_NOTADB: return .notASpool(path: path, reason: "not an SQLite database")
-        case SQLITE_CORRUPT: return .notASpool(path: path, reason: "the file is damaged: \(error.message)")
-        case SQLITE_PERM, SQLITE_AUTH: return .permissionDenied(path: path)
-        default: return .cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
-        }
+        if error.primaryCode == SQLITE_NOTADB { return .notASpool(path: path, reason: "not an SQLite database") }
+        return .cannotRead(path: path, reason: "\(error.message) (SQLite error \(error.code))")
     }
 
     /// Dead letters, newest first.

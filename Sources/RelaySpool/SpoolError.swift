@@ -72,7 +72,8 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
         case .notASpool(let path, let reason):
             return "\(path) is not a plainflow-relay spool (\(reason)); name the spool with --spool FILE, or check spool.path in the configuration"
         case .cannotRead(let path, let reason):
-            return "cannot read the spool \(path): \(reason)"
+            // Mostly the mode or owner of the spool, its -wal/-shm files or its directory.
+            return "cannot read the spool \(path): \(reason); run this command as root or as the user the relay runs as (plainflow-relay)"
         }
     }
 

@@ -111,7 +111,7 @@ import Testing
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:]
         }
         #expect(replies.map { $0["status"] as? Int } == [nil, 401, nil], "\(replies)")
-        #expect((replies[1]["errors"] as? [String])?.first?.contains("writeKey in the call") == true, "\(replies[1])")
+        #expect((replies[1]["errors"] as? [String])?.first?.contains("as writeKey in the body") == true, "\(replies[1])")
         #expect(eventually { upstream.delivered.count == 2 }, "log:\n\(relay.log)")
         let byKey = Dictionary(grouping: upstream.requests, by: { $0.writeKey ?? "" }).mapValues { $0.flatMap(\.batch).map { $0["user_id"] as? String } }
         #expect(byKey == ["app-one": ["one"], "app-two": ["two"]], "one key a batch, each call's own")
@@ -233,6 +233,9 @@ import Testing
         let split = call.index(call.startIndex, offsetBy: 10)
         let members = try send([UInt8](try gzip(Data(call[..<split].utf8))) + [UInt8](try gzip(Data(call[split...].utf8))))
         #expect(members.status == 200, "\(members.text)")
+        let empty = [UInt8](try gzip(Data()))
+        let many = try send(Array(repeating: empty, count: 70).flatMap { $0 } + [UInt8](try gzip(Data(identify("gz5").utf8))))
+        #expect(many.status == 400 && many.text.contains("gzip members"), "\(many.text)")
         #expect(eventually { upstream.delivered.count == 3 })
         #expect(upstream.delivered.last?["user_id"] as? String == "gz4")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOHTTP1
 import Logging
+import Synchronization
 import Testing
 @testable import RelayIngest
 import RelayMessage
@@ -87,11 +88,14 @@ import RelaySpool
         #expect(await send(noRelayKey, .single(.identify), #"{"userId":"c","writeKey":"ignored"}"#, key: "key-c").0.status == 200)
         // A batch's key sits beside `batch`.
         #expect(await send(noRelayKey, .batch(priority: .live), #"{"writeKey":"key-d","batch":[{"type":"identify","userId":"d"}]}"#).0.status == 200)
-        let lines = await withCheckedContinuation { c in
+        let lines = Mutex<[(index: Int, reply: IngestReply)]>([])
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             noRelayKey.handleSingles([Array(#"{"type":"identify","userId":"e","writeKey":"key-e"}"#.utf8), Array(#"{"type":"identify","userId":"f"}"#.utf8)],
-                                     writeKey: nil) { if $0.count == 1, $0[0].index == 0 { c.resume(returning: $0) } }
+                                     writeKey: nil) { replies in
+                if lines.withLock({ $0 += replies; return $0.count }) == 2 { c.resume() }
+            }
         }
-        #expect(lines.map(\.reply.status) == [200])
+        #expect(lines.withLock { $0.sorted { $0.index < $1.index }.map(\.reply.status) } == [200, 401], "the line without a key is refused")
         let reader = try f.spool.makeReader()
         var stored: [SpoolMessage] = []  // one key a batch
         while case let batch = try reader.leaseBatch(nowMillis: .max / 2, maxCount: 10, maxBytes: 1 << 20), !batch.isEmpty { stored += batch }
@@ -100,7 +104,8 @@ import RelaySpool
 
         let (refused, json) = await send(noRelayKey, .single(.identify), #"{"userId":"g"}"#)
         #expect(refused.status == 401 && (json["errors"] as? [String])?.first?.contains("writeKey") == true, "\(json)")
-        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"h","writeKey":7}"#).0.status == 400)
+        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"h","writeKey":7}"#).0.status == 401, "not a key")
+        #expect(await send(noRelayKey, .single(.identify), #"{"userId":"i","writeKey":""}"#, key: "key-i").0.status == 200, "ignored beside Basic auth")
 
         let restricted = f.pipeline { $0.relayHasWriteKey = true; $0.acceptedWriteKeys = ["good"] }
         #expect(await send(restricted, .single(.identify), #"{"userId":"u","writeKey":"bad"}"#).0.status == 401)
@@ -111,15 +116,22 @@ import RelaySpool
     @Test func refusedCallsAreSampledForTheOperator() async throws {
         let f = try Fixture()
         let p = f.pipeline()
-        #expect(await send(p, .single(.identify), #"{"traits":[]}"#).0.status == 400)
+        #expect(await send(p, .single(.identify), #"{"traits":[],"writeKey":"app-secret"}"#).0.status == 400)
         #expect(await send(p, .batch(priority: .live), #"{"batch":[{"type":"identify","userId":"ok"},{"type":"identify","anonymousId":"","traits":{"firstName":"Ada"}}]}"#).0.status == 200)
         #expect(await send(p, .single(.identify), #"{"userId":"u2"}"#).0.status == 200)  // a commit after the samples
         await f.spool.settle()
         #expect(f.spool.stats.rejected == 2)
-        // The refused batch call is kept as the app sent it, not as the rules left it.
+        // The refused batch call is kept as the app sent it, not as the rules left it; a key in a sample is removed.
         let samples = try SpoolAdmin(path: f.dir + "/spool.db").rejected(limit: 10).map(\.sample)
-        #expect(samples == [#"{"type":"identify","anonymousId":"","traits":{"firstName":"Ada"}}"#, #"{"traits":[]}"#])
+        #expect(samples == [#"{"type":"identify","anonymousId":"","traits":{"firstName":"Ada"}}"#, #"{"traits":[],"writeKey":"(removed)"}"#])
         await f.spool.close()
+    }
+
+    @Test func writeKeysAreRemovedFromSamplesEvenFromBodiesThatDoNotParse() {
+        func clean(_ s: String) -> String { String(decoding: IngestPipeline.withoutWriteKeys(Array(s.utf8)), as: UTF8.self) }
+        #expect(clean(#"{"a":1,"writeKey" : "se\"cret","write_key":"s2","b":"writeKey"}"#) == #"{"a":1,"writeKey" : "(removed)","write_key":"(removed)","b":"writeKey"}"#)
+        #expect(clean(#"{"writeKey":"cut-short"#) == #"{"writeKey":"(removed)""#)
+        #expect(clean(#"{"writeKey":7,"x":"writeKey"}"#) == #"{"writeKey":7,"x":"writeKey"}"#, "not a key: as sent")
     }
 
     @Test func everyRefusedCallOfABatchIsSampledAsSent() async throws {

@@ -20,8 +20,8 @@
 // - After a retryable failure or a pause, all held leases are released, so
 //   the next request starts again from the oldest due message.
 // - A backoff belongs to the upstream that caused it: after a reload to
-//   another upstream address or key, the breaker is new and rows backed off
-//   before are due at once. An open breaker is waited out a
+//   another upstream address, the breaker is new and the rows backed off
+//   before that the next read reaches are due at once. An open breaker is waited out a
 //   second at a time, so a reload is seen within a second.
 // - A delivered batch stays leased until its acknowledgement committed, so
 //   it is never leased (sent) again meanwhile. When the spool cannot commit
@@ -52,10 +52,9 @@ struct ForwardLoop {
     private(set) var pause = PauseState()
     /// The spool's failures to record outcomes, backed off on their own.
     private(set) var spoolFailures: SpoolFailures
-    /// Where batches go and with which key: a change starts a new backoff.
-    private var target: Target
-    private struct Target: Equatable { let url: String; let writeKey: String? }
-    /// Rows backed off for another target are due at the next read.
+    /// Where batches go: another upstream starts a new backoff.
+    private var upstreamURL: String
+    /// Rows backed off for another upstream are due at the next read.
     private var staleBackoffs = false
     /// The last round's delivered batches, still leased: acknowledged beside
     /// the next round's first request, or at once before a sleep or a stop.
@@ -79,7 +78,7 @@ struct ForwardLoop {
         self.pacer = Pacer(requestsPerSecond: options.maxRequestsPerSecond)
         self.breaker = CircuitBreaker(policy: options.backoff)
         self.spoolFailures = SpoolFailures(policy: options.backoff)
-        self.target = Target(url: options.batchURL, writeKey: options.writeKey)
+        self.upstreamURL = options.batchURL
     }
 
     /// Runs until cancelled (or the clock throws); acknowledges what the
@@ -158,9 +157,8 @@ struct ForwardLoop {
 
     /// Settings that a reload may have changed.
     private mutating func apply(_ options: ForwarderOptions) {
-        let target = Target(url: options.batchURL, writeKey: options.writeKey)
-        if target != self.target {
-            self.target = target
+        if options.batchURL != upstreamURL {
+            upstreamURL = options.batchURL
             breaker = CircuitBreaker(policy: options.backoff)
             staleBackoffs = true
         }

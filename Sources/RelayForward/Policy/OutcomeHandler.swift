@@ -155,9 +155,9 @@ struct OutcomeHandler {
             case .pauseForCredentials, .pauseForConfiguration:
                 let reason: PauseReason = decision == .pauseForCredentials ? .credentials : .configuration
                 pause(reason, outcome: outcome, options: options, nowMillis: t)
-                // Due again as soon as the pause ends, as an attempt made: the next one says X-Retry-Count.
-                try await queue.scheduleRetry(batch, error: Self.describe(outcome), nextAttemptAtMillis: t, nowMillis: t)
-                spool.recordSuccess()
+                // Due again as soon as the pause ends, as an attempt made: the next one says
+                // X-Retry-Count. Best effort: a spool that cannot record it does not undo the pause.
+                try? await queue.scheduleRetry(batch, error: Self.describe(outcome), nextAttemptAtMillis: t, nowMillis: t)
                 return .pause(reason)
             }
         } catch {

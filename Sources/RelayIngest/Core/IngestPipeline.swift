@@ -192,12 +192,12 @@ public final class IngestPipeline: Sendable {
     private func keyDecision(_ sent: String?) -> KeyDecision {
         if let accepted = options.acceptedWriteKeys {
             guard let sent, accepted.contains(sent) else {
-                return .refuse(.failure(401, [sent == nil ? "a write key is required: as HTTP Basic auth user name, or as writeKey in the call" : "the write key is not accepted by this relay"]))
+                return .refuse(.failure(401, [sent == nil ? "a write key is required: as HTTP Basic auth user name, or as writeKey in the body (in the call; in a batch, beside \"batch\")" : "the write key is not accepted by this relay"]))
             }
         }
         if options.relayHasWriteKey { return .store("") }
         guard let sent, !sent.isEmpty else {
-            return .refuse(.failure(401, ["this relay has no write_key configured: send your write key as HTTP Basic auth user name, or as writeKey in the call"]))
+            return .refuse(.failure(401, ["this relay has no write_key configured: send your write key as HTTP Basic auth user name, or as writeKey in the body (in the call; in a batch, beside \"batch\")"]))
         }
         return .store(sent)
     }
@@ -432,7 +432,39 @@ public final class IngestPipeline: Sendable {
         invalid.increment()
         logger.debug("call refused", metadata: ["errors": "\(errors)"])
         let json = JSONValue.array(errors.map { .string($0) }).encoded()
-        store.recordRejected(errorsJSON: String(decoding: json, as: UTF8.self), sample: sample, atMillis: Self.millis(at))
+        store.recordRejected(errorsJSON: String(decoding: json, as: UTF8.self), sample: Self.withoutWriteKeys(sample), atMillis: Self.millis(at))
+    }
+
+    /// `bytes` with the string value of every `"writeKey"` or `"write_key"`
+    /// member replaced by `"(removed)"`: a refused call's sample is kept and
+    /// shown to operators, and a key in it is a credential. Works on bytes,
+    /// since a refused body need not parse.
+    static func withoutWriteKeys(_ bytes: [UInt8]) -> [UInt8] {
+        let names: [[UInt8]] = [Array(#""writeKey""#.utf8), Array(#""write_key""#.utf8)]
+        guard names.contains(where: { name in bytes.indices.contains { bytes[$0...].starts(with: name) } }) else { return bytes }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+        while i < bytes.count {
+            guard let name = names.first(where: { bytes[i...].starts(with: $0) }) else {
+                out.append(bytes[i])
+                i += 1
+                continue
+            }
+            var j = i + name.count
+            while j < bytes.count, isSpace(bytes[j]) { j += 1 }
+            guard j < bytes.count, bytes[j] == UInt8(ascii: ":") else { out += bytes[i..<j]; i = j; continue }
+            j += 1
+            while j < bytes.count, isSpace(bytes[j]) { j += 1 }
+            guard j < bytes.count, bytes[j] == UInt8(ascii: "\"") else { out += bytes[i..<j]; i = j; continue }
+            var end = j + 1  // the closing quote (or the end of a cut sample)
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\"") { end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1 }
+            out += bytes[i...j]
+            out += Array("(removed)\"".utf8)
+            i = min(end + 1, bytes.count)
+        }
+        return out
     }
 
     static func millis(_ d: Date) -> Int64 { Int64((d.timeIntervalSince1970 * 1000).rounded()) }

@@ -59,6 +59,8 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// After an early answer, at most this much more of the request is read (and this long) before closing.
     static let maxDiscardBytes = 8 << 20
     static let maxDiscardTime = TimeAmount.seconds(5)
+    /// Gzip members a body may have (RFC 1952 allows several; clients send one).
+    static let maxGzipMembers = 64
 
     /// The connection came in on the Unix socket (its own receiving budget).
     private let overUnixSocket: Bool
@@ -150,7 +152,11 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             // last: a byte past the body tells a stream that ended from one cut short.
             buffer.writeInteger(UInt8(0))
             var inflated: [UInt8] = []
+            var members = 0
             repeat {
+                members += 1
+                // Each member is a decompressor of its own: a body of thousands of empty ones is not a request.
+                if members > Self.maxGzipMembers { return .refuse(.failure(400, ["request body has more than \(Self.maxGzipMembers) gzip members"])) }
                 do {
                     let member = try buffer.decompress(with: .gzip(), maxSize: maxBody - inflated.count + 1)
                     inflated += member.readableBytesView

@@ -127,14 +127,11 @@ public struct MessageNormalizer: Sendable {
         // Top-level spellings.
         let writeKeyAt = Self.unifyTopLevel(&fields, errors: &errors)
 
-        // A write key in the call is its credential: out of the message before anything is stored or sent.
+        // A write key in the call is its credential: out of the message before anything is
+        // stored or sent. One that is not a non-empty string is no key (where the call's own
+        // key decides, it is then refused as keyless; elsewhere it was never read).
         var writeKey: String?
-        switch writeKeyAt.map({ fields.removeMember(at: $0) }) {
-        case nil: break
-        case .string(let k)? where !k.isEmpty: writeKey = k
-        case .string?: errors.append(FieldError(path: "write_key", message: "is empty: send the write key, or leave the field out"))
-        case let other?: errors.append(FieldError(path: "write_key", message: "expected the write key as a string, got \(other.kindDescription)"))
-        }
+        if case .string(let k)? = writeKeyAt.map({ fields.removeMember(at: $0) }), !k.isEmpty { writeKey = k }
 
         // type
         let type: CallType?
