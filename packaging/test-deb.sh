@@ -86,7 +86,7 @@ expect_stat() {
 }
 
 spool_depth() {
-  in_root plainflow-relay spool stats | sed -nE 's/^queued: +([0-9]+) messages.*/\1/p'
+  in_root plainflow-relay spool stats | sed -nE 's/^queued: +([0-9]+) messages?([ ,].*)?$/\1/p'
 }
 
 # --------------------------------------------------------- the two packages
