@@ -56,6 +56,9 @@ public final class SpoolReader {
         var start = shared.leases.withLock { $0.beginRead(committedBeforeRead: committed) }
         // Due rows a read may pass over (other write keys, in flight), as before the cursor.
         var budget = maxCount * 4 + start.unavailable.count
+        // Rows in backoff it may pass over: an app whose key the upstream refuses can have
+        // a long run of them, and no read may cost what the outbox holds.
+        var backedOff = maxCount * 4
         // Per priority read: the last seq of the leading run of rows that are leased or taken.
         var runs: [(priority: Int, through: Int64)] = []
         do {
@@ -69,7 +72,12 @@ public final class SpoolReader {
                 defer { runs.append((p, through)) }
                 while try rows.step() {
                     let seq = rows.int64(0)
-                    if rows.int64(6) > nowMillis { inRun = false; continue }  // in backoff: stops the cursor
+                    if rows.int64(6) > nowMillis {  // in backoff: stops the cursor
+                        inRun = false
+                        backedOff -= 1
+                        if backedOff <= 0 { break read }
+                        continue
+                    }
                     if budget <= 0 { break read }
                     budget -= 1
                     if start.unavailable.contains(seq) {

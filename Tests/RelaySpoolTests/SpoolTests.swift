@@ -118,6 +118,25 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         await spool.close()
     }
 
+    /// An app whose key the upstream refuses leaves a run of rows in backoff
+    /// at the head: a read steps over a bounded number of them (4 batches'
+    /// worth), so its cost never grows with the backlog; past them it finds
+    /// the other apps' rows, or nothing until the backoff ends.
+    @Test func aReadStepsOverABoundedRunOfRowsInBackoff() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        _ = try await spool.append((0..<50).map { record("k\($0)", key: "refused") } + [record("j0", key: "other")])
+        let reader = try spool.makeReader()
+        let refused = try reader.leaseBatch(nowMillis: 2_000, maxCount: 50, maxBytes: 1 << 20)
+        #expect(refused.count == 50)
+        try await spool.scheduleRetry(refused, error: "HTTP 401", nextAttemptAtMillis: 300_000, nowMillis: 2_000)
+        reader.release(refused)
+        #expect(try reader.leaseBatch(nowMillis: 3_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == [],
+                "50 rows in backoff ahead, 40 stepped over at most: not found this read")
+        #expect(try reader.leaseBatch(nowMillis: 3_000, maxCount: 100, maxBytes: 1 << 20).map(\.messageID) == ["j0"])
+        await spool.close()
+    }
+
     @Test func anIdWithANulInsideIsKeptWhole() async throws {
         let dir = TempDir()
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })

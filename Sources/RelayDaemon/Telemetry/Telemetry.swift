@@ -59,7 +59,7 @@ final class RelayObserver: Sendable {
     private static let counterNames = [
         "plainflow_spool_expired_total", "plainflow_spool_dropped_total", "plainflow_spool_commits_total",
         "plainflow_upstream_delivered_messages_total", "plainflow_upstream_requests_total",
-        "plainflow_upstream_dead_lettered_messages_total",
+        "plainflow_upstream_dead_lettered_messages_total", "plainflow_upstream_app_key_refusals_total",
     ]
     private let counters = RelayObserver.counterNames.map { Metrics.Counter(label: $0) }
     /// What each counter was last raised to.
@@ -83,7 +83,7 @@ final class RelayObserver: Sendable {
         deadLetterBytes.record(s.deadLetterBytes)
         dedupeIDs.record(s.dedupeIDs)
         upstreamFailing.record(u.consecutiveFailures)
-        let now = [s.expired, s.dropped, s.commits, u.delivered, u.requests, u.deadLettered]
+        let now = [s.expired, s.dropped, s.commits, u.delivered, u.requests, u.deadLettered, u.appKeyRefusals]
         totals.withLock { last in
             for i in counters.indices where now[i] > last[i] {
                 counters[i].increment(by: now[i] - last[i])
@@ -115,6 +115,8 @@ final class RelayObserver: Sendable {
                 "requests": .int(u.requests),
                 "delivered": .int(u.delivered),
                 "dead_lettered": .int(u.deadLettered),
+                "app_key_refusals": .int(u.appKeyRefusals),
+                "app_key_refused_at_ms": opt(u.appKeyRefusedAtMillis),
             ]),
         ]).encoded()
     }

@@ -53,7 +53,7 @@ struct OutcomeHandler {
     /// logged when it starts (the status enters `retrying`), once a minute
     /// while it lasts (not once per retry), and when delivery recovers.
     private let outageLogged = OutageLog()
-    /// An app's refused key is logged once a minute.
+    /// Each app's refused key is logged once a minute.
     private let appKeyRefusalLogged = OnceAMinute()
 
     init(status: StatusBoard, logger: Logger, jitter: @escaping @Sendable (Int64) -> Int64) {
@@ -144,8 +144,11 @@ struct OutcomeHandler {
                 try await queue.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
                 spool.recordSuccess()
                 let what = "the upstream refused the write key an app sent with its calls"
-                status.update { $0.lastError = "\(what) (\(error)); they wait and are tried again every \(options.credentialRetryMillis / 60_000) min"; $0.lastErrorAtMillis = t }
-                if appKeyRefusalLogged.due(atMillis: t) {
+                status.update {
+                    $0.lastError = "\(what) (\(error)); they wait and are tried again every \(options.credentialRetryMillis / 60_000) min"
+                    $0.lastErrorAtMillis = t; $0.appKeyRefusals += 1; $0.appKeyRefusedAtMillis = t
+                }
+                if appKeyRefusalLogged.due(batch[0].writeKey.hashValue, atMillis: t) {  // (the key itself is never logged)
                     logger.error("\(what); those calls stay queued and are tried again later (logged once a minute); the other apps' calls go on. Fix the key in that app: the message id names one of its calls", metadata: [
                         "error": "\(error)", "message_id": "\(batch[0].messageID)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)",
                     ])
@@ -276,14 +279,15 @@ final class OutageLog {
     }
 }
 
-/// A line logged at most once a minute. Used by the loop's task only.
+/// A line logged at most once a minute for each subject. Used by the loop's task only.
 final class OnceAMinute {
-    private var loggedAtMillis: Int64?
+    private var loggedAtMillis: [Int: Int64] = [:]
 
-    /// True (and noted) when the line may be logged at `t`.
-    func due(atMillis t: Int64) -> Bool {
-        if let at = loggedAtMillis, t - at < OutageLog.intervalMillis { return false }
-        loggedAtMillis = t
+    /// True (and noted) when the line about `subject` may be logged at `t`.
+    func due(_ subject: Int, atMillis t: Int64) -> Bool {
+        if let at = loggedAtMillis[subject], t - at < OutageLog.intervalMillis { return false }
+        if loggedAtMillis.count >= 1_000 { loggedAtMillis = loggedAtMillis.filter { t - $0.value < OutageLog.intervalMillis } }
+        loggedAtMillis[subject] = t
         return true
     }
 }

@@ -30,6 +30,11 @@ public struct UpstreamStatus: Sendable, Hashable, Codable {
     public var requests: Int64 = 0
     public var delivered: Int64 = 0
     public var deadLettered: Int64 = 0
+    /// Batches the upstream refused for an app's own write key (the relay
+    /// has none): held back, not paused, so `state` does not show them.
+    public var appKeyRefusals: Int64 = 0
+    /// When the last of them was refused, unix milliseconds.
+    public var appKeyRefusedAtMillis: Int64?
 
     /// Sets `state`, noting when it changed.
     mutating func enter(_ new: State, at millis: Int64) {
