@@ -70,18 +70,23 @@ import Glibc
         #expect(try conn.request("POST", "/v1/identify", body: Array(identify("after").utf8)).status == 200)
     }
 
+    /// A relay (not started) whose listeners each take `maxConnections`.
+    static func relay(maxConnections: Int) throws -> RelayProcess {
+        try RelayProcess(upstream: "", config: """
+            [upstream]
+            url = "http://127.0.0.1:9"
+            write_key = "test-key"
+            [listen]
+            max_connections = \(maxConnections)
+            """)
+    }
+
     @Test(arguments: [true, false])
     func clientsThatCloseAfterEachCallNeverUseUpTheConnectionCap(overUnixSocket: Bool) throws {
         // A cap of 20 connections, and ten times as many clients one after
         // another, each sending one call and closing (as a PHP or shell
         // script does): every one is answered, none is refused.
-        let relay = try RelayProcess(upstream: "", config: """
-            [upstream]
-            url = "http://127.0.0.1:9"
-            write_key = "test-key"
-            [listen]
-            max_connections = 20
-            """)
+        let relay = try Self.relay(maxConnections: 20)
         try relay.start()
         defer { relay.stop() }
         var statuses: [Int: Int] = [:]
@@ -97,13 +102,7 @@ import Glibc
     /// relay's group. Each has its own cap, so filling the port's never
     /// locks apps out of the socket.
     @Test func connectionsHeldOnTheTCPPortDoNotLockAppsOutOfTheSocket() throws {
-        let relay = try RelayProcess(upstream: "", config: """
-            [upstream]
-            url = "http://127.0.0.1:9"
-            write_key = "test-key"
-            [listen]
-            max_connections = 8
-            """)
+        let relay = try Self.relay(maxConnections: 8)
         try relay.start()
         defer { relay.stop() }
         let held = try (0..<8).map { _ in try SocketConnection(relay.tcp, timeoutSeconds: 5) }
