@@ -45,6 +45,10 @@ final class SocketConnection {
     let fd: Int32
 
     init(_ endpoint: Endpoint, timeoutSeconds: Int = 10) throws {
+        // `fd` is set only once connected: a class whose stored properties are all
+        // set runs `deinit` even when `init` throws, and closing the descriptor a
+        // second time there could close another test's file that reused its number.
+        let fd: Int32
         switch endpoint {
         case .tcp(let port):
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -68,6 +72,7 @@ final class SocketConnection {
         }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        self.fd = fd
     }
 
     deinit { close(fd) }
