@@ -50,8 +50,9 @@ struct ForwardLoop {
     private(set) var pacer: Pacer
     private(set) var breaker: CircuitBreaker
     private(set) var pause = PauseState()
-    /// The spool's failures to record outcomes, backed off on their own.
-    private(set) var spoolFailures: SpoolFailures
+    /// The spool's failures to record outcomes (a full disk), backed off on
+    /// a breaker of their own: only an outcome the spool recorded closes it.
+    private(set) var spoolBreaker: CircuitBreaker
     /// Where batches go: another upstream starts a new backoff.
     private var upstreamURL: String
     /// Rows backed off for another upstream are due at the next read.
@@ -77,7 +78,7 @@ struct ForwardLoop {
         self.batcher = Batcher(limits: Batcher.Limits(options), maxPending: transports.count * 2)
         self.pacer = Pacer(requestsPerSecond: options.maxRequestsPerSecond)
         self.breaker = CircuitBreaker(policy: options.backoff)
-        self.spoolFailures = SpoolFailures(policy: options.backoff)
+        self.spoolBreaker = CircuitBreaker(policy: options.backoff)
         self.upstreamURL = options.batchURL
     }
 
@@ -113,7 +114,7 @@ struct ForwardLoop {
                 try await clock.sleep(millis: min(wait, 1000))
                 continue
             }
-            if let retry = spoolFailures.retryAtMillis {
+            if let retry = spoolBreaker.reopensAtMillis {
                 // The spool could not record an outcome: nothing goes until it can.
                 if now < retry {
                     try await clock.sleep(millis: retry - now)
@@ -216,7 +217,7 @@ struct ForwardLoop {
 
         for (i, sent) in started.enumerated() {
             let followUp = await outcomes.handle(sent.batch, outcome: answers[i], bodyBytes: sent.bodyBytes, queue: queue,
-                                                 options: options, breaker: &breaker, spool: &spoolFailures, nowMillis: clock.nowMillis())
+                                                 options: options, breaker: &breaker, spool: &spoolBreaker, nowMillis: clock.nowMillis())
             if case .acknowledge(let batch) = followUp { unacknowledged.append(batch) } else { followUps.append(followUp) }
         }
         act(on: followUps, options: options)
@@ -229,8 +230,8 @@ struct ForwardLoop {
     /// stay leased and unacknowledged).
     private mutating func acknowledgePrevious(evenIfSpoolFailing: Bool = false) async -> OutcomeHandler.FollowUp? {
         let now = clock.nowMillis()
-        guard !unacknowledged.isEmpty, evenIfSpoolFailing || now >= spoolFailures.retryAtMillis ?? now else { return nil }
-        let followUp = await outcomes.acknowledge(unacknowledged, queue: queue, spool: &spoolFailures, nowMillis: now)
+        guard !unacknowledged.isEmpty, evenIfSpoolFailing || now >= spoolBreaker.reopensAtMillis ?? now else { return nil }
+        let followUp = await outcomes.acknowledge(unacknowledged, queue: queue, spool: &spoolBreaker, nowMillis: now)
         if case .settled = followUp { unacknowledged = [] }
         return followUp
     }

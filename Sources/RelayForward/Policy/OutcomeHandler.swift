@@ -20,8 +20,8 @@
 // half-open probe is always resolved.
 //
 // A spool that cannot record outcomes (a full or failing disk) backs off on
-// a schedule of its own (SpoolFailures), which the upstream's answers do not
-// reset: a delivered batch whose acknowledgement fails stays leased and only
+// a breaker of its own (`spool`, a second CircuitBreaker), which the
+// upstream's answers do not reset: a delivered batch whose acknowledgement fails stays leased and only
 // its acknowledgement is tried again, later and later; it is not sent again.
 // `delivered` counts what the spool recorded as delivered.
 
@@ -64,7 +64,7 @@ struct OutcomeHandler {
 
     /// Acts on `outcome` for `batch`.
     func handle(_ batch: [SpoolMessage], outcome: DeliveryOutcome, bodyBytes: Int, queue: any ForwardQueue,
-                options: ForwarderOptions, breaker: inout CircuitBreaker, spool: inout SpoolFailures, nowMillis t: Int64) async -> FollowUp {
+                options: ForwarderOptions, breaker: inout CircuitBreaker, spool: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
         status.update { $0.requests += 1 }
         let decision = RetryClassifier.classify(outcome)
         if case .retry = decision {} else { breaker.recordSuccess() }
@@ -168,7 +168,7 @@ struct OutcomeHandler {
             // rows stay due and are released; the loop waits out the spool's
             // own backoff (doubling while it keeps failing) before it sends
             // anything again, instead of resending as fast as the pace allows.
-            let until = spool.recordFailure(nowMillis: t, draw: jitter)
+            let until = spool.recordFailure(nowMillis: t, retryAfter: nil, draw: jitter)
             return logSpoolFailure(error, retryAt: max(until, breaker.reopensAtMillis ?? 0), now: t)
         }
     }
@@ -177,12 +177,12 @@ struct OutcomeHandler {
     /// releases them (`.settled`); if the spool cannot record it, `.backOff`:
     /// the batches stay leased, for the loop to acknowledge them again at
     /// `spool`'s next try (the upstream has them: they are not sent again).
-    func acknowledge(_ batches: [[SpoolMessage]], queue: any ForwardQueue, spool: inout SpoolFailures, nowMillis t: Int64) async -> FollowUp {
+    func acknowledge(_ batches: [[SpoolMessage]], queue: any ForwardQueue, spool: inout CircuitBreaker, nowMillis t: Int64) async -> FollowUp {
         let messages = batches.flatMap { $0 }
         do {
             try await queue.acknowledge(messages, nowMillis: t)
         } catch {
-            return logSpoolFailure(error, retryAt: spool.recordFailure(nowMillis: t, draw: jitter), now: t)
+            return logSpoolFailure(error, retryAt: spool.recordFailure(nowMillis: t, retryAfter: nil, draw: jitter), now: t)
         }
         queue.release(messages)
         spool.recordSuccess()
@@ -233,29 +233,6 @@ struct OutcomeHandler {
         case .transportFailure(let f):
             return f.description
         }
-    }
-}
-
-/// The spool's failures to record outcomes (a full or failing disk), on a
-/// backoff of their own: the upstream's answers do not reset it, only an
-/// outcome the spool recorded does.
-struct SpoolFailures: Sendable {
-    private var schedule: RetrySchedule
-    /// When the loop may try the spool again; nil while it records outcomes.
-    private(set) var retryAtMillis: Int64?
-
-    init(policy: BackoffPolicy) { schedule = RetrySchedule(policy: policy) }
-
-    /// One more failure in a row; returns when to try again.
-    mutating func recordFailure(nowMillis: Int64, draw: (Int64) -> Int64) -> Int64 {
-        let until = schedule.recordFailure(nowMillis: nowMillis, retryAfter: nil, draw: draw)
-        retryAtMillis = until
-        return until
-    }
-
-    mutating func recordSuccess() {
-        schedule.recordSuccess()
-        retryAtMillis = nil
     }
 }
 
