@@ -46,9 +46,9 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// delivered only once the previous answer is written).
     private var requestOpen = false
     private var head: HTTPRequestHead?
+    /// The body so far; its size is what it counts against the listener's
+    /// receiving budget, until `takeBody()` hands it on or drops it.
     private var body: ByteBuffer?
-    /// What the body counts against the listener's receiving budget.
-    private var reserved = 0
     /// An early answer (413, or 503 past the receiving budget) was sent; the rest of this request is read, discarded and the connection closes.
     private var answeredEarly = false
     private var discarded = 0
@@ -102,9 +102,10 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 refuseTooLarge(context, "request body is larger than \(maxBody) bytes", alreadyRead: chunk.readableBytes)
             } else if !pipeline.reserveReceiving(chunk.readableBytes, unix: overUnixSocket) {
                 answerEarly(context, pipeline.receivingBusy(), alreadyRead: chunk.readableBytes)
+            } else if body == nil {
+                body = chunk  // counted as it arrives: a declared length holds nothing yet
             } else {
-                reserved = received  // counted as it arrives: a declared length holds nothing yet
-                if body == nil { body = chunk } else { body!.writeBuffer(&chunk) }
+                body!.writeBuffer(&chunk)
             }
         case .end:
             requestOpen = false
@@ -115,9 +116,7 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             guard let head else { return }
             self.head = nil
-            let buffer = body
-            body = nil
-            releaseBody()  // from here on the pipeline's pending budget counts it
+            let buffer = takeBody()  // from here on the pipeline's pending budget counts it
             unanswered += 1
             route(context: context, head: head, body: buffer)
         }
@@ -259,21 +258,22 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Answers before the request's end, then reads and discards the rest.
     private func answerEarly(_ context: ChannelHandlerContext, _ reply: IngestReply, alreadyRead: Int) {
         head = nil
-        body = nil
-        releaseBody()
+        _ = takeBody()
         answeredEarly = true
         discarded = alreadyRead
         respond(context, reply, keepAlive: false, drainRequest: true)
     }
 
-    private func releaseBody() {
-        pipeline.releaseReceiving(reserved, unix: overUnixSocket)
-        reserved = 0
+    /// The body, no longer counted against the receiving budget.
+    private func takeBody() -> ByteBuffer? {
+        defer { body = nil }
+        pipeline.releaseReceiving(body?.readableBytes ?? 0, unix: overUnixSocket)
+        return body
     }
 
     /// A connection closed in the middle of a body gives its budget back.
     func handlerRemoved(context: ChannelHandlerContext) {
-        releaseBody()
+        _ = takeBody()
     }
 
     static func ingestRoute(_ path: String) -> IngestRoute? {
