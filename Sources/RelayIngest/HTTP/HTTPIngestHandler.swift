@@ -162,10 +162,11 @@ final class HTTPIngestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 } catch let error as CompressNIOError where error == .bufferOverflow {
                     return .refuse(.failure(413, ["request body is larger than \(maxBody) bytes once decompressed"]))
                 } catch {
-                    return .refuse(.failure(400, ["request body is not valid gzip: \(error)"]))
+                    let why = (error as? CompressNIOError) == .corruptData ? "the data is corrupt" : "it cannot be inflated"
+                    return .refuse(.failure(400, ["request body is not valid gzip: \(why); send the body gzip-compressed whole, or without Content-Encoding"]))
                 }
                 if inflated.count > maxBody { return .refuse(.failure(413, ["request body is larger than \(maxBody) bytes once decompressed"])) }
-                if buffer.readableBytes == 0 { return .refuse(.failure(400, ["request body is not valid gzip: the stream is cut short"])) }
+                if buffer.readableBytes == 0 { return .refuse(.failure(400, ["request body is not valid gzip: the stream is cut short; send the body gzip-compressed whole"])) }
             } while buffer.readableBytes > 1 && buffer.readableBytesView.starts(with: [0x1f, 0x8b])
             if buffer.readableBytes > 1 { return .refuse(.failure(400, ["request body is not valid gzip: \(buffer.readableBytes - 1) bytes after the end of the stream"])) }
             return .bytes(inflated)
