@@ -34,6 +34,7 @@ struct PlainflowRelay: AsyncParsableCommand {
     /// ArgumentParser's main, with the relay's own error reporting: one
     /// style for every command, JSON with `--json`, the documented exit codes.
     static func main() async {
+        MallocArenas.limit()
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
             var command = try await asyncParseAsRoot(arguments)

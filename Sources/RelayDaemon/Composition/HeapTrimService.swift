@@ -16,6 +16,12 @@
 // one trims only between bursts. Both reads
 // take microseconds. A failed read skips a tick; the service never ends
 // before the relay does (every service ending would stop the relay).
+//
+// `MallocArenas.limit()`, called first thing in `main`, keeps
+// glibc to two arenas instead of up to eight a core: a message is allocated
+// on an event loop, committed on the spool writer and read back by the
+// forwarder, and memory freed on one thread's arena is not reused by
+// another's, so every extra arena holds a burst's worth of its own.
 
 #if os(Linux) && canImport(Glibc)
 import CMalloc
@@ -76,6 +82,22 @@ extension HeapTrimService {
     }
 }
 #endif
+
+/// How many heaps malloc keeps.
+public enum MallocArenas {
+    /// Keeps malloc to `count` arenas, unless the operator chose a number
+    /// (`MALLOC_ARENA_MAX`, or `arena_max` in `GLIBC_TUNABLES`). First thing
+    /// in `main`: threads that allocated before keep an arena each. Measured
+    /// on a 200,000-call pipelined burst: peak private memory 17.7 → 13.2
+    /// MiB, calls/s and CPU a call within noise.
+    public static func limit(to count: Int32 = 2) {
+        #if os(Linux) && canImport(Glibc)
+        if getenv("MALLOC_ARENA_MAX") != nil { return }
+        if let tunables = getenv("GLIBC_TUNABLES"), String(cString: tunables).contains("arena_max") { return }
+        mallopt(M_ARENA_MAX, count)
+        #endif
+    }
+}
 
 extension HeapTrimService: CustomStringConvertible {
     var description: String { "memory trim" }
