@@ -9,11 +9,13 @@
 //
 // A lease reads from where the in-flight rows end, not from the head of the
 // outbox: from the LeaseTable's cursor, per priority, below which every row
-// is leased or gone. It moves only over rows a read saw leased (or leased
-// itself), and moves back when a row below it is given back still queued
-// (retried, or released unsent). So a read does not re-read the thousands
-// of rows in flight, and never skips a row that is queued and not leased,
-// due now or later (a row in backoff stops the cursor).
+// is leased, gone or deferred. It moves only over rows a read saw leased (or
+// leased itself) and rows not due (in backoff, or of a held write key: the
+// LeaseTable remembers the lowest and when the first is due, and moves the
+// cursor back there then), and moves back when a row below it is given back
+// still queued (retried, or released unsent). So a read does not re-read the
+// thousands of rows in flight, nor a refused app's backlog at every read,
+// and never skips for good a row that is queued and not leased.
 //
 // Not thread-safe: one owner (the forwarder).
 
@@ -24,6 +26,8 @@ public final class SpoolReader {
     private let db: SQLiteConnection
     private let rows: SQLiteStatement
     private let shared: Spool.Shared
+    /// Write keys whose rows are not due until then (`hold`).
+    private var holds: [String: Int64] = [:]
 
     init(path: String, shared: Spool.Shared) throws(SpoolError) {
         self.shared = shared
@@ -33,8 +37,8 @@ public final class SpoolReader {
             // another connection has committed (here: every commit of the
             // writer), so a large one only holds memory.
             try db.execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1; PRAGMA cache_size = -256")
-            // Every row past the cursor, due or not: a row in backoff must
-            // stop the cursor, so it cannot be filtered out unseen.
+            // Every row past the cursor, due or not: a row in backoff the
+            // cursor passes must be remembered, so it cannot be filtered out unseen.
             rows = try db.prepare("""
                 SELECT seq, message_id, write_key, received_at, attempts, payload, next_attempt_at
                 FROM outbox WHERE priority = ?1 AND seq > ?2 ORDER BY seq
@@ -46,21 +50,27 @@ public final class SpoolReader {
 
     /// Leases the next batch: the oldest due messages that share the first
     /// one's write key, at most `maxCount` of them and at most `maxBytes` of
-    /// payload. Rows already leased are skipped. Empty when nothing is due.
+    /// payload. Rows already leased are skipped, and so are rows whose write
+    /// key is held (`hold`). Empty when nothing is due.
     public func leaseBatch(nowMillis: Int64, maxCount: Int, maxBytes: Int) throws(SpoolError) -> [SpoolMessage] {
         var batch: [SpoolMessage] = []
         var size = 0
         var key: String?
+        if !holds.isEmpty { holds = holds.filter { $0.value > nowMillis } }
         // Commits finished before this read: removals up to there are not in its snapshot.
         let committed = shared.commits.load(ordering: .acquiring)
-        var start = shared.leases.withLock { $0.beginRead(committedBeforeRead: committed) }
+        var start = shared.leases.withLock { $0.beginRead(committedBeforeRead: committed, nowMillis: nowMillis) }
         // Due rows a read may pass over (other write keys, in flight), as before the cursor.
         var budget = maxCount * 4 + start.unavailable.count
-        // Rows in backoff it may pass over: an app whose key the upstream refuses can have
-        // a long run of them, and no read may cost what the outbox holds.
-        var backedOff = maxCount * 4
-        // Per priority read: the last seq of the leading run of rows that are leased or taken.
+        // Rows not due it may pass over (in backoff, or their key held): an app whose key
+        // the upstream refuses can have a long run of them. No read may cost what the
+        // outbox holds; the cursor moves over those it passed, so the next read goes on
+        // from there and the other apps' calls behind them are reached.
+        var notDue = maxCount * 40
+        // Per priority read: the last seq of the leading run of rows that are leased,
+        // taken or not due, and the rows not due in that run.
         var runs: [(priority: Int, through: Int64)] = []
+        var passed: [(priority: Int, from: Int64, dueAt: Int64)] = []
         do {
             read: for priority in [SpoolPriority.live, .bulk] {
                 let p = Int(priority.rawValue)
@@ -69,13 +79,26 @@ public final class SpoolReader {
                 try rows.bind(2, start.after[p])
                 var inRun = true
                 var through = start.after[p]
-                defer { runs.append((p, through)) }
+                var deferredFrom: Int64?
+                var deferredDue = Int64.max
+                defer {
+                    runs.append((p, through))
+                    if let deferredFrom { passed.append((p, deferredFrom, deferredDue)) }
+                }
                 while try rows.step() {
                     let seq = rows.int64(0)
-                    if rows.int64(6) > nowMillis {  // in backoff: stops the cursor
-                        inRun = false
-                        backedOff -= 1
-                        if backedOff <= 0 { break read }
+                    var dueAt = rows.int64(6)
+                    if dueAt <= nowMillis, !holds.isEmpty, let held = holds[rows.string(2) ?? ""] { dueAt = held }
+                    if dueAt > nowMillis {  // not due: passed over, and remembered if the cursor moves past it
+                        if !start.unavailable.contains(seq) {
+                            if inRun { through = seq; deferredFrom = deferredFrom ?? seq; deferredDue = min(deferredDue, dueAt) }
+                        } else if inRun && start.leased.contains(seq) {
+                            through = seq
+                        } else {
+                            inRun = false
+                        }
+                        notDue -= 1
+                        if notDue <= 0 { break read }
                         continue
                     }
                     if budget <= 0 { break read }
@@ -105,9 +128,24 @@ public final class SpoolReader {
         start.unavailable = []
         start.leased = []
         // The writer may have claimed a row for removal since the snapshot above.
-        let refused = shared.leases.withLock { $0.endRead(leasing: batch.map(\.seq), start: start, runs: runs) }
+        let refused = shared.leases.withLock { $0.endRead(leasing: batch.map(\.seq), start: start, runs: runs, passed: passed) }
         return refused.isEmpty ? batch : batch.filter { !refused.contains($0.seq) }
     }
+
+    /// Holds back the rows of `writeKey` until `untilMillis` (the upstream
+    /// refused that key): reads pass over them as over rows in backoff, so
+    /// the other keys' rows behind them go, and the held rows are read
+    /// again, oldest first, once the hold ends. Held keys are in memory only
+    /// (after a restart one batch finds the refusal again) and at most
+    /// `maxHolds` at once; past that a key's rows wait only for the backoff
+    /// each batch gets.
+    public func hold(writeKey: String, untilMillis: Int64) {
+        guard holds[writeKey] != nil || holds.count < Self.maxHolds else { return }
+        holds[writeKey] = max(holds[writeKey] ?? .min, untilMillis)
+    }
+
+    /// Most write keys held at once.
+    public static let maxHolds = 10_000
 
     /// Ends the lease on these rows (after their outcome was committed, or to
     /// give them back); rows still queued are read again, oldest first.

@@ -54,6 +54,33 @@ import Testing
         #expect(eventually { upstream.delivered.count == 5 }, "log:\n\(relay.log)")
     }
 
+    /// Apps send their own keys and one was revoked upstream while it had
+    /// 12,000 calls queued, more than a read steps over: the other app's
+    /// calls behind them still go at once, the revoked app's wait (nothing
+    /// dropped), and the upstream is not sent a request for every batch of them.
+    @Test func anAppsRevokedKeyWithALongBacklogDoesNotHoldBackTheOtherApps() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        upstream.requireWriteKey("good-app")
+        let config = testConfig().replacingOccurrences(of: #"write_key = "test-key""#, with: "")
+        let relay = try RelayProcess(upstream: upstream.url, config: config)
+        try relay.start()
+        defer { relay.stop() }
+        for b in 0..<120 {
+            let calls = (0..<100).map { #"{"type":"identify","userId":"revoked-\#(b)-\#($0)"}"# }.joined(separator: ",")
+            let r = try http(relay.tcp, "POST", "/v1/batch", json: #"{"batch":[\#(calls)]}"#, headers: basicAuth("revoked-app"))
+            #expect(r.status == 200, "\(r.text)")
+        }
+        #expect(eventually { upstream.requests.contains { $0.writeKey == "revoked-app" } }, "log:\n\(relay.log)")
+        for i in 0..<10 {
+            #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("good-\(i)"), headers: basicAuth("good-app")).status == 200)
+        }
+        #expect(eventually(10) { upstream.delivered.count == 10 }, "the other app's calls go: log:\n\(relay.log)")
+        #expect(((try relay.status())["spool"] as? [String: Any])?["depth"] as? Int == 12_000, "the revoked app's calls wait")
+        let tries = upstream.requests.filter { $0.writeKey == "revoked-app" }.count
+        #expect(tries <= 3, "one round of the refused key (two batches may be in flight), not one for each of its 5 batches: \(tries)")
+    }
+
     @Test func fixingTheWriteKeyInTheConfigAndSIGHUPResumesWithTheNewKey() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }

@@ -328,6 +328,27 @@ final class Captured<T: Sendable>: Sendable {
         #expect(Set(lines.compactMap { $0.metadata["message_id"].map { "\($0)" } }) == ["bad-1", "other-bad"], "each app's refusal is told, once a minute")
     }
 
+    /// An app with a refused key and a long backlog: its calls wait with the
+    /// refused batch, so each round costs one request (two batches may be in
+    /// flight when the refusal comes back), not one for every batch of its
+    /// backlog, and the other app's calls behind them go meanwhile.
+    @Test func aRefusedKeysBacklogCostsARequestARoundNotOneABatch() async throws {
+        let h = Harness(Harness.options { $0.maxBatchCount = 10 }, stopAtMillis: 200_000) {
+            $0.writeKey == "wrong" ? Harness.status(401) : Harness.status(200)
+        }
+        for i in 0..<500 { h.queue.add("bad-\(i)", key: "wrong") }
+        for i in 0..<20 { h.queue.add("good-\(i)", key: "right") }
+        try await h.run()
+
+        let requests = h.upstream.requests
+        #expect(Set(h.queue.snapshot.acknowledged) == Set((0..<20).map { "good-\($0)" }), "the other app's calls all went")
+        let goodDone = requests.filter { $0.writeKey == "right" }.map(\.atMillis).max() ?? .max
+        #expect(goodDone < 1_000, "at once, not after the refused key's next round: \(goodDone) ms")
+        let wrongTries = requests.filter { $0.writeKey == "wrong" }.map(\.atMillis)
+        #expect(wrongTries.count >= 4 && wrongTries.count <= 2 * 4, "a round every 60 s over 200 s, not 50 batches: \(wrongTries)")
+        #expect(h.queue.queuedIDs.count == 500, "nothing dropped")
+    }
+
     @Test(arguments: [301, 404, 405, 418, 501])
     func aConfigurationErrorPausesAndTheSlowProbeResumes(_ code: Int) async throws {
         let retry: Int64 = 30_000

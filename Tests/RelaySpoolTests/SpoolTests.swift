@@ -118,22 +118,56 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         await spool.close()
     }
 
-    /// An app whose key the upstream refuses leaves a run of rows in backoff
-    /// at the head: a read steps over a bounded number of them (4 batches'
-    /// worth), so its cost never grows with the backlog; past them it finds
-    /// the other apps' rows, or nothing until the backoff ends.
-    @Test func aReadStepsOverABoundedRunOfRowsInBackoff() async throws {
+    /// An app whose key the upstream refuses can have a long run of calls
+    /// at the head of the outbox (in backoff, or held with its key). A read
+    /// steps over a bounded number of them (40 batches' worth), and the next
+    /// read goes on from there: the other apps' calls behind the run are
+    /// reached in a few reads, later calls of theirs at once, and the held
+    /// run is read again, oldest first, when its time comes.
+    @Test func callsBehindALongRunOfHeldOrBackedOffRowsAreReached() async throws {
         let dir = TempDir()
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
-        _ = try await spool.append((0..<50).map { record("k\($0)", key: "refused") } + [record("j0", key: "other")])
+        _ = try await spool.append((0..<5_000).map { record("k\($0)", key: "refused") } + [record("j0", key: "other")])
         let reader = try spool.makeReader()
-        let refused = try reader.leaseBatch(nowMillis: 2_000, maxCount: 50, maxBytes: 1 << 20)
-        #expect(refused.count == 50)
+        let refused = try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(refused.map(\.messageID) == (0..<10).map { "k\($0)" })
         try await spool.scheduleRetry(refused, error: "HTTP 401", nextAttemptAtMillis: 300_000, nowMillis: 2_000)
         reader.release(refused)
-        #expect(try reader.leaseBatch(nowMillis: 3_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == [],
-                "50 rows in backoff ahead, 40 stepped over at most: not found this read")
-        #expect(try reader.leaseBatch(nowMillis: 3_000, maxCount: 100, maxBytes: 1 << 20).map(\.messageID) == ["j0"])
+        reader.hold(writeKey: "refused", untilMillis: 300_000)
+
+        var reads = 0
+        var found: [SpoolMessage] = []
+        while found.isEmpty && reads < 100 {
+            reads += 1
+            found = try reader.leaseBatch(nowMillis: 3_000, maxCount: 10, maxBytes: 1 << 20)
+        }
+        #expect(found.map(\.messageID) == ["j0"], "the other app's call, and none of the held ones")
+        #expect(reads <= 5_000 / 400 + 1, "400 rows not due stepped over a read, and each read goes on where the last stopped: \(reads) reads")
+        try await spool.acknowledge(found, atMillis: 3_000)
+
+        _ = try await spool.append([record("j1", key: "other", at: 3_000)])
+        #expect(try reader.leaseBatch(nowMillis: 3_100, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["j1"],
+                "a later call of the other app goes at the next read: the run is not walked again")
+        #expect(try reader.leaseBatch(nowMillis: 3_100, maxCount: 10, maxBytes: 1 << 20).isEmpty)
+
+        let again = try reader.leaseBatch(nowMillis: 300_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(again.map(\.messageID) == (0..<10).map { "k\($0)" }, "when the hold and the backoff end: the oldest first")
+        #expect(again.allSatisfy { $0.attempts == 1 }, "the batch that was refused")
+        let held = try reader.leaseBatch(nowMillis: 300_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(held.map(\.messageID) == (10..<20).map { "k\($0)" } && held.allSatisfy { $0.attempts == 0 }, "then the rows held with it")
+        await spool.close()
+    }
+
+    /// A hold covers one key only, and ends by itself.
+    @Test func aHeldKeysRowsWaitAndOtherKeysDoNot() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        _ = try await spool.append([record("a0", key: "a"), record("b0", key: "b"), record("a1", key: "a")])
+        let reader = try spool.makeReader()
+        reader.hold(writeKey: "a", untilMillis: 10_000)
+        #expect(try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["b0"])
+        #expect(try reader.leaseBatch(nowMillis: 9_999, maxCount: 10, maxBytes: 1 << 20).isEmpty)
+        #expect(try reader.leaseBatch(nowMillis: 10_000, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["a0", "a1"])
         await spool.close()
     }
 

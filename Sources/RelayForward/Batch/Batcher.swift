@@ -153,6 +153,12 @@ struct Batcher {
         pending.removeAll()
     }
 
+    /// Gives back the held messages of one write key (the upstream refuses it).
+    mutating func release(writeKey: String, to queue: any ForwardQueue) {
+        for p in pending where p.writeKey == writeKey { queue.release(p.messages) }
+        pending.removeAll { $0.writeKey == writeKey }
+    }
+
     // MARK: Deciding
 
     private func fits(_ m: SpoolMessage, in p: Pending) -> Bool {

@@ -250,6 +250,8 @@ struct ForwardLoop {
                 batcher.requeueFront([first, second])
             case .backOff:
                 batcher.releaseAll(to: queue)
+            case .hold(let writeKey):
+                batcher.release(writeKey: writeKey, to: queue)
             case .pause(let reason):
                 let now = clock.nowMillis()
                 pause.begin(reason, nowMillis: now, retryMillis: options.credentialRetryMillis)

@@ -43,6 +43,9 @@ struct OutcomeHandler {
         case backOff(untilMillis: Int64)
         /// Forwarding must pause.
         case pause(PauseReason)
+        /// The upstream refuses an app's own key: its batches waiting to go
+        /// go back to the queue, which holds that key's messages back.
+        case hold(writeKey: String)
     }
 
     let status: StatusBoard
@@ -142,6 +145,9 @@ struct OutcomeHandler {
                 let next = t + options.credentialRetryMillis
                 let error = Self.describe(outcome)
                 try await queue.scheduleRetry(batch, error: error, nextAttemptAtMillis: next, nowMillis: t)
+                // The rest of that app's calls wait with this batch: one request a round tells
+                // whether the key works again, not one for every batch of its backlog.
+                queue.hold(writeKey: batch[0].writeKey, untilMillis: next)
                 spool.recordSuccess()
                 let what = "the upstream refused the write key an app sent with its calls"
                 status.update {
@@ -153,7 +159,7 @@ struct OutcomeHandler {
                         "error": "\(error)", "message_id": "\(batch[0].messageID)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)",
                     ])
                 }
-                return .settled
+                return .hold(writeKey: batch[0].writeKey)
 
             case .pauseForCredentials, .pauseForConfiguration:
                 let reason: PauseReason = decision == .pauseForCredentials ? .credentials : .configuration

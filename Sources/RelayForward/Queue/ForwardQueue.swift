@@ -1,8 +1,9 @@
 // ForwardQueue: the forwarder's whole view of the outbox (DESIGN §1: forward
 // reaches the spool only through a narrow reader interface).
 //
-// Five verbs, as Vector's sink sees its buffer: lease what is due, give a
-// lease back, and settle a leased batch one of three ways. The forwarder
+// Six verbs, as Vector's sink sees its buffer: lease what is due, give a
+// lease back, settle a leased batch one of three ways, and hold back the
+// messages of a write key the upstream refuses. The forwarder
 // never expires, counts or queries; the queue owns ordering (oldest first,
 // live before bulk, one write key per lease) and the durable outcome.
 //
@@ -10,7 +11,9 @@
 // - `leaseBatch` returns only due, unleased messages that share the first
 //   one's write key, oldest first, at most `maxCount` and (except a single
 //   message larger than it) at most `maxBytes` of payload; it marks them
-//   leased. Empty when nothing is due.
+//   leased. Empty when nothing is due. Messages of a held key are not due
+//   until the hold ends, and neither they nor rows in backoff may keep
+//   later due messages from being leased for long.
 // - `acknowledge`, `scheduleRetry` and `deadLetter` settle leased messages
 //   durably. `release` ends the lease (after the outcome was recorded, or to
 //   give the messages back unsent); `acknowledge` and `deadLetter` may end
@@ -32,6 +35,9 @@ public protocol ForwardQueue {
     func acknowledge(_ messages: [SpoolMessage], nowMillis: Int64) async throws
     /// Sending failed in a way worth retrying: keep them, due again at `nextAttemptAtMillis`.
     func scheduleRetry(_ messages: [SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64) async throws
+    /// The upstream refuses this write key: its messages are not due until
+    /// `untilMillis` (in memory; others' messages go meanwhile).
+    func hold(writeKey: String, untilMillis: Int64)
     /// The upstream will never take these: move them to dead letters.
     func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws
     /// How many messages are queued, when the queue knows it without a

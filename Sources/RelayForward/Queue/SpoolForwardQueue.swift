@@ -36,6 +36,10 @@ public final class SpoolForwardQueue: ForwardQueue {
         try await spool.scheduleRetry(messages, error: error, nextAttemptAtMillis: nextAttemptAtMillis, nowMillis: nowMillis)
     }
 
+    public func hold(writeKey: String, untilMillis: Int64) {
+        reader.hold(writeKey: writeKey, untilMillis: untilMillis)
+    }
+
     /// The spool's in-memory count (exact as of its last commit).
     public var queuedMessages: Int64? { spool.stats.depth }
 

@@ -16,12 +16,19 @@
 //   under way or the one under way started past it. So the marks stay few
 //   even while the forwarder does not read (paused, backing off).
 // - The read cursor (`leasedThrough`, per priority): every row at or below
-//   it is leased or gone. A read moves it forward only over rows that were
-//   leased when it began or that it leased itself, and only if no row went
-//   back to the queue meanwhile (`cursorMoves`); releasing a row that is
-//   still queued moves it back below that row. Removed rows need not move it.
+//   it is leased, gone, or deferred. A read moves it forward only over rows
+//   that were leased when it began, that it leased itself, or that were not
+//   due (in backoff, or their write key held), and only if no row went back
+//   to the queue meanwhile (`cursorMoves`); releasing a row that is still
+//   queued moves it back below that row. Removed rows need not move it.
 //   This relies on a seq never being used twice (the outbox's AUTOINCREMENT):
 //   a new row always lands past every cursor.
+// - `deferred` (per priority) covers every row the cursor passed that was not
+//   due: at most its lowest seq, at most its earliest due time. The first
+//   read at or after that time moves the cursor back below it, so a row
+//   passed over is read again once it may be due, and a long run of rows
+//   not due (an app whose key the upstream refuses, with a million calls
+//   queued) is stepped over once, not at every read.
 
 /// The in-flight rows and the rows being removed.
 struct LeaseTable {
@@ -37,6 +44,9 @@ struct LeaseTable {
     /// cursor had passed it: a read that saw the row leased at its start must
     /// not move the cursor over it once it is back in the queue.
     private var cursorMoves = 0
+    /// Per priority: the rows not due that the cursor passed over, as the
+    /// lowest seq among them and the earliest time one may be due.
+    private(set) var deferred: [(from: Int64, dueAt: Int64)?] = [nil, nil]
 
     /// What a read starts from.
     struct ReadStart {
@@ -51,10 +61,16 @@ struct LeaseTable {
 
     /// A read starts: returns the rows it must skip and where to read from,
     /// forgetting the marks of rows whose removal committed before
-    /// `committedBeforeRead`.
-    mutating func beginRead(committedBeforeRead: Int64) -> ReadStart {
+    /// `committedBeforeRead`. A cursor that passed rows which may be due by
+    /// `nowMillis` moves back below them.
+    mutating func beginRead(committedBeforeRead: Int64, nowMillis: Int64 = .max) -> ReadStart {
         readSince = committedBeforeRead
         forget(upTo: committedBeforeRead)
+        for p in deferred.indices {
+            guard let d = deferred[p], d.dueAt <= nowMillis else { continue }
+            leasedThrough[p] = min(leasedThrough[p], d.from - 1)
+            deferred[p] = nil
+        }
         return ReadStart(unavailable: removing.isEmpty ? leased : leased.union(removing.keys), leased: leased,
                          after: leasedThrough, cursorMoves: cursorMoves)
     }
@@ -64,7 +80,11 @@ struct LeaseTable {
     /// of the leading run of rows that were leased or are in `seqs`: the
     /// cursor moves there (short of a refused row) unless a release moved
     /// it back since `start`. Without `start` (a failed read) it stays.
-    mutating func endRead(leasing seqs: [Int64], start: ReadStart? = nil, runs: [(priority: Int, through: Int64)] = []) -> Set<Int64> {
+    /// `passed` are, per priority, the rows not due in those runs (the
+    /// lowest seq, the earliest due time): kept in `deferred` when the cursor
+    /// moves over them.
+    mutating func endRead(leasing seqs: [Int64], start: ReadStart? = nil, runs: [(priority: Int, through: Int64)] = [],
+                          passed: [(priority: Int, from: Int64, dueAt: Int64)] = []) -> Set<Int64> {
         readSince = nil
         var refused: Set<Int64> = []
         for seq in seqs {
@@ -73,6 +93,10 @@ struct LeaseTable {
         if let start, start.cursorMoves == cursorMoves {
             let firstRefused = refused.min() ?? .max
             for run in runs { leasedThrough[run.priority] = max(leasedThrough[run.priority], min(run.through, firstRefused - 1)) }
+            for d in passed where d.from <= leasedThrough[d.priority] {
+                let had = deferred[d.priority]
+                deferred[d.priority] = (min(had?.from ?? .max, d.from), min(had?.dueAt ?? .max, d.dueAt))
+            }
         }
         return refused
     }

@@ -28,6 +28,8 @@ final class InMemoryQueue: ForwardQueue, Sendable {
         /// Acknowledgements (and dead letters) before these times fail, as on a full disk.
         var failAcknowledgementsUntilMillis: Int64 = 0
         var failDeadLettersUntilMillis: Int64 = 0
+        /// Held write keys, until when.
+        var holds: [String: Int64] = [:]
     }
     private let state = Mutex(State())
 
@@ -52,7 +54,8 @@ final class InMemoryQueue: ForwardQueue, Sendable {
         state.withLock { s in
             var batch: [SpoolMessage] = []
             var size = 0
-            for row in s.rows where row.nextAttemptAtMillis <= nowMillis && !s.leased.contains(row.message.seq) {
+            for row in s.rows where max(row.nextAttemptAtMillis, s.holds[row.message.writeKey] ?? .min) <= nowMillis
+                && !s.leased.contains(row.message.seq) {
                 if let first = batch.first, first.writeKey != row.message.writeKey { continue }
                 if !batch.isEmpty && size + row.message.payload.count > maxBytes { break }
                 size += row.message.payload.count
@@ -66,6 +69,10 @@ final class InMemoryQueue: ForwardQueue, Sendable {
             }
             return batch
         }
+    }
+
+    func hold(writeKey: String, untilMillis: Int64) {
+        state.withLock { $0.holds[writeKey] = max($0.holds[writeKey] ?? .min, untilMillis) }
     }
 
     func release(_ messages: [SpoolMessage]) {
