@@ -33,7 +33,10 @@ import RelaySpool
 
     @Test func unknownKeysAndWrongTypesNameTheKeyAndLine() {
         #expect { try RelayConfig.parse(toml: "[spool]\n\nmax_byte = 5\n", path: "r.toml") } throws: { error in
-            "\(error)" == #"r.toml:3: unknown key "spool.max_byte""#
+            "\(error)" == #"r.toml:3: unknown key "spool.max_byte" (did you mean "spool.max_bytes"?)"#
+        }
+        #expect { try RelayConfig.parse(toml: "[spool]\nfrobnicate = 5\n", path: "r.toml") } throws: { error in
+            "\(error)" == #"r.toml:2: unknown key "spool.frobnicate""#
         }
         #expect { try RelayConfig.parse(toml: "[listen]\ntcp = 8787\n", path: "r.toml") } throws: { error in
             "\(error)" == "r.toml:2: listen.tcp: expected a string, found an integer (8787)"
@@ -43,6 +46,30 @@ import RelaySpool
         }
         #expect { try RelayConfig.parse(toml: "[spool]\nmax_bytes = 1.5 # GiB\n", path: "r.toml") } throws: { error in
             "\(error)" == "r.toml:2: spool.max_bytes: expected an integer, found a decimal number (1.5)"
+        }
+    }
+
+    /// One run of check-config lists everything to fix in the file, in file order.
+    @Test func everyWrongTypeAndUnknownKeyIsReportedAtOnce() {
+        let toml = """
+            [upstream]
+            flush_interval_ms = "fast"
+            max_batch_count = 100
+            [spool]
+            max_bytes = "lots"
+            [limits]
+            accepted_write_keys = [1, 2]
+            [upstrem]
+            url = "http://127.0.0.1:1"
+            """
+        #expect { try RelayConfig.parse(toml: toml, path: "r.toml") } throws: { error in
+            "\(error)" == """
+                r.toml:2: upstream.flush_interval_ms: expected an integer, found a string ("fast")
+                r.toml:3: unknown key "upstream.max_batch_count" (did you mean "upstream.batch_max_messages"?)
+                r.toml:5: spool.max_bytes: expected an integer, found a string ("lots")
+                r.toml:7: limits.accepted_write_keys: expected an array of strings, found an array ([1, 2])
+                r.toml:8: unknown key "upstrem" (did you mean "upstream"?)
+                """
         }
     }
 

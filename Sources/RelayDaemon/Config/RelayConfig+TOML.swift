@@ -5,30 +5,60 @@ import Foundation
 import TOMLKit
 
 extension RelayConfig {
-    /// Parses a TOML document; `path` is only used in messages.
+    /// Parses a TOML document; `path` is only used in messages. Every key of
+    /// the wrong type and every unknown key is reported at once, one a line
+    /// in file order, so that one run of `check-config` lists all there is to fix.
     public static func parse(toml text: String, path: String) throws(ConfigError) -> RelayConfig {
+        let table: TOMLTable
         do {
-            var config = try TOMLDecoder(strictDecoding: true).decode(RelayConfig.self, from: text)
-            config.source = Source(path: path, text: text)
-            return config
+            table = try TOMLTable(string: text)
         } catch let e as TOMLParseError {
             // TOMLKit's text spans lines and repeats the position: one line, position first.
             let what = e.description.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty }.joined(separator: " ")
             throw ConfigError("\(path):\(e.source.begin.line):\(e.source.begin.column): TOML syntax error: \(what)")
-        } catch let e as UnexpectedKeysError {
-            let lines = e.keys.map { key, codingPath -> String in
-                var full = codingPath.map(\.stringValue).filter { !$0.isEmpty }
-                if full.last != key { full.append(key) }
-                let dotted = full.joined(separator: ".")
-                return "\(line(ofKey: dotted, in: text).map { "\(path):\($0)" } ?? path): unknown key \"\(dotted)\""
-            }
-            throw ConfigError(lines.sorted().joined(separator: "\n"))
-        } catch let e as DecodingError {
-            throw ConfigError(describe(e, text: text, path: path))
         } catch {
             throw ConfigError("\(path): \(error)")
         }
+        // Decode; on an error, note it, take the key out and decode again (each
+        // round removes a key, so this ends), until it decodes or an error names no key.
+        var problems: [(line: Int, text: String)] = []
+        func note(_ key: String, _ message: String) { problems.append((line(ofKey: key, in: text) ?? 0, message)) }
+        while true {
+            do {
+                var config = try TOMLDecoder(strictDecoding: true).decode(RelayConfig.self, from: table)
+                guard problems.isEmpty else { break }
+                config.source = Source(path: path, text: text)
+                return config
+            } catch let e as UnexpectedKeysError {
+                for (key, codingPath) in e.keys {
+                    var full = codingPath.map(\.stringValue).filter { !$0.isEmpty }
+                    if full.last != key { full.append(key) }
+                    let dotted = full.joined(separator: ".")
+                    let hint = suggestion(for: full).map { #" (did you mean "\#($0)"?)"# } ?? ""
+                    note(dotted, "\(line(ofKey: dotted, in: text).map { "\(path):\($0)" } ?? path): unknown key \"\(dotted)\"\(hint)")
+                    remove(full, from: table)
+                }
+            } catch let e as DecodingError {
+                let (key, message) = describe(e, text: text, path: path)
+                note(key.joined(separator: "."), message)
+                if key.isEmpty || !remove(key, from: table) { break }
+            } catch {
+                problems.append((0, "\(path): \(error)"))
+                break
+            }
+        }
+        throw ConfigError(problems.sorted { $0.line < $1.line }.map(\.text).joined(separator: "\n"))
+    }
+
+    /// Takes `key` (a path of table keys) out of `table`: the deepest table
+    /// it reaches, or the whole value where the path goes into an array.
+    @discardableResult
+    private static func remove(_ key: [String], from table: TOMLTable) -> Bool {
+        guard let first = key.first, table.contains(key: first) else { return false }
+        if key.count > 1, let inner = table[first]?.table, remove(Array(key.dropFirst()), from: inner) { return true }
+        table.remove(at: first)
+        return true
     }
 
     /// Reads and parses the file at `path`.
@@ -42,46 +72,81 @@ extension RelayConfig {
         return try parse(toml: text, path: path)
     }
 
-    private static func describe(_ e: DecodingError, text: String, path: String) -> String {
-        func keyPath(_ p: [any CodingKey]) -> String {
+    /// The key an error is about (as a path) and what to tell the operator.
+    private static func describe(_ e: DecodingError, text: String, path: String) -> (key: [String], message: String) {
+        // The file's key: TOMLKit repeats some, and goes on into arrays ("Index 0"): the array is the key.
+        func keyPath(_ p: [any CodingKey]) -> [String] {
             var parts: [String] = []
-            for k in p.map(\.stringValue) where k != parts.last { parts.append(k) }
-            return parts.joined(separator: ".")
+            for k in p where k.stringValue != parts.last {
+                if k.intValue != nil || k.stringValue.hasPrefix("Index ") { break }
+                parts.append(k.stringValue)
+            }
+            return parts
         }
         func at(_ key: String) -> String { line(ofKey: key, in: text).map { "\(path):\($0)" } ?? path }
         switch e {
         case .typeMismatch(let type, let ctx), .valueNotFound(let type, let ctx):
-            let key = keyPath(ctx.codingPath)
-            return "\(at(key)): \(key): expected \(expectedType(key) ?? typeName(type))\(found(key, in: text))"
+            let parts = keyPath(ctx.codingPath), key = parts.joined(separator: ".")
+            return (parts, "\(at(key)): \(key): expected \(expectedType(key) ?? typeName(type))\(found(key, in: text))")
         case .keyNotFound(let codingKey, let ctx):
             // TOMLKit reports a value of the wrong type as a missing key.
-            let key = keyPath(ctx.codingPath + [codingKey])
+            let parts = keyPath(ctx.codingPath + [codingKey]), key = parts.joined(separator: ".")
             if line(ofKey: key, in: text) != nil {
-                return "\(at(key)): \(key): expected \(expectedType(key) ?? "another type")\(found(key, in: text))"
+                return (parts, "\(at(key)): \(key): expected \(expectedType(key) ?? "another type")\(found(key, in: text))")
             }
-            return "\(path): \(key): required"
+            return ([], "\(path): \(key): required")
         case .dataCorrupted(let ctx):
-            let key = keyPath(ctx.codingPath)
-            return "\(at(key)): \(key): \(ctx.debugDescription)"
+            let parts = keyPath(ctx.codingPath), key = parts.joined(separator: ".")
+            return (parts, "\(at(key)): \(key): \(ctx.debugDescription)")
         @unknown default:
-            return "\(path): \(e)"
+            return ([], "\(path): \(e)")
         }
+    }
+
+    /// The fields of the file's top level (`section` nil) or of one of its sections.
+    private static func fields(of section: String?) -> Mirror.Children? {
+        let sections: [String: Any] = [
+            "listen": Listen(), "upstream": Upstream(), "spool": SpoolSection(), "limits": Limits(), "log": Log(),
+        ]
+        guard let section else { return Mirror(reflecting: RelayConfig()).children }
+        return sections[section].map { Mirror(reflecting: $0).children }
+    }
+
+    /// The known key an unknown one was most likely meant to be: the same
+    /// words in another order, or at most two letters off.
+    static func suggestion(for key: [String]) -> String? {
+        guard key.count == 1 || key.count == 2, let known = fields(of: key.count == 2 ? key[0] : nil) else { return nil }
+        let name = key.last!, words = Set(name.split(separator: "_"))
+        let best = known.compactMap(\.label).filter { $0 != "source" }.map { candidate -> (String, Int) in
+            let shared = words.intersection(candidate.split(separator: "_")).count
+            let score = shared >= 2 && abs(words.count - shared) <= 1 ? 1 : editDistance(Array(name.utf8), Array(candidate.utf8))
+            return (candidate, score)
+        }.min { $0.1 < $1.1 }
+        guard let best, best.1 <= 2 else { return nil }
+        return (key.dropLast() + [best.0]).joined(separator: ".")
+    }
+
+    private static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var diagonal = row[0]
+            row[0] = i
+            for j in 1...b.count {
+                let above = row[j]
+                row[j] = min(above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1))
+                diagonal = above
+            }
+        }
+        return row[b.count]
     }
 
     /// What the file's `section.key` must hold ("a string", ...), from the
     /// type of that field.
     static func expectedType(_ dottedKey: String) -> String? {
         let parts = dottedKey.split(separator: ".").map(String.init)
-        let sections: [String: Any] = [
-            "listen": Listen(), "upstream": Upstream(), "spool": SpoolSection(), "limits": Limits(), "log": Log(),
-        ]
-        let owner: Any
-        switch parts.count {
-        case 1: owner = RelayConfig()
-        case 2: guard let section = sections[parts[0]] else { return nil }; owner = section
-        default: return nil
-        }
-        guard let field = Mirror(reflecting: owner).children.first(where: { $0.label == parts.last }) else { return nil }
+        guard parts.count == 1 || parts.count == 2, let known = fields(of: parts.count == 2 ? parts[0] : nil) else { return nil }
+        guard let field = known.first(where: { $0.label == parts.last }) else { return nil }
         switch type(of: field.value) {
         case is String?.Type: return "a string"
         case is Int?.Type, is Int64?.Type: return "an integer"
