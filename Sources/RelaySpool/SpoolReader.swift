@@ -9,14 +9,21 @@
 //
 // A lease reads from where the in-flight rows end, not from the head of the
 // outbox: from the LeaseTable's cursor, per priority, below which every row
-// is leased, gone or deferred. It moves only over rows a read saw leased (or
-// leased itself) and rows not due (in backoff, or of a held write key: the
-// LeaseTable remembers the lowest and when the first is due, and moves the
-// cursor back there then), and moves back when a row below it is given back
-// still queued (retried, or released unsent). So a read does not re-read the
-// thousands of rows in flight, nor a refused app's backlog at every read,
-// and never skips for good a row that is queued and not leased.
+// is leased, gone or passed over while not due. It moves only over rows a
+// read saw leased (or leased itself) and rows not due (in backoff, or of a
+// held write key), and moves back when a row below it is given back still
+// queued (retried, or released unsent). So a read does not re-read the
+// thousands of rows in flight, and never skips for good a row that is queued
+// and not leased.
 //
+// Rows passed over while not due are remembered per reason (`passed`): in
+// backoff, with the earliest time one is due, or held with their write key,
+// until its hold ends. Then, and only for that reason, the cursor moves back
+// to the lowest of them. An app whose key the upstream refuses can have a
+// million calls queued: they are stepped over once, a bounded number a read
+// (`moreToRead` says to read on at once), the other apps' calls behind them
+// go, and a refused batch given back does not send the cursor back to them.
+
 // Not thread-safe: one owner (the forwarder).
 
 import CSQLite
@@ -28,6 +35,21 @@ public final class SpoolReader {
     private let shared: Spool.Shared
     /// Write keys whose rows are not due until then (`hold`).
     private var holds: [String: Int64] = [:]
+    /// The earliest end of a hold: until then none has ended.
+    private var nextHoldEnd = Int64.max
+    /// Why rows the cursor passed over were not due.
+    private enum Reason: Hashable { case backoff, held(String) }
+    /// Rows not due that the cursor passed: per priority the lowest seq
+    /// (`.max`: none), and for rows in backoff the earliest time one is due.
+    private struct Passed { var from: [Int64] = [.max, .max]; var dueAt = Int64.max }
+    private var passed: [Reason: Passed] = [:]
+    /// A key whose hold ended has one batch out (`probe`): where its rows
+    /// passed over start, and the probe's rows.
+    private struct Probe { var from: [Int64]; var seqs: Set<Int64> }
+    private var probes: [String: Probe] = [:]
+    /// The last lease came back empty only because it stopped at its bound on
+    /// rows not due, after moving the cursor: leasing again at once may find due ones.
+    public private(set) var moreToRead = false
 
     init(path: String, shared: Spool.Shared) throws(SpoolError) {
         self.shared = shared
@@ -56,21 +78,44 @@ public final class SpoolReader {
         var batch: [SpoolMessage] = []
         var size = 0
         var key: String?
-        if !holds.isEmpty { holds = holds.filter { $0.value > nowMillis } }
+        moreToRead = false
+        endHolds(by: nowMillis)
+        // Rows passed over that may be due now: read again from the lowest. For a
+        // key whose hold ended, first one batch of its rows (a probe); the rest
+        // are read again once the upstream takes it (`release`).
+        var rewinds: [(priority: Int, below: Int64)] = []
+        var probing: String?
+        for (reason, rows) in passed where isDue(reason, rows, nowMillis) {
+            if case .held(let key) = reason, probes[key] == nil, probing == nil {
+                probing = key  // stays remembered until probed
+                continue
+            }
+            passed[reason] = nil
+            for p in rows.from.indices where rows.from[p] != .max { rewinds.append((p, rows.from[p])) }
+        }
+        // Only when nothing else is read again: those rows may be older (the next lease probes).
+        if let key = probing, rewinds.isEmpty, let rows = passed.removeValue(forKey: .held(key)) {
+            let probe = try probe(key, from: rows.from, nowMillis: nowMillis, maxCount: maxCount, maxBytes: maxBytes)
+            if !probe.isEmpty {
+                probes[key] = Probe(from: rows.from, seqs: Set(probe.map(\.seq)))
+                return probe
+            }
+            for p in rows.from.indices where rows.from[p] != .max { rewinds.append((p, rows.from[p])) }
+        }
         // Commits finished before this read: removals up to there are not in its snapshot.
         let committed = shared.commits.load(ordering: .acquiring)
-        var start = shared.leases.withLock { $0.beginRead(committedBeforeRead: committed, nowMillis: nowMillis) }
+        var start = shared.leases.withLock { t in
+            for r in rewinds { t.rewind(priority: r.priority, below: r.below) }
+            return t.beginRead(committedBeforeRead: committed)
+        }
         // Due rows a read may pass over (other write keys, in flight), as before the cursor.
         var budget = maxCount * 4 + start.unavailable.count
-        // Rows not due it may pass over (in backoff, or their key held): an app whose key
-        // the upstream refuses can have a long run of them. No read may cost what the
-        // outbox holds; the cursor moves over those it passed, so the next read goes on
-        // from there and the other apps' calls behind them are reached.
+        // Rows not due it may pass over: no read may cost what the outbox holds.
         var notDue = maxCount * 40
         // Per priority read: the last seq of the leading run of rows that are leased,
         // taken or not due, and the rows not due in that run.
         var runs: [(priority: Int, through: Int64)] = []
-        var passed: [(priority: Int, from: Int64, dueAt: Int64)] = []
+        var seen: [Reason: Passed] = [:]
         do {
             read: for priority in [SpoolPriority.live, .bulk] {
                 let p = Int(priority.rawValue)
@@ -79,26 +124,27 @@ public final class SpoolReader {
                 try rows.bind(2, start.after[p])
                 var inRun = true
                 var through = start.after[p]
-                var deferredFrom: Int64?
-                var deferredDue = Int64.max
-                defer {
-                    runs.append((p, through))
-                    if let deferredFrom { passed.append((p, deferredFrom, deferredDue)) }
-                }
+                defer { runs.append((p, through)) }
                 while try rows.step() {
                     let seq = rows.int64(0)
-                    var dueAt = rows.int64(6)
-                    if dueAt <= nowMillis, !holds.isEmpty, let held = holds[rows.string(2) ?? ""] { dueAt = held }
-                    if dueAt > nowMillis {  // not due: passed over, and remembered if the cursor moves past it
+                    let backoff = rows.int64(6)
+                    var held: String?
+                    if backoff <= nowMillis, !holds.isEmpty, let k = rows.string(2), holds[k] != nil { held = k }
+                    if backoff > nowMillis || held != nil {  // not due: passed over, and remembered if the cursor moves past it
                         if !start.unavailable.contains(seq) {
-                            if inRun { through = seq; deferredFrom = deferredFrom ?? seq; deferredDue = min(deferredDue, dueAt) }
+                            if inRun {
+                                through = seq
+                                let reason = held.map(Reason.held) ?? .backoff
+                                seen[reason, default: Passed()].from[p] = min(seen[reason]?.from[p] ?? .max, seq)
+                                if held == nil { seen[reason]!.dueAt = min(seen[reason]!.dueAt, backoff) }
+                            }
                         } else if inRun && start.leased.contains(seq) {
                             through = seq
                         } else {
                             inRun = false
                         }
                         notDue -= 1
-                        if notDue <= 0 { break read }
+                        if notDue <= 0 { moreToRead = true; break read }
                         continue
                     }
                     if budget <= 0 { break read }
@@ -122,13 +168,24 @@ public final class SpoolReader {
             }
         } catch {
             _ = shared.leases.withLock { $0.endRead(leasing: []) }
+            moreToRead = false
             throw SpoolError.storage(error)
         }
         // Drop this read's copies of the sets first, so that leasing does not copy them.
+        let after = start.after
         start.unavailable = []
         start.leased = []
         // The writer may have claimed a row for removal since the snapshot above.
-        let refused = shared.leases.withLock { $0.endRead(leasing: batch.map(\.seq), start: start, runs: runs, passed: passed) }
+        let (refused, cursor) = shared.leases.withLock { t in
+            (t.endRead(leasing: batch.map(\.seq), start: start, runs: runs), t.leasedThrough)
+        }
+        // Remember the rows not due that the cursor moved over.
+        for (reason, rows) in seen {
+            var kept = Passed(dueAt: rows.dueAt)
+            for p in rows.from.indices where rows.from[p] <= cursor[p] { kept.from[p] = rows.from[p] }
+            if kept.from != [.max, .max] { remember(reason, kept) }
+        }
+        moreToRead = moreToRead && batch.isEmpty && cursor.indices.contains { cursor[$0] > after[$0] }
         return refused.isEmpty ? batch : batch.filter { !refused.contains($0.seq) }
     }
 
@@ -136,21 +193,108 @@ public final class SpoolReader {
     /// refused that key): reads pass over them as over rows in backoff, so
     /// the other keys' rows behind them go, and the held rows are read
     /// again, oldest first, once the hold ends. Held keys are in memory only
-    /// (after a restart one batch finds the refusal again) and at most
-    /// `maxHolds` at once; past that a key's rows wait only for the backoff
-    /// each batch gets.
+    /// (after a restart one batch finds the refusal again), at most
+    /// `maxHolds` of them and none longer than `maxHeldKeyBytes`; any other
+    /// key's rows wait only for the backoff each batch gets.
     public func hold(writeKey: String, untilMillis: Int64) {
-        guard holds[writeKey] != nil || holds.count < Self.maxHolds else { return }
+        guard writeKey.utf8.count <= Self.maxHeldKeyBytes, holds[writeKey] != nil || holds.count < Self.maxHolds else { return }
         holds[writeKey] = max(holds[writeKey] ?? .min, untilMillis)
+        nextHoldEnd = min(nextHoldEnd, untilMillis)
+    }
+
+    /// Ends every hold now (the credentials changed): the held rows are read again.
+    public func releaseHolds() {
+        holds.removeAll()
+        nextHoldEnd = .max
+    }
+
+    /// Longest write key held.
+    public static let maxHeldKeyBytes = 256
+
+    /// One batch of `key`'s due rows from `from` on (per priority), leased
+    /// without moving the cursor: what is tried when its hold ends.
+    private func probe(_ key: String, from: [Int64], nowMillis: Int64, maxCount: Int, maxBytes: Int) throws(SpoolError) -> [SpoolMessage] {
+        let committed = shared.commits.load(ordering: .acquiring)
+        let start = shared.leases.withLock { $0.beginRead(committedBeforeRead: committed) }
+        var batch: [SpoolMessage] = []
+        var size = 0
+        var steps = maxCount * 40
+        do {
+            read: for priority in [SpoolPriority.live, .bulk] where from[Int(priority.rawValue)] != .max {
+                defer { rows.reset() }
+                try rows.bind(1, priority.rawValue)
+                try rows.bind(2, from[Int(priority.rawValue)] - 1)
+                while try rows.step() {
+                    steps -= 1
+                    if steps <= 0 { break read }
+                    let seq = rows.int64(0)
+                    guard rows.int64(6) <= nowMillis, !start.unavailable.contains(seq), rows.string(2) == key else { continue }
+                    let payload = rows.bytes(5)
+                    if !batch.isEmpty && size + payload.count > maxBytes { break read }
+                    size += payload.count
+                    batch.append(SpoolMessage(
+                        seq: seq, messageID: rows.string(1) ?? "", writeKey: key,
+                        receivedAtMillis: rows.int64(3), attempts: Int(rows.int64(4)), payload: payload))
+                    if batch.count >= maxCount { break read }
+                }
+            }
+        } catch {
+            _ = shared.leases.withLock { $0.endRead(leasing: []) }
+            throw SpoolError.storage(error)
+        }
+        let refused = shared.leases.withLock { $0.endRead(leasing: batch.map(\.seq)) }
+        return refused.isEmpty ? batch : batch.filter { !refused.contains($0.seq) }
     }
 
     /// Most write keys held at once.
-    public static let maxHolds = 10_000
+    public static let maxHolds = 1_000
+
+    private func endHolds(by nowMillis: Int64) {
+        guard nowMillis >= nextHoldEnd else { return }
+        holds = holds.filter { $0.value > nowMillis }
+        nextHoldEnd = holds.values.min() ?? .max
+    }
+
+    private func isDue(_ reason: Reason, _ rows: Passed, _ nowMillis: Int64) -> Bool {
+        switch reason {
+        case .backoff: return rows.dueAt <= nowMillis
+        case .held(let key): return holds[key] == nil
+        }
+    }
+
+    private func remember(_ reason: Reason, _ rows: Passed) {
+        var had = passed[reason] ?? Passed()
+        for p in had.from.indices { had.from[p] = min(had.from[p], rows.from[p]) }
+        had.dueAt = min(had.dueAt, rows.dueAt)
+        passed[reason] = had
+    }
 
     /// Ends the lease on these rows (after their outcome was committed, or to
-    /// give them back); rows still queued are read again, oldest first.
+    /// give them back); rows still queued are read again, oldest first: at
+    /// once, or for the rows of a held key when its hold ends.
     public func release(_ messages: [SpoolMessage]) {
-        shared.leases.withLock { $0.release(messages.lazy.map(\.seq)) }
+        if let key = messages.first?.writeKey, let probe = probes[key], messages.contains(where: { probe.seqs.contains($0.seq) }) {
+            probes[key] = nil
+            if holds[key] != nil {  // refused again: its rows stay passed over until the new hold ends
+                let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map(\.seq), rewind: false), t.leasedThrough) }
+                var rows = Passed(from: probe.from)
+                if let lowest { for p in cursor.indices where cursor[p] >= lowest { rows.from[p] = min(rows.from[p], lowest) } }
+                remember(.held(key), rows)
+            } else {  // taken (or given back unsent): read all its rows again
+                shared.leases.withLock { t in
+                    t.release(messages.lazy.map(\.seq))
+                    for p in probe.from.indices where probe.from[p] != .max { t.rewind(priority: p, below: probe.from[p]) }
+                }
+            }
+        } else if let key = messages.first?.writeKey, holds[key] != nil, messages.allSatisfy({ $0.writeKey == key }) {
+            let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map(\.seq), rewind: false), t.leasedThrough) }
+            guard let lowest else { return }
+            var rows = Passed()
+            for p in cursor.indices where cursor[p] >= lowest { rows.from[p] = lowest }
+            remember(.held(key), rows)
+        } else {
+            shared.leases.withLock { $0.release(messages.lazy.map(\.seq)) }
+        }
     }
 
 }

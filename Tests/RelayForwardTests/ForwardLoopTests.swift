@@ -391,6 +391,24 @@ final class Captured<T: Sendable>: Sendable {
         #expect(h.queue.snapshot.acknowledged.count == 3)
     }
 
+    /// A reload that gives the relay its own key ends the holds on apps'
+    /// refused keys: their calls go at once, with the relay's key; only the
+    /// batch that was refused waits out its retry.
+    @Test func aReloadThatSetsTheRelaysKeyEndsTheHoldsOnAppsKeys() async throws {
+        let appKeys = Harness.options { $0.maxBatchCount = 10 }
+        let ownKey = Harness.options { $0.maxBatchCount = 10; $0.writeKey = "relay-key" }
+        let h = Harness(appKeys, inFlight: 1, stopAtMillis: 70_000) { $0.writeKey == "wrong" ? Harness.status(401) : Harness.status(200) }
+        for i in 0..<30 { h.queue.add("m\(i)", key: "wrong") }
+        h.clock.at(5_000) { h.forwarder.reload(ownKey) }
+        let early = Captured<Int>()
+        h.clock.at(7_000) { early.set(h.queue.snapshot.acknowledged.count) }
+        try await h.run()
+
+        #expect(early.value == 20, "the held calls went after the reload, not after the 60 s retry")
+        #expect(h.queue.snapshot.acknowledged.count == 30, "and the refused batch at its retry")
+        #expect(h.upstream.requests.filter { $0.writeKey == "wrong" }.count == 1)
+    }
+
     @Test func aReloadWithTheRightURLEndsAConfigurationPauseAtOnce() async throws {
         let wrong = Harness.options { $0.upstream = "http://127.0.0.1:9/wrong" }
         let right = Harness.options()

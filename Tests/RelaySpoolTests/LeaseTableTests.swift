@@ -38,26 +38,22 @@ import Testing
         #expect(table.leasedThrough[0] == 1)
     }
 
-    @Test func rowsNotDueThatTheCursorPassedAreReadAgainWhenTheFirstIsDue() {
+    @Test func aRewindMovesTheCursorBackBelowRowsPassedOver() {
         var table = LeaseTable()
-        // Rows 1-10 in backoff (the first due at 5,000), 11 leased: the cursor passes them all.
-        _ = table.endRead(leasing: [11], start: table.beginRead(committedBeforeRead: 0, nowMillis: 1_000), runs: [(0, 11)],
-                          passed: [(0, 1, 5_000)])
+        _ = table.endRead(leasing: [11], start: table.beginRead(committedBeforeRead: 0), runs: [(0, 11)])
         #expect(table.leasedThrough[0] == 11)
-        #expect(table.beginRead(committedBeforeRead: 0, nowMillis: 4_999).after[0] == 11, "not due yet: read on from 11")
+        table.rewind(priority: 0, below: 4)
+        #expect(table.beginRead(committedBeforeRead: 0).after[0] == 3)
         _ = table.endRead(leasing: [])
-        #expect(table.beginRead(committedBeforeRead: 0, nowMillis: 5_000).after[0] == 0, "due: read again from row 1")
-        _ = table.endRead(leasing: [])
-        #expect(table.deferred[0] == nil, "forgotten once read again: a read that passes them again remembers them anew")
+        table.rewind(priority: 0, below: 8)
+        #expect(table.leasedThrough[0] == 3, "never forward")
     }
 
-    @Test func rowsNotDueBeyondWhereTheCursorStoppedAreNotRemembered() {
+    @Test func aReleaseWithoutRewindEndsTheLeaseAndLeavesTheCursor() {
         var table = LeaseTable()
-        table.claimForRemoval([(seq: 2, bytes: 1)], byCommit: 1)
-        let start = table.beginRead(committedBeforeRead: 0)
-        // Row 3 not due, but row 2 was claimed for removal during the read: the cursor stops at 1.
-        _ = table.endRead(leasing: [1, 2], start: start, runs: [(0, 3)], passed: [(0, 3, 9_000)])
-        #expect(table.leasedThrough[0] == 1)
-        #expect(table.deferred[0] == nil, "row 3 is read again anyway")
+        _ = table.endRead(leasing: [1, 2, 3], start: table.beginRead(committedBeforeRead: 0), runs: [(0, 3)])
+        #expect(table.release([2, 3], rewind: false) == 2, "the lowest passed: the caller remembers it")
+        #expect(table.leased == [1] && table.leasedThrough[0] == 3)
+        #expect(table.release([1], removed: true) == nil)
     }
 }

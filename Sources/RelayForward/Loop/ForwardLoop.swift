@@ -80,6 +80,7 @@ struct ForwardLoop {
         self.breaker = CircuitBreaker(policy: options.backoff)
         self.spoolBreaker = CircuitBreaker(policy: options.backoff)
         self.upstreamURL = options.batchURL
+        self.credentials = Credentials(writeKey: options.writeKey, retryMillis: options.credentialRetryMillis)
     }
 
     /// Runs until cancelled (or the clock throws); acknowledges what the
@@ -149,15 +150,28 @@ struct ForwardLoop {
             }
             if round.isEmpty {
                 await acknowledgeNow()
-                try await clock.sleep(millis: batcher.nextWakeMillis(nowMillis: now))
+                if queue.moreToRead {
+                    await Task.yield()  // the read stopped at its bound on rows not due: read on
+                } else {
+                    try await clock.sleep(millis: batcher.nextWakeMillis(nowMillis: now))
+                }
                 continue
             }
             try await deliver(round, options: options)
         }
     }
 
+    /// What an app key's hold was decided under: the relay's own key and how long refused keys wait.
+    private struct Credentials: Equatable { var writeKey: String?; var retryMillis: Int64 }
+    private var credentials: Credentials
+
     /// Settings that a reload may have changed.
     private mutating func apply(_ options: ForwarderOptions) {
+        let now = Credentials(writeKey: options.writeKey, retryMillis: options.credentialRetryMillis)
+        if now != credentials {
+            credentials = now
+            queue.releaseHolds()  // apps' refused keys are tried again under the new settings
+        }
         if options.batchURL != upstreamURL {
             upstreamURL = options.batchURL
             breaker = CircuitBreaker(policy: options.backoff)

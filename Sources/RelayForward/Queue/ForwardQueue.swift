@@ -36,15 +36,22 @@ public protocol ForwardQueue {
     /// Sending failed in a way worth retrying: keep them, due again at `nextAttemptAtMillis`.
     func scheduleRetry(_ messages: [SpoolMessage], error: String, nextAttemptAtMillis: Int64, nowMillis: Int64) async throws
     /// The upstream refuses this write key: its messages are not due until
-    /// `untilMillis` (in memory; others' messages go meanwhile).
+    /// `untilMillis` (in memory; others' messages go meanwhile). When it
+    /// ends, one batch of them is tried before the rest are leased again.
     func hold(writeKey: String, untilMillis: Int64)
+    /// Ends every hold now: the relay's credentials settings changed.
+    func releaseHolds()
     /// The upstream will never take these: move them to dead letters.
     func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws
     /// How many messages are queued, when the queue knows it without a
     /// query (for the log line that says delivery recovered); nil otherwise.
     var queuedMessages: Int64? { get }
+    /// The last lease came back empty only because it stopped at its bound
+    /// on messages not due: leasing again at once may find due ones.
+    var moreToRead: Bool { get }
 }
 
 extension ForwardQueue {
     public var queuedMessages: Int64? { nil }
+    public var moreToRead: Bool { false }
 }

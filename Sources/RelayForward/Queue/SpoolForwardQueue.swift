@@ -40,6 +40,12 @@ public final class SpoolForwardQueue: ForwardQueue {
         reader.hold(writeKey: writeKey, untilMillis: untilMillis)
     }
 
+    public func releaseHolds() {
+        reader.releaseHolds()
+    }
+
+    public var moreToRead: Bool { reader.moreToRead }
+
     /// The spool's in-memory count (exact as of its last commit).
     public var queuedMessages: Int64? { spool.stats.depth }
 

@@ -16,19 +16,15 @@
 //   under way or the one under way started past it. So the marks stay few
 //   even while the forwarder does not read (paused, backing off).
 // - The read cursor (`leasedThrough`, per priority): every row at or below
-//   it is leased, gone, or deferred. A read moves it forward only over rows
-//   that were leased when it began, that it leased itself, or that were not
-//   due (in backoff, or their write key held), and only if no row went back
-//   to the queue meanwhile (`cursorMoves`); releasing a row that is still
-//   queued moves it back below that row. Removed rows need not move it.
-//   This relies on a seq never being used twice (the outbox's AUTOINCREMENT):
-//   a new row always lands past every cursor.
-// - `deferred` (per priority) covers every row the cursor passed that was not
-//   due: at most its lowest seq, at most its earliest due time. The first
-//   read at or after that time moves the cursor back below it, so a row
-//   passed over is read again once it may be due, and a long run of rows
-//   not due (an app whose key the upstream refuses, with a million calls
-//   queued) is stepped over once, not at every read.
+//   it is leased, gone, or passed over while not due (in backoff, or its
+//   write key held), which the reader remembers and rewinds to (`rewind`)
+//   once they may be due. A read moves it forward only over such rows and
+//   rows that were leased when it began or that it leased itself, and only
+//   if no row went back to the queue meanwhile (`cursorMoves`); releasing a
+//   row that is still queued moves it back below that row, unless the reader
+//   takes it as passed over (`release(_:rewind: false)`). Removed rows need
+//   not move it. This relies on a seq never being used twice (the outbox's
+//   AUTOINCREMENT): a new row always lands past every cursor.
 
 /// The in-flight rows and the rows being removed.
 struct LeaseTable {
@@ -44,10 +40,6 @@ struct LeaseTable {
     /// cursor had passed it: a read that saw the row leased at its start must
     /// not move the cursor over it once it is back in the queue.
     private var cursorMoves = 0
-    /// Per priority: the rows not due that the cursor passed over, as the
-    /// lowest seq among them and the earliest time one may be due.
-    private(set) var deferred: [(from: Int64, dueAt: Int64)?] = [nil, nil]
-
     /// What a read starts from.
     struct ReadStart {
         /// Rows to skip: leased or being removed.
@@ -61,18 +53,20 @@ struct LeaseTable {
 
     /// A read starts: returns the rows it must skip and where to read from,
     /// forgetting the marks of rows whose removal committed before
-    /// `committedBeforeRead`. A cursor that passed rows which may be due by
-    /// `nowMillis` moves back below them.
-    mutating func beginRead(committedBeforeRead: Int64, nowMillis: Int64 = .max) -> ReadStart {
+    /// `committedBeforeRead`.
+    mutating func beginRead(committedBeforeRead: Int64) -> ReadStart {
         readSince = committedBeforeRead
         forget(upTo: committedBeforeRead)
-        for p in deferred.indices {
-            guard let d = deferred[p], d.dueAt <= nowMillis else { continue }
-            leasedThrough[p] = min(leasedThrough[p], d.from - 1)
-            deferred[p] = nil
-        }
         return ReadStart(unavailable: removing.isEmpty ? leased : leased.union(removing.keys), leased: leased,
                          after: leasedThrough, cursorMoves: cursorMoves)
+    }
+
+    /// Moves the cursor of `priority` back below `seq`: rows passed over
+    /// there may be due now.
+    mutating func rewind(priority: Int, below seq: Int64) {
+        guard leasedThrough[priority] >= seq else { return }
+        leasedThrough[priority] = seq - 1
+        cursorMoves += 1
     }
 
     /// The read ends: leases what is still free of `seqs` and returns the
@@ -80,11 +74,7 @@ struct LeaseTable {
     /// of the leading run of rows that were leased or are in `seqs`: the
     /// cursor moves there (short of a refused row) unless a release moved
     /// it back since `start`. Without `start` (a failed read) it stays.
-    /// `passed` are, per priority, the rows not due in those runs (the
-    /// lowest seq, the earliest due time): kept in `deferred` when the cursor
-    /// moves over them.
-    mutating func endRead(leasing seqs: [Int64], start: ReadStart? = nil, runs: [(priority: Int, through: Int64)] = [],
-                          passed: [(priority: Int, from: Int64, dueAt: Int64)] = []) -> Set<Int64> {
+    mutating func endRead(leasing seqs: [Int64], start: ReadStart? = nil, runs: [(priority: Int, through: Int64)] = []) -> Set<Int64> {
         readSince = nil
         var refused: Set<Int64> = []
         for seq in seqs {
@@ -93,22 +83,23 @@ struct LeaseTable {
         if let start, start.cursorMoves == cursorMoves {
             let firstRefused = refused.min() ?? .max
             for run in runs { leasedThrough[run.priority] = max(leasedThrough[run.priority], min(run.through, firstRefused - 1)) }
-            for d in passed where d.from <= leasedThrough[d.priority] {
-                let had = deferred[d.priority]
-                deferred[d.priority] = (min(had?.from ?? .max, d.from), min(had?.dueAt ?? .max, d.dueAt))
-            }
         }
         return refused
     }
 
     /// Ends these leases. Rows still queued (`removed` false: retried or
-    /// given back) will be read again: the cursor moves back below them.
-    mutating func release(_ seqs: some Sequence<Int64>, removed: Bool = false) {
+    /// given back) will be read again: the cursor moves back below them,
+    /// unless `rewind` is false (the caller rewinds when they may be due).
+    /// Returns the lowest of them still queued that a cursor had passed.
+    @discardableResult
+    mutating func release(_ seqs: some Sequence<Int64>, removed: Bool = false, rewind: Bool = true) -> Int64? {
         var lowest: Int64?
         for seq in seqs where leased.remove(seq) != nil { lowest = min(lowest ?? seq, seq) }
-        guard !removed, let lowest else { return }
-        for p in leasedThrough.indices where leasedThrough[p] >= lowest { leasedThrough[p] = lowest - 1 }
+        guard !removed, let lowest else { return nil }
         cursorMoves += 1
+        guard leasedThrough.contains(where: { $0 >= lowest }) else { return nil }
+        if rewind { for p in leasedThrough.indices where leasedThrough[p] >= lowest { leasedThrough[p] = lowest - 1 } }
+        return lowest
     }
 
     /// Marks for removal by commit `commit` those of `rows` that are not

@@ -75,6 +75,10 @@ final class InMemoryQueue: ForwardQueue, Sendable {
         state.withLock { $0.holds[writeKey] = max($0.holds[writeKey] ?? .min, untilMillis) }
     }
 
+    func releaseHolds() {
+        state.withLock { $0.holds.removeAll() }
+    }
+
     func release(_ messages: [SpoolMessage]) {
         state.withLock { s in
             for m in messages where s.leased.remove(m.seq) == nil { s.violations.append("release of unleased \(m.messageID)") }
