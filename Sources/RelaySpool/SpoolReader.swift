@@ -47,6 +47,8 @@ public final class SpoolReader {
     /// passed over start, and the probe's rows.
     private struct Probe { var from: [Int64]; var seqs: Set<Int64> }
     private var probes: [String: Probe] = [:]
+    /// The rows of each probe out (for tests).
+    var probeSeqs: [String: Set<Int64>] { probes.mapValues(\.seqs) }
     /// The last lease came back empty only because it stopped at its bound on
     /// rows not due, after moving the cursor: leasing again at once may find due ones.
     public private(set) var moreToRead = false
@@ -94,8 +96,9 @@ public final class SpoolReader {
             for p in rows.from.indices where rows.from[p] != .max { rewinds.append((p, rows.from[p])) }
         }
         // Only when nothing else is read again: those rows may be older (the next lease probes).
-        if let key = probing, rewinds.isEmpty, let rows = passed.removeValue(forKey: .held(key)) {
-            let probe = try probe(key, from: rows.from, nowMillis: nowMillis, maxCount: maxCount, maxBytes: maxBytes)
+        if let key = probing, rewinds.isEmpty, let rows = passed[.held(key)] {
+            let probe = try probe(key, from: rows.from, nowMillis: nowMillis, maxCount: maxCount, maxBytes: maxBytes)  // kept if it throws
+            passed[.held(key)] = nil
             if !probe.isEmpty {
                 probes[key] = Probe(from: rows.from, seqs: Set(probe.map(\.seq)))
                 return probe
@@ -128,8 +131,8 @@ public final class SpoolReader {
                 while try rows.step() {
                     let seq = rows.int64(0)
                     let backoff = rows.int64(6)
-                    var held: String?
-                    if backoff <= nowMillis, !holds.isEmpty, let k = rows.string(2), holds[k] != nil { held = k }
+                    var held: String?  // before the backoff: a held row waits for the hold's end (and its probe)
+                    if !holds.isEmpty, let k = rows.string(2), holds[k] != nil { held = k }
                     if backoff > nowMillis || held != nil {  // not due: passed over, and remembered if the cursor moves past it
                         if !start.unavailable.contains(seq) {
                             if inRun {
@@ -273,7 +276,20 @@ public final class SpoolReader {
     /// give them back); rows still queued are read again, oldest first: at
     /// once, or for the rows of a held key when its hold ends.
     public func release(_ messages: [SpoolMessage]) {
-        if let key = messages.first?.writeKey, let probe = probes[key], messages.contains(where: { probe.seqs.contains($0.seq) }) {
+        guard let first = messages.first else { return }
+        // A round's batches may come back together (one acknowledgement): each key on its own.
+        if messages.contains(where: { $0.writeKey != first.writeKey }) {
+            var keys: [String] = []
+            var byKey: [String: [SpoolMessage]] = [:]
+            for m in messages {
+                if byKey[m.writeKey] == nil { keys.append(m.writeKey) }
+                byKey[m.writeKey, default: []].append(m)
+            }
+            for key in keys { release(byKey[key]!) }
+            return
+        }
+        let key = first.writeKey
+        if let probe = probes[key], messages.contains(where: { probe.seqs.contains($0.seq) }) {
             probes[key] = nil
             if holds[key] != nil {  // refused again: its rows stay passed over until the new hold ends
                 let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map(\.seq), rewind: false), t.leasedThrough) }
@@ -286,7 +302,7 @@ public final class SpoolReader {
                     for p in probe.from.indices where probe.from[p] != .max { t.rewind(priority: p, below: probe.from[p]) }
                 }
             }
-        } else if let key = messages.first?.writeKey, holds[key] != nil, messages.allSatisfy({ $0.writeKey == key }) {
+        } else if holds[key] != nil {
             let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map(\.seq), rewind: false), t.leasedThrough) }
             guard let lowest else { return }
             var rows = Passed()

@@ -30,13 +30,12 @@ struct SplitMix: RandomNumberGenerator {
         var now: Int64 = 2_000
         var n = 0
         let keys = ["a", "b", "c", "d"]
-        var everHeld: Set<String> = []
-        // Due: not gone, not leased, its backoff and its key's hold over; and, for a key
-        // that was held, no batch of it out: after a hold, one batch of the key is tried
-        // before the rest of its rows are read again.
+        // Due: not gone, not leased, its backoff and its key's hold over, and no probe of
+        // its key out: when a hold ends, one batch of the key is tried before the rest of
+        // its rows are read again.
         func due(_ r: Row, _ t: Int64) -> Bool {
             !r.gone && !r.leased && r.next <= t && (holds[r.key] ?? .min) <= t
-                && !(everHeld.contains(r.key) && leasedBatches.contains { $0.first?.writeKey == r.key })
+                && !(reader.probeSeqs[r.key].map { probe in leasedBatches.contains { $0.contains { probe.contains($0.seq) } } } ?? false)
         }
         for _ in 0..<400 {
             let op = Int.random(in: 0..<100, using: &rng)
@@ -76,18 +75,21 @@ struct SplitMix: RandomNumberGenerator {
                 if Bool.random(using: &rng) {
                     reader.hold(writeKey: b[0].writeKey, untilMillis: next)
                     holds[b[0].writeKey] = max(holds[b[0].writeKey] ?? .min, next)
-                    everHeld.insert(b[0].writeKey)
                 }
                 reader.release(b); for m in b { rows[m.messageID]!.leased = false; rows[m.messageID]!.next = next }
             case 75..<90:
+                // A round's delivered batches are acknowledged and released together, as the forwarder does.
                 if leasedBatches.isEmpty { continue }
-                let b = leasedBatches.remove(at: Int.random(in: 0..<leasedBatches.count, using: &rng))
+                var b = leasedBatches.remove(at: Int.random(in: 0..<leasedBatches.count, using: &rng))
+                if !leasedBatches.isEmpty && Bool.random(using: &rng) {
+                    b = leasedBatches.remove(at: Int.random(in: 0..<leasedBatches.count, using: &rng)) + b
+                }
                 try await spool.acknowledge(b, atMillis: now)
                 reader.release(b); for m in b { rows[m.messageID]!.leased = false; rows[m.messageID]!.gone = true }
             default:
                 let k = keys.randomElement(using: &rng)!
                 let until = now + Int64.random(in: 0..<5_000, using: &rng)
-                reader.hold(writeKey: k, untilMillis: until); holds[k] = max(holds[k] ?? .min, until); everHeld.insert(k)
+                reader.hold(writeKey: k, untilMillis: until); holds[k] = max(holds[k] ?? .min, until)
             }
             // Every so often: drain at `now`; every row due now must be leased within a bounded number of reads.
             if Int.random(in: 0..<40, using: &rng) == 0 {
@@ -135,6 +137,28 @@ struct SplitMix: RandomNumberGenerator {
         #expect(readsJ1 <= 2, "\(readsJ1) reads")
         let third = try reader.leaseBatch(nowMillis: 600_000, maxCount: 10, maxBytes: 1 << 20)
         #expect(third.map(\.messageID) == (0..<10).map { "k\($0)" }, "and the held rows come back when the new hold ends")
+        await spool.close()
+    }
+
+    /// The probe taken by the upstream in the same round as another app's
+    /// batch (one acknowledgement, one release of both): the rest of the
+    /// key's rows are read again.
+    @Test func aProbeAcknowledgedWithAnotherKeysBatchBringsBackTheRest() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        _ = try await spool.append((0..<50).map { record("k\($0)", key: "K") } + [record("o0", key: "O")])
+        let reader = try spool.makeReader()
+        reader.hold(writeKey: "K", untilMillis: 10_000)
+        let other = try reader.leaseBatch(nowMillis: 3_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(other.map(\.messageID) == ["o0"])
+        let probe = try reader.leaseBatch(nowMillis: 10_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(probe.map(\.messageID) == (0..<10).map { "k\($0)" })
+        try await spool.acknowledge(other + probe, atMillis: 10_000)
+        reader.release(other + probe)
+        var rest: [String] = []
+        for _ in 0..<10 { rest += try reader.leaseBatch(nowMillis: 10_100, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) }
+        #expect(rest == (10..<50).map { "k\($0)" })
+        #expect(reader.probeSeqs.isEmpty)
         await spool.close()
     }
 
