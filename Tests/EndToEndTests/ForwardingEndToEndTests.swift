@@ -185,6 +185,13 @@ import Testing
         #expect(running.out.contains("4 queued"), "\(running.out)")
         let runningJSON = try cli(["status", "--config", config, "--json"], env: env)
         #expect((try? JSONSerialization.jsonObject(with: Data(runningJSON.out.utf8))) is [String: Any])
+        // The operator breaks the file while the relay runs: status still finds it, and says what is wrong.
+        let good = try String(contentsOfFile: config, encoding: .utf8)
+        try (good + "\n[upstream\n").write(toFile: config, atomically: true, encoding: .utf8)
+        let broken = try cli(["status", "--config", config], env: env)
+        #expect(broken.status == 0 && broken.out.contains("4 queued"), "\(broken.out)")
+        #expect(broken.out.contains("the configuration does not load") && broken.out.contains("TOML syntax error"), "\(broken.out)")
+        try good.write(toFile: config, atomically: true, encoding: .utf8)
         relay.stop()
 
         let stats = try cli(["spool", "stats", "--spool", relay.spoolPath, "--json"])

@@ -57,6 +57,25 @@ extension RelayConfig {
         return config
     }
 
+    /// The `[listen]` section alone of the file `locate` reads, with the
+    /// environment applied: how `status` finds a running relay when the
+    /// whole file does not load (an edit in progress). Nil when there is no
+    /// file or that section does not load either.
+    public static func locateListeners(flag: String?, environment: [String: String]) -> RelayConfig? {
+        let named = flag ?? environment[fileVariable].flatMap { $0.isEmpty ? nil : $0 }
+        guard let path = named ?? (FileManager.default.fileExists(atPath: defaultPath) ? defaultPath : nil),
+              let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        var inListen = false
+        let listenOnly = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasPrefix("[") { inListen = trimmed.hasPrefix("[listen]") }
+            return inListen ? line : ""  // the other lines blank: line numbers stay the file's
+        }.joined(separator: "\n")
+        guard var config = try? parse(toml: listenOnly, path: path) else { return nil }
+        config.applyEnvironment(environment)
+        return config
+    }
+
     /// Where the values came from, as `check-config` says it.
     public var sourceFinding: ConfigFinding {
         if let source { return ConfigFinding(.ok, "config", "read \(source.path)") }

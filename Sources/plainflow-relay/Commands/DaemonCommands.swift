@@ -50,6 +50,30 @@ struct DaemonClient {
     }
 }
 
+extension ConfigOptions {
+    /// The settings to reach the daemon by, and the configuration's problem
+    /// when it does not load: an operator may have broken the file while the
+    /// daemon runs on the one it loaded, and `status` must still find it (by
+    /// the file's `[listen]` section when that loads, else the defaults; the
+    /// PLAINFLOW_RELAY_* variables apply to both).
+    func daemonSettings() throws -> (settings: ResolvedSettings, problem: ConfigError?) {
+        do {
+            return (try load().resolve(), nil)
+        } catch let problem as ConfigError {
+            let environment = ProcessInfo.processInfo.environment
+            var fallback = RelayConfig()
+            if let found = (try? load()) ?? RelayConfig.locateListeners(flag: config, environment: environment) {
+                fallback.listen = found.listen
+                fallback.source = found.source
+            } else {
+                fallback.applyEnvironment(environment)
+            }
+            guard let settings = try? fallback.resolve() else { throw problem }
+            return (settings, problem)
+        }
+    }
+}
+
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The running daemon's view: listeners, spool, upstream.",
@@ -58,11 +82,12 @@ struct Status: AsyncParsableCommand {
     @Flag(help: "Print JSON: /v1/status; when the relay is not running, the error object with the spool file's counts: {\"ok\": false, \"code\": \"not_running\", \"message\", \"errors\", \"exit_code\", \"spool\"}.") var json = false
 
     func run() async throws {
-        let settings = try configOptions.load().resolve()
+        let (settings, problem) = try configOptions.daemonSettings()
         let client = DaemonClient(settings: settings)
         let outcome = await client.request("/v1/status")
         guard case .response(200, _, let body) = outcome,
               let doc = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
+            if let problem { throw problem }
             let message = client.notRunning(outcome)
             let path = settings.spool.path
             let stats = try? SpoolAdmin(path: path).stats()
@@ -79,6 +104,10 @@ struct Status: AsyncParsableCommand {
                 }
             }
             throw ExitCode(Exit.notRunning)
+        }
+        if let problem {
+            FileHandle.standardError.write(Data(("warning: the configuration does not load; the running relay was found at \(client.target) by the file's [listen] "
+                + "section or the defaults, and keeps the configuration it loaded until the file is fixed and reloaded (check-config lists what to fix):\n\(problem)\n").utf8))
         }
         if json { print(body); return }
         let spool = doc["spool"] as? [String: Any] ?? [:]
