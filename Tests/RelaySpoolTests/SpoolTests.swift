@@ -18,6 +18,18 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
                 payload: Array(#"{"message_id":"\#(id)","pad":"\#(String(repeating: "x", count: max(0, size - 30)))"}"#.utf8))
 }
 
+extension SpoolReader {
+    /// Leases batches until one is not empty (at most 100 reads): what it
+    /// found, and how many reads that took.
+    func leaseFirst(nowMillis: Int64, maxCount: Int = 10) throws -> (batch: [SpoolMessage], reads: Int) {
+        for reads in 1...100 {
+            let batch = try leaseBatch(nowMillis: nowMillis, maxCount: maxCount, maxBytes: 1 << 20)
+            if !batch.isEmpty { return (batch, reads) }
+        }
+        return ([], 100)
+    }
+}
+
 @Suite struct SpoolTests {
     @Test func appendedMessagesAreLeasedOldestFirstWithTheirPayload() async throws {
         let dir = TempDir()
@@ -135,12 +147,7 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
         reader.release(refused)
         reader.hold(writeKey: "refused", untilMillis: 300_000)
 
-        var reads = 0
-        var found: [SpoolMessage] = []
-        while found.isEmpty && reads < 100 {
-            reads += 1
-            found = try reader.leaseBatch(nowMillis: 3_000, maxCount: 10, maxBytes: 1 << 20)
-        }
+        let (found, reads) = try reader.leaseFirst(nowMillis: 3_000)
         #expect(found.map(\.messageID) == ["j0"], "the other app's call, and none of the held ones")
         #expect(reads <= 5_000 / 400 + 1, "400 rows not due stepped over a read, and each read goes on where the last stopped: \(reads) reads")
         try await spool.acknowledge(found, atMillis: 3_000)
