@@ -73,6 +73,16 @@ import RelaySpool
         }
     }
 
+    @Test func aSuggestionIsMadeOnlyWhenItIsTheOneLikelyKey() {
+        #expect(RelayConfig.suggestion(for: ["spool", "max_byte"]) == "spool.max_bytes")
+        #expect(RelayConfig.suggestion(for: ["upstrem"]) == "upstream")
+        #expect(RelayConfig.suggestion(for: ["listen", "write_key"]) == "upstream.write_key", "the same name in another section")
+        #expect(RelayConfig.suggestion(for: ["upstream", "max_message_bytes"]) == "limits.max_message_bytes")
+        #expect(RelayConfig.suggestion(for: ["upstream", "max_age_days"]) == nil, "max_age_hours counts in other units: 7 would be 7 hours")
+        #expect(RelayConfig.suggestion(for: ["upstream", "retry_max_ms"]) == nil, "retry_base_ms and retry_cap_ms are both as likely")
+        #expect(RelayConfig.suggestion(for: ["spool", "frobnicate"]) == nil)
+    }
+
     @Test func everyFieldHasAnExpectedTypeForMessages() {
         #expect(RelayConfig.expectedType("listen.tcp") == "a string")
         #expect(RelayConfig.expectedType("listen.allow_remote") == "true or false")

@@ -113,17 +113,31 @@ extension RelayConfig {
     }
 
     /// The known key an unknown one was most likely meant to be: the same
-    /// words in another order, or at most two letters off.
+    /// name in another section, else the one key of its section at most two
+    /// letters off or with the same words in another order, and never one
+    /// that counts in other units (`max_age_days` is not `max_age_hours`).
     static func suggestion(for key: [String]) -> String? {
-        guard key.count == 1 || key.count == 2, let known = fields(of: key.count == 2 ? key[0] : nil) else { return nil }
-        let name = key.last!, words = Set(name.split(separator: "_"))
-        let best = known.compactMap(\.label).filter { $0 != "source" }.map { candidate -> (String, Int) in
+        guard key.count == 1 || key.count == 2, let name = key.last else { return nil }
+        if key.count == 2 {
+            let elsewhere = ["listen", "upstream", "spool", "limits", "log"].filter { section in
+                section != key[0] && (fields(of: section)?.contains { $0.label == name } ?? false)
+            }
+            if elsewhere.count == 1 { return "\(elsewhere[0]).\(name)" }
+        }
+        guard let known = fields(of: key.count == 2 ? key[0] : nil) else { return nil }
+        let units = ["ms", "second", "minute", "hour", "day", "byte", "mb", "kb", "gb"]
+        func unit(_ s: String) -> String? {  // the last word when it is a unit, singular
+            guard var last = s.split(separator: "_").last.map(String.init) else { return nil }
+            if last != "ms" && last.hasSuffix("s") { last.removeLast() }
+            return units.contains(last) ? last : nil
+        }
+        let words = Set(name.split(separator: "_"))
+        let close = known.compactMap(\.label).filter { $0 != "source" && unit($0) == unit(name) }.filter { candidate in
             let shared = words.intersection(candidate.split(separator: "_")).count
-            let score = shared >= 2 && abs(words.count - shared) <= 1 ? 1 : editDistance(Array(name.utf8), Array(candidate.utf8))
-            return (candidate, score)
-        }.min { $0.1 < $1.1 }
-        guard let best, best.1 <= 2 else { return nil }
-        return (key.dropLast() + [best.0]).joined(separator: ".")
+            return (shared >= 2 && abs(words.count - shared) <= 1) || editDistance(Array(name.utf8), Array(candidate.utf8)) <= 2
+        }
+        guard close.count == 1 else { return nil }  // none, or several as likely: no guess
+        return (key.dropLast() + [close[0]]).joined(separator: ".")
     }
 
     private static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {

@@ -170,7 +170,8 @@ struct ForwardLoop {
         let now = Credentials(writeKey: options.writeKey, retryMillis: options.credentialRetryMillis)
         if now != credentials {
             credentials = now
-            queue.releaseHolds()  // apps' refused keys are tried again under the new settings
+            queue.releaseHolds()  // apps' refused keys are tried again under the new settings,
+            staleBackoffs = true  // the batches refused with them too
         }
         if options.batchURL != upstreamURL {
             upstreamURL = options.batchURL
