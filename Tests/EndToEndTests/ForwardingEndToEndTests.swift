@@ -191,8 +191,14 @@ import Testing
         let broken = try cli(["status", "--config", config], env: env)
         #expect(broken.status == 0 && broken.out.contains("4 queued"), "\(broken.out)")
         #expect(broken.out.contains("the configuration does not load") && broken.out.contains("TOML syntax error"), "\(broken.out)")
-        try good.write(toFile: config, atomically: true, encoding: .utf8)
+        let brokenJSON = try cli(["status", "--config", config, "--json"], env: env)
+        let brokenDoc = (try? JSONSerialization.jsonObject(with: Data(brokenJSON.stdout.utf8))) as? [String: Any]
+        #expect((brokenDoc?["config"] as? [String: Any])?["loads"] as? Bool == false, "monitoring reads stdout: \(brokenJSON.out)")
         relay.stop()
+        let brokenStopped = try cli(["status", "--config", config], env: env)
+        #expect(brokenStopped.status == 3 && brokenStopped.out.contains("not running") && brokenStopped.out.contains("TOML syntax error"),
+                "stopped is said first, then what to fix: \(brokenStopped.out)")
+        try good.write(toFile: config, atomically: true, encoding: .utf8)
 
         let stats = try cli(["spool", "stats", "--spool", relay.spoolPath, "--json"])
         #expect(stats.status == 0)

@@ -56,20 +56,23 @@ extension ConfigOptions {
     /// daemon runs on the one it loaded, and `status` must still find it (by
     /// the file's `[listen]` section when that loads, else the defaults; the
     /// PLAINFLOW_RELAY_* variables apply to both).
-    func daemonSettings() throws -> (settings: ResolvedSettings, problem: ConfigError?) {
+    /// `listenersKnown` is false when the file's `[listen]` section itself
+    /// does not load: the relay may then run where the defaults do not look.
+    func daemonSettings() throws -> (settings: ResolvedSettings, problem: ConfigError?, listenersKnown: Bool) {
         do {
-            return (try load().resolve(), nil)
+            return (try load().resolve(), nil, true)
         } catch let problem as ConfigError {
             let environment = ProcessInfo.processInfo.environment
             var fallback = RelayConfig()
-            if let found = (try? load()) ?? RelayConfig.locateListeners(flag: config, environment: environment) {
+            let found = (try? load()) ?? RelayConfig.locateListeners(flag: config, environment: environment)
+            if let found {
                 fallback.listen = found.listen
                 fallback.source = found.source
             } else {
                 fallback.applyEnvironment(environment)
             }
             guard let settings = try? fallback.resolve() else { throw problem }
-            return (settings, problem)
+            return (settings, problem, found != nil)
         }
     }
 }
@@ -79,26 +82,32 @@ struct Status: AsyncParsableCommand {
         abstract: "The running daemon's view: listeners, spool, upstream.",
         discussion: "Exit 3 when the relay is not running (then it shows the spool file's counts, if it can read it).")
     @OptionGroup var configOptions: ConfigOptions
-    @Flag(help: "Print JSON: /v1/status; when the relay is not running, the error object with the spool file's counts: {\"ok\": false, \"code\": \"not_running\", \"message\", \"errors\", \"exit_code\", \"spool\"}.") var json = false
+    @Flag(help: "Print JSON: /v1/status (with \"config\": {\"loads\": false, \"errors\"} when the file does not load); when the relay is not running, the error object with the spool file's counts: {\"ok\": false, \"code\": \"not_running\", \"message\", \"errors\", \"exit_code\", \"spool\"}.") var json = false
 
     func run() async throws {
-        let (settings, problem) = try configOptions.daemonSettings()
+        let (settings, problem, listenersKnown) = try configOptions.daemonSettings()
         let client = DaemonClient(settings: settings)
         let outcome = await client.request("/v1/status")
         guard case .response(200, _, let body) = outcome,
               let doc = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
-            if let problem { throw problem }
+            if let problem, !listenersKnown {
+                throw ConfigError("cannot tell whether plainflow-relay is running: nothing answers on \(client.target), and the configuration's [listen] section, which says where it listens, does not load:\n\(problem)")
+            }
             let message = client.notRunning(outcome)
+            let configErrors = problem.map { $0.description.split(separator: "\n").map(String.init) } ?? []
             let path = settings.spool.path
             let stats = try? SpoolAdmin(path: path).stats()
             if json {
                 let spool = stats.map { Telemetry.spoolDocument($0, path: path, maxBytes: settings.spool.maxBytes, nowMillis: Spool.wallClockMillis(), live: false) }
                 printJSON(.object([
                     "ok": .bool(false), "code": .string("not_running"), "message": .string(message),
-                    "errors": .array([.string(message)]), "exit_code": .int(Int64(Exit.notRunning)), "spool": spool ?? .null,
+                    "errors": .array(([message] + configErrors).map { .string($0) }), "exit_code": .int(Int64(Exit.notRunning)), "spool": spool ?? .null,
                 ]))
             } else {
                 printError(message)
+                if let problem {
+                    FileHandle.standardError.write(Data("and the configuration does not load (check-config lists what to fix):\n\(problem)\n".utf8))
+                }
                 if let stats {
                     FileHandle.standardError.write(Data("the spool file \(path): \(count(stats.depth)) queued (\(ByteCount.format(stats.bytes))), \(count(stats.deadLetters, "dead letter"))\n".utf8))
                 }
@@ -109,7 +118,15 @@ struct Status: AsyncParsableCommand {
             FileHandle.standardError.write(Data(("warning: the configuration does not load; the running relay was found at \(client.target) by the file's [listen] "
                 + "section or the defaults, and keeps the configuration it loaded until the file is fixed and reloaded (check-config lists what to fix):\n\(problem)\n").utf8))
         }
-        if json { print(body); return }
+        if json {
+            guard let problem else { print(body); return }
+            // The running relay's view, and that its file does not load (for monitoring, which reads stdout).
+            var withConfig = doc
+            withConfig["config"] = ["loads": false, "errors": problem.description.split(separator: "\n").map(String.init)]
+            let data = (try? JSONSerialization.data(withJSONObject: withConfig, options: [.sortedKeys])) ?? Data(body.utf8)
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
         let spool = doc["spool"] as? [String: Any] ?? [:]
         let upstream = doc["upstream"] as? [String: Any] ?? [:]
         func int(_ d: [String: Any], _ k: String) -> Int64 { (d[k] as? NSNumber)?.int64Value ?? 0 }
