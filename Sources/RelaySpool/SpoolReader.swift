@@ -205,6 +205,11 @@ public final class SpoolReader {
         nextHoldEnd = min(nextHoldEnd, untilMillis)
     }
 
+    /// How many write keys are held at `nowMillis`.
+    public func heldKeys(nowMillis: Int64) -> Int {
+        holds.values.reduce(0) { $0 + ($1 > nowMillis ? 1 : 0) }
+    }
+
     /// Ends every hold now (the credentials changed): the held rows are read again.
     public func releaseHolds() {
         holds.removeAll()

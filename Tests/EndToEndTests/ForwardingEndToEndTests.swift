@@ -78,6 +78,8 @@ import Testing
         }
         #expect(eventually(10) { upstream.delivered.count == 10 }, "the other app's calls go: log:\n\(relay.log)")
         #expect(eventually(5) { ((try? relay.status())?["spool"] as? [String: Any])?["depth"] as? Int == 12_000 }, "the revoked app's calls wait")
+        let upstreamStatus = (try relay.status())["upstream"] as? [String: Any]
+        #expect(upstreamStatus?["app_keys_held"] as? Int == 1, "\(String(describing: upstreamStatus))")
         let tries = upstream.requests.filter { $0.writeKey == "revoked-app" }.count
         #expect(tries <= 3, "one round of the refused key (two batches may be in flight), not one for each of its 120 batches: \(tries)")
     }

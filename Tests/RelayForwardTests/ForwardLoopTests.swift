@@ -323,6 +323,7 @@ final class Captured<T: Sendable>: Sendable {
         let wrongTries = h.upstream.requests.filter { $0.writeKey?.hasPrefix("wrong") == true }.map(\.atMillis)
         #expect(wrongTries.count >= 4 && wrongTries.count <= 8, "each key tried again every 60 s (credential_retry here), not hammered: \(wrongTries)")
         #expect(status.appKeyRefusals == Int64(wrongTries.count) && status.appKeyRefusedAtMillis != nil, "shown in status and metrics")
+        #expect(status.appKeysHeld == 2, "both refused keys held at the end")
         #expect(!logs.messages.contains { $0.message.contains("wrong") || $0.metadata.description.contains("wrong") }, "never the key itself")
         let lines = logs.messages.filter { $0.message.contains("refused the write key an app sent") }
         #expect(Set(lines.compactMap { $0.metadata["message_id"].map { "\($0)" } }) == ["bad-1", "other-bad"], "each app's refusal is told, once a minute")

@@ -55,6 +55,7 @@ final class RelayObserver: Sendable {
     private let deadLetterBytes = Metrics.Gauge(label: "plainflow_spool_dead_letter_bytes")
     private let dedupeIDs = Metrics.Gauge(label: "plainflow_spool_dedupe_ids")
     private let upstreamFailing = Metrics.Gauge(label: "plainflow_upstream_consecutive_failures")
+    private let appKeysHeld = Metrics.Gauge(label: "plainflow_upstream_app_keys_held")
     /// The totals, in the order `metrics()` reads them.
     private static let counterNames = [
         "plainflow_spool_expired_total", "plainflow_spool_dropped_total", "plainflow_spool_commits_total",
@@ -83,6 +84,7 @@ final class RelayObserver: Sendable {
         deadLetterBytes.record(s.deadLetterBytes)
         dedupeIDs.record(s.dedupeIDs)
         upstreamFailing.record(u.consecutiveFailures)
+        appKeysHeld.record(u.appKeysHeld)
         let now = [s.expired, s.dropped, s.commits, u.delivered, u.requests, u.deadLettered, u.appKeyRefusals]
         totals.withLock { last in
             for i in counters.indices where now[i] > last[i] {
@@ -117,6 +119,7 @@ final class RelayObserver: Sendable {
                 "dead_lettered": .int(u.deadLettered),
                 "app_key_refusals": .int(u.appKeyRefusals),
                 "app_key_refused_at_ms": opt(u.appKeyRefusedAtMillis),
+                "app_keys_held": .int(u.appKeysHeld),
             ]),
         ]).encoded()
     }

@@ -136,6 +136,8 @@ struct ForwardLoop {
                 // A sick upstream gets one probe at a time: read one batch for it, not a full round.
                 try batcher.topUp(from: queue, nowMillis: now, dueBy: staleBackoffs ? .max : nil, maxBatches: breaker.state == .closed ? nil : 1)
                 staleBackoffs = false
+                let held = Int64(queue.heldKeys(nowMillis: now))
+                if held != outcomes.status.snapshot.appKeysHeld { outcomes.status.update { $0.appKeysHeld = held } }
             } catch {
                 logger.error("could not read the spool; retrying in a second", metadata: ["error": "\(error)"])
                 await acknowledgeNow()

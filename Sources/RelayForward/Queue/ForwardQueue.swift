@@ -41,6 +41,8 @@ public protocol ForwardQueue {
     func hold(writeKey: String, untilMillis: Int64)
     /// Ends every hold now: the relay's credentials settings changed.
     func releaseHolds()
+    /// How many write keys are held at `nowMillis`.
+    func heldKeys(nowMillis: Int64) -> Int
     /// The upstream will never take these: move them to dead letters.
     func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws
     /// How many messages are queued, when the queue knows it without a

@@ -44,6 +44,10 @@ public final class SpoolForwardQueue: ForwardQueue {
         reader.releaseHolds()
     }
 
+    public func heldKeys(nowMillis: Int64) -> Int {
+        reader.heldKeys(nowMillis: nowMillis)
+    }
+
     public var moreToRead: Bool { reader.moreToRead }
 
     /// The spool's in-memory count (exact as of its last commit).

@@ -146,8 +146,8 @@ struct Status: AsyncParsableCommand {
             if !notes.isEmpty { print("            \(notes.joined(separator: "; "))") }
         }
         if let next = upstream["next_attempt_at_ms"] as? NSNumber, state != "ok" { print("next try:   \(when(next.int64Value))") }
-        if let refusedAt = upstream["app_key_refused_at_ms"] as? NSNumber {
-            print("app keys:   \(count(int(upstream, "app_key_refusals"), "batch", plural: "batches")) held back because the upstream refused the app's own write key, the last \(when(refusedAt.int64Value)); the log names one of their message ids: fix the key in that app")
+        if int(upstream, "app_keys_held") > 0, let refusedAt = upstream["app_key_refused_at_ms"] as? NSNumber {
+            print("app keys:   \(count(int(upstream, "app_keys_held"), "app's write key", plural: "apps' write keys")) refused by the upstream: their calls wait, and one batch tries again every 5 minutes (\(count(int(upstream, "app_key_refusals"), "refusal")), the last \(when(refusedAt.int64Value))); the log names one of their message ids: fix the key in that app")
         }
         if let advice = Self.advice(state) { print("to do:      \(advice)") }
     }

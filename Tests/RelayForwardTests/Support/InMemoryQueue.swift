@@ -79,6 +79,10 @@ final class InMemoryQueue: ForwardQueue, Sendable {
         state.withLock { $0.holds.removeAll() }
     }
 
+    func heldKeys(nowMillis: Int64) -> Int {
+        state.withLock { $0.holds.values.filter { $0 > nowMillis }.count }
+    }
+
     func release(_ messages: [SpoolMessage]) {
         state.withLock { s in
             for m in messages where s.leased.remove(m.seq) == nil { s.violations.append("release of unleased \(m.messageID)") }
