@@ -41,7 +41,7 @@ import RelaySpool
         #expect { try RelayConfig.parse(toml: "[listen]\ntcp = 8787\n", path: "r.toml") } throws: { error in
             "\(error)" == "r.toml:2: listen.tcp: expected a string, found an integer (8787)"
         }
-        #expect { try RelayConfig.parse(toml: "[upstream]\nurl = \"x\"\ngzip = \"yes\"  # on\n", path: "r.toml") } throws: { error in
+        #expect { try RelayConfig.parse(toml: "[upstream]\nurl = \"http://127.0.0.1:1\"\ngzip = \"yes\"  # on\n", path: "r.toml") } throws: { error in
             "\(error)" == #"r.toml:3: upstream.gzip: expected true or false, found a string ("yes")"#
         }
         #expect { try RelayConfig.parse(toml: "[spool]\nmax_bytes = 1.5 # GiB\n", path: "r.toml") } throws: { error in
@@ -71,6 +71,20 @@ import RelaySpool
                 r.toml:8: unknown key "upstrem" (did you mean "upstream"?)
                 """
         }
+    }
+
+    @Test func badValuesAreListedWithTheWrongKeysAndABareWordGetsAQuoteHint() {
+        #expect { try RelayConfig.parse(toml: "[upstream]\nurll = \"x\"\n[spool]\non_full = \"drop\"\n", path: "r.toml") } throws: { error in
+            "\(error)" == #"r.toml:2: unknown key "upstream.urll" (did you mean "upstream.url"?)"# + "\n"
+                + #"r.toml:4: spool.on_full: expected "reject" or "drop_oldest", got "drop""#
+        }
+        #expect { try RelayConfig.parse(toml: "upstream.gzip = \"no\"\n", path: "r.toml") } throws: { error in
+            "\(error)" == "r.toml: upstream.gzip: expected true or false"
+        }
+        #expect { try RelayConfig.parse(toml: "[log]\nlevel = info\n", path: "r.toml") } throws: { error in
+            "\(error)".hasPrefix("r.toml:2:") && "\(error)".hasSuffix(#"(a text value needs quotes: level = "info")"#)
+        }
+        #expect(RelayConfig.quoteHint(line: 1, in: "max_bytes = 12_000 # bytes") == "")
     }
 
     @Test func aSuggestionIsMadeOnlyWhenItIsTheOneLikelyKey() {

@@ -16,20 +16,33 @@ extension RelayConfig {
             // TOMLKit's text spans lines and repeats the position: one line, position first.
             let what = e.description.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty }.joined(separator: " ")
-            throw ConfigError("\(path):\(e.source.begin.line):\(e.source.begin.column): TOML syntax error: \(what)")
+            throw ConfigError("\(path):\(e.source.begin.line):\(e.source.begin.column): TOML syntax error: \(what)\(quoteHint(line: e.source.begin.line, in: text))")
         } catch {
             throw ConfigError("\(path): \(error)")
         }
         // Decode; on an error, note it, take the key out and decode again (each
         // round removes a key, so this ends), until it decodes or an error names no key.
         var problems: [(line: Int, text: String)] = []
-        func note(_ key: String, _ message: String) { problems.append((line(ofKey: key, in: text) ?? 0, message)) }
+        var reported: [String] = []
+        func note(_ key: String, _ message: String) {
+            problems.append((line(ofKey: key, in: text) ?? 0, message))
+            reported.append(key)
+        }
         while true {
             do {
                 var config = try TOMLDecoder(strictDecoding: true).decode(RelayConfig.self, from: table)
-                guard problems.isEmpty else { break }
                 config.source = Source(path: path, text: text)
-                return config
+                guard !problems.isEmpty else { return config }
+                // The values the rest of the file sets are checked too, so that one run lists
+                // everything (but not what only follows from the keys taken out).
+                do { _ = try config.resolve() } catch {
+                    for line in error.description.split(separator: "\n").map(String.init)
+                    where !reported.contains(where: { !$0.isEmpty && line.contains($0) }) {
+                        let number = line.hasPrefix(path + ":") ? Int(line.dropFirst(path.count + 1).prefix { $0.isNumber }) : nil
+                        problems.append((number ?? 0, line))
+                    }
+                }
+                break
             } catch let e as UnexpectedKeysError {
                 for (key, codingPath) in e.keys {
                     var full = codingPath.map(\.stringValue).filter { !$0.isEmpty }
@@ -40,7 +53,7 @@ extension RelayConfig {
                     remove(full, from: table)
                 }
             } catch let e as DecodingError {
-                let (key, message) = describe(e, text: text, path: path)
+                let (key, message) = describe(e, text: text, path: path, present: { contains($0, in: table) })
                 note(key.joined(separator: "."), message)
                 if key.isEmpty || !remove(key, from: table) { break }
             } catch {
@@ -49,6 +62,27 @@ extension RelayConfig {
             }
         }
         throw ConfigError(problems.sorted { $0.line < $1.line }.map(\.text).joined(separator: "\n"))
+    }
+
+    /// Whether `table` holds `key` (a path of table keys).
+    private static func contains(_ key: [String], in table: TOMLTable) -> Bool {
+        guard let first = key.first, table.contains(key: first) else { return false }
+        guard key.count > 1 else { return true }
+        return table[first]?.table.map { contains(Array(key.dropFirst()), in: $0) } ?? false
+    }
+
+    /// ` (a text value needs quotes: key = "value")` when line `n` of `text`
+    /// sets a key to a bare word (`level = info`, `tcp = 127.0.0.1:8787`),
+    /// the usual cause of the TOML parser's harder messages; "" otherwise.
+    static func quoteHint(line n: Int, in text: String) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard n >= 1, n <= lines.count, let eq = lines[n - 1].firstIndex(of: "=") else { return "" }
+        let key = lines[n - 1][..<eq].trimmingCharacters(in: .whitespaces)
+        var value = lines[n - 1][lines[n - 1].index(after: eq)...].trimmingCharacters(in: .whitespaces)
+        if let hash = value.firstIndex(of: "#") { value = value[..<hash].trimmingCharacters(in: .whitespaces) }
+        guard let first = value.first, !"\"'[{".contains(first), !["true", "false", "inf", "nan"].contains(value),
+              Double(value.replacingOccurrences(of: "_", with: "")) == nil else { return "" }
+        return " (a text value needs quotes: \(key) = \"\(value)\")"
     }
 
     /// Takes `key` (a path of table keys) out of `table`: the deepest table
@@ -73,7 +107,7 @@ extension RelayConfig {
     }
 
     /// The key an error is about (as a path) and what to tell the operator.
-    private static func describe(_ e: DecodingError, text: String, path: String) -> (key: [String], message: String) {
+    private static func describe(_ e: DecodingError, text: String, path: String, present: ([String]) -> Bool) -> (key: [String], message: String) {
         // The file's key: TOMLKit repeats some, and goes on into arrays ("Index 0"): the array is the key.
         func keyPath(_ p: [any CodingKey]) -> [String] {
             var parts: [String] = []
@@ -91,7 +125,7 @@ extension RelayConfig {
         case .keyNotFound(let codingKey, let ctx):
             // TOMLKit reports a value of the wrong type as a missing key.
             let parts = keyPath(ctx.codingPath + [codingKey]), key = parts.joined(separator: ".")
-            if line(ofKey: key, in: text) != nil {
+            if line(ofKey: key, in: text) != nil || present(parts) {  // (a dotted key or an inline table has no line of its own here)
                 return (parts, "\(at(key)): \(key): expected \(expectedType(key) ?? "another type")\(found(key, in: text))")
             }
             return ([], "\(path): \(key): required")
