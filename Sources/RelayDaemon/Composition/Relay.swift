@@ -128,8 +128,11 @@ struct ReloadService: Service {
                     if new.ingest.tcpHost != running.ingest.tcpHost || new.ingest.tcpPort != running.ingest.tcpPort
                         || new.ingest.unixPath != running.ingest.unixPath { needRestart.append("listen") }
                     if new.ingest.limits != running.ingest.limits || new.ingest.maxRequestBytes != running.ingest.maxRequestBytes
-                        || new.ingest.acceptedWriteKeys != running.ingest.acceptedWriteKeys
-                        || new.ingest.relayHasWriteKey != running.ingest.relayHasWriteKey { needRestart.append("limits / accepted keys") }
+                        || new.ingest.acceptedWriteKeys != running.ingest.acceptedWriteKeys { needRestart.append("limits / accepted keys") }
+                    if new.ingest.relayHasWriteKey != running.ingest.relayHasWriteKey {
+                        // Forwarding uses the new key at once; whether apps must send one changes at the restart.
+                        needRestart.append("upstream.write_key set or removed (whether apps must send their own key)")
+                    }
                     if new.forward.maxInFlight != running.forward.maxInFlight { needRestart.append("upstream.max_in_flight") }
                     if !needRestart.isEmpty {
                         logger.warning("SIGHUP: some changed settings take effect only after a restart", metadata: ["sections": "\(needRestart.joined(separator: ", "))"])
