@@ -84,6 +84,19 @@ import Testing
         #expect(tries <= 3, "one round of the refused key (two batches may be in flight), not one for each of its 120 batches: \(tries)")
     }
 
+    /// Apps sent their own keys; the operator gives the relay one by
+    /// reload: the log says that queued calls go with it from now on.
+    @Test func givingTheRelayItsOwnKeyByReloadSaysWhoseKeyQueuedCallsGoWith() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig().replacingOccurrences(of: #"write_key = "test-key""#, with: ""))
+        try relay.start()
+        defer { relay.stop() }
+        try testConfig().write(toFile: relay.dir + "/relay.toml", atomically: true, encoding: .utf8)
+        kill(relay.process!.processIdentifier, SIGHUP)
+        #expect(eventually(5) { relay.log.contains("the relay now has its own write key") }, "log:\n\(relay.log)")
+    }
+
     @Test func fixingTheWriteKeyInTheConfigAndSIGHUPResumesWithTheNewKey() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }

@@ -115,7 +115,11 @@ struct ReloadService: Service {
                 }
                 do {
                     let new = try reload()
+                    let hadKey = forwarder.options.writeKey != nil
                     forwarder.reload(new.forward)
+                    if !hadKey && new.forward.writeKey != nil {
+                        logger.notice("SIGHUP: the relay now has its own write key: every queued call goes upstream with it from now on, those its app sent a key for included")
+                    }
                     spool.setMaxAge(millis: new.spool.maxAgeMillis)
                     if let logLevel, let level = Logger.Level(rawValue: new.logLevel) { logLevel.level = level }
                     logger.notice("SIGHUP: configuration reloaded; forwarding settings and log level applied", metadata: [
