@@ -131,8 +131,9 @@ public final class SpoolReader {
                 while try rows.step() {
                     let seq = rows.int64(0)
                     let backoff = rows.int64(6)
-                    var held: String?  // before the backoff: a held row waits for the hold's end (and its probe)
-                    if !holds.isEmpty, let k = rows.string(2), holds[k] != nil { held = k }
+                    let rowKey = holds.isEmpty ? nil : rows.string(2) ?? ""  // read once a row, and only while keys are held
+                    // Before the backoff: a held row waits for the hold's end (and its probe).
+                    let held = rowKey.flatMap { holds[$0] != nil ? $0 : nil }
                     if backoff > nowMillis || held != nil {  // not due: passed over, and remembered if the cursor moves past it
                         if !start.unavailable.contains(seq) {
                             if inRun {
@@ -156,15 +157,13 @@ public final class SpoolReader {
                         if inRun && start.leased.contains(seq) { through = seq } else { inRun = false }
                         continue
                     }
-                    let writeKey = rows.string(2) ?? ""
+                    let writeKey = rowKey ?? rows.string(2) ?? ""
                     if let key, key != writeKey { inRun = false; continue }
-                    let payload = rows.bytes(5)
-                    if !batch.isEmpty && size + payload.count > maxBytes { break read }
+                    let message = currentRow(seq: seq, writeKey: writeKey)
+                    if !batch.isEmpty && size + message.payload.count > maxBytes { break read }
                     key = writeKey
-                    size += payload.count
-                    batch.append(SpoolMessage(
-                        seq: seq, messageID: rows.string(1) ?? "", writeKey: writeKey,
-                        receivedAtMillis: rows.int64(3), attempts: Int(rows.int64(4)), payload: payload))
+                    size += message.payload.count
+                    batch.append(message)
                     if inRun { through = seq }
                     if batch.count >= maxCount { break read }
                 }
@@ -210,12 +209,6 @@ public final class SpoolReader {
         holds.values.reduce(0) { $0 + ($1 > nowMillis ? 1 : 0) }
     }
 
-    /// Ends every hold now (the credentials changed): the held rows are read again.
-    public func releaseHolds() {
-        holds.removeAll()
-        nextHoldEnd = .max
-    }
-
     /// Longest write key held.
     public static let maxHeldKeyBytes = 256
 
@@ -237,12 +230,10 @@ public final class SpoolReader {
                     if steps <= 0 { break read }
                     let seq = rows.int64(0)
                     guard rows.int64(6) <= nowMillis, !start.unavailable.contains(seq), rows.string(2) == key else { continue }
-                    let payload = rows.bytes(5)
-                    if !batch.isEmpty && size + payload.count > maxBytes { break read }
-                    size += payload.count
-                    batch.append(SpoolMessage(
-                        seq: seq, messageID: rows.string(1) ?? "", writeKey: key,
-                        receivedAtMillis: rows.int64(3), attempts: Int(rows.int64(4)), payload: payload))
+                    let message = currentRow(seq: seq, writeKey: key)
+                    if !batch.isEmpty && size + message.payload.count > maxBytes { break read }
+                    size += message.payload.count
+                    batch.append(message)
                     if batch.count >= maxCount { break read }
                 }
             }
@@ -256,6 +247,12 @@ public final class SpoolReader {
 
     /// Most write keys held at once.
     public static let maxHolds = 1_000
+
+    /// The message in the row `rows` is on.
+    private func currentRow(seq: Int64, writeKey: String) -> SpoolMessage {
+        SpoolMessage(seq: seq, messageID: rows.string(1) ?? "", writeKey: writeKey,
+                     receivedAtMillis: rows.int64(3), attempts: Int(rows.int64(4)), payload: rows.bytes(5))
+    }
 
     private func endHolds(by nowMillis: Int64) {
         guard nowMillis >= nextHoldEnd else { return }
@@ -294,27 +291,22 @@ public final class SpoolReader {
             return
         }
         let key = first.writeKey
+        // The probe of a key whose hold ended: its rows passed over start at `from`.
+        var from = Passed().from
         if let probe = probes[key], messages.contains(where: { probe.seqs.contains($0.seq) }) {
             probes[key] = nil
-            if holds[key] != nil {  // refused again: its rows stay passed over until the new hold ends
-                let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map(\.seq), rewind: false), t.leasedThrough) }
-                var rows = Passed(from: probe.from)
-                if let lowest { for p in cursor.indices where cursor[p] >= lowest { rows.from[p] = min(rows.from[p], lowest) } }
-                remember(.held(key), rows)
-            } else {  // taken (or given back unsent): read all its rows again
-                shared.leases.withLock { t in
-                    t.release(messages.lazy.map(\.seq))
-                    for p in probe.from.indices where probe.from[p] != .max { t.rewind(priority: p, below: probe.from[p]) }
-                }
-            }
-        } else if holds[key] != nil {
+            from = probe.from
+        }
+        if holds[key] != nil {  // held (again): these rows wait with the others passed over, until the hold ends
             let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map(\.seq), rewind: false), t.leasedThrough) }
-            guard let lowest else { return }
-            var rows = Passed()
-            for p in cursor.indices where cursor[p] >= lowest { rows.from[p] = lowest }
-            remember(.held(key), rows)
-        } else {
-            shared.leases.withLock { $0.release(messages.lazy.map(\.seq)) }
+            var rows = Passed(from: from)
+            if let lowest { for p in cursor.indices where cursor[p] >= lowest { rows.from[p] = min(rows.from[p], lowest) } }
+            if rows.from != Passed().from { remember(.held(key), rows) }
+        } else {  // read again at once; after a probe the upstream took, all its key's rows passed over too
+            shared.leases.withLock { t in
+                t.release(messages.lazy.map(\.seq))
+                for p in from.indices where from[p] != .max { t.rewind(priority: p, below: from[p]) }
+            }
         }
     }
 

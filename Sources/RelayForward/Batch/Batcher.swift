@@ -101,21 +101,26 @@ struct Batcher {
     /// upstream is probed: a probe needs one, and rows read for the others
     /// would only be given back after its failure).
     /// - Parameter dueBy: rows backed off until this time are due too (nil: `nowMillis`).
-    mutating func topUp(from queue: any ForwardQueue, nowMillis: Int64, dueBy: Int64? = nil, maxBatches: Int? = nil) throws {
+    /// - Returns: whether it asked the queue (not when every batch held is full).
+    @discardableResult
+    mutating func topUp(from queue: any ForwardQueue, nowMillis: Int64, dueBy: Int64? = nil, maxBatches: Int? = nil) throws -> Bool {
         let payloadBudget = max(1, limits.maxBytes - BatchEncoder.envelopeBytes)
         let limit = min(max(1, maxBatches ?? maxPending), maxPending)
+        var asked = false
         for _ in 0..<limit {
-            guard pending.count < limit || pending.contains(where: { !isFull($0) }) else { return }
+            guard pending.count < limit || pending.contains(where: { !isFull($0) }) else { return asked }
             let lease = try queue.leaseBatch(nowMillis: max(nowMillis, dueBy ?? nowMillis), maxCount: limits.maxCount, maxBytes: payloadBudget)
-            if lease.isEmpty { return }
+            asked = true
+            if lease.isEmpty { return asked }
             let leftover = add(lease)
             if !leftover.isEmpty {
                 queue.release(leftover)
-                return
+                return asked
             }
             let bytes = lease.reduce(0) { $0 + $1.payload.count }
-            if lease.count < limits.maxCount && bytes * 10 < payloadBudget * 9 { return }
+            if lease.count < limits.maxCount && bytes * 10 < payloadBudget * 9 { return asked }
         }
+        return asked
     }
 
     /// Adds leased messages (one write key, oldest first) to the open batch

@@ -80,7 +80,7 @@ struct ForwardLoop {
         self.breaker = CircuitBreaker(policy: options.backoff)
         self.spoolBreaker = CircuitBreaker(policy: options.backoff)
         self.upstreamURL = options.batchURL
-        self.credentials = Credentials(writeKey: options.writeKey, retryMillis: options.credentialRetryMillis)
+        self.writeKey = options.writeKey
     }
 
     /// Runs until cancelled (or the clock throws); acknowledges what the
@@ -134,10 +134,10 @@ struct ForwardLoop {
 
             do {
                 // A sick upstream gets one probe at a time: read one batch for it, not a full round.
-                try batcher.topUp(from: queue, nowMillis: now, dueBy: staleBackoffs ? .max : nil, maxBatches: breaker.state == .closed ? nil : 1)
-                staleBackoffs = false
+                let asked = try batcher.topUp(from: queue, nowMillis: now, dueBy: staleBackoffs ? .max : nil, maxBatches: breaker.state == .closed ? nil : 1)
+                if asked { staleBackoffs = false }  // (a lease at .max is what makes them due)
                 let held = Int64(queue.heldKeys(nowMillis: now))
-                if held != outcomes.status.snapshot.appKeysHeld { outcomes.status.update { $0.appKeysHeld = held } }
+                outcomes.status.update { $0.appKeysHeld = held }
             } catch {
                 logger.error("could not read the spool; retrying in a second", metadata: ["error": "\(error)"])
                 await acknowledgeNow()
@@ -163,17 +163,14 @@ struct ForwardLoop {
         }
     }
 
-    /// What an app key's hold was decided under: the relay's own key and how long refused keys wait.
-    private struct Credentials: Equatable { var writeKey: String?; var retryMillis: Int64 }
-    private var credentials: Credentials
+    /// The relay's own key, as last applied: another one tries apps' refused keys again.
+    private var writeKey: String?
 
     /// Settings that a reload may have changed.
     private mutating func apply(_ options: ForwarderOptions) {
-        let now = Credentials(writeKey: options.writeKey, retryMillis: options.credentialRetryMillis)
-        if now != credentials {
-            credentials = now
-            queue.releaseHolds()  // apps' refused keys are tried again under the new settings,
-            staleBackoffs = true  // the batches refused with them too
+        if options.writeKey != writeKey {
+            writeKey = options.writeKey
+            staleBackoffs = true  // due now: rows in backoff, and the held keys' rows (their holds end)
         }
         if options.batchURL != upstreamURL {
             upstreamURL = options.batchURL

@@ -12,8 +12,9 @@
 //   one's write key, oldest first, at most `maxCount` and (except a single
 //   message larger than it) at most `maxBytes` of payload; it marks them
 //   leased. Empty when nothing is due. Messages of a held key are not due
-//   until the hold ends, and neither they nor rows in backoff may keep
-//   later due messages from being leased for long.
+//   until the hold ends (a lease at `nowMillis` .max ends every hold), and
+//   neither they nor rows in backoff may keep later due messages from being
+//   leased for long.
 // - `acknowledge`, `scheduleRetry` and `deadLetter` settle leased messages
 //   durably. `release` ends the lease (after the outcome was recorded, or to
 //   give the messages back unsent); `acknowledge` and `deadLetter` may end
@@ -39,8 +40,6 @@ public protocol ForwardQueue {
     /// `untilMillis` (in memory; others' messages go meanwhile). When it
     /// ends, one batch of them is tried before the rest are leased again.
     func hold(writeKey: String, untilMillis: Int64)
-    /// Ends every hold now: the relay's credentials settings changed.
-    func releaseHolds()
     /// How many write keys are held at `nowMillis`.
     func heldKeys(nowMillis: Int64) -> Int
     /// The upstream will never take these: move them to dead letters.

@@ -40,10 +40,6 @@ public final class SpoolForwardQueue: ForwardQueue {
         reader.hold(writeKey: writeKey, untilMillis: untilMillis)
     }
 
-    public func releaseHolds() {
-        reader.releaseHolds()
-    }
-
     public func heldKeys(nowMillis: Int64) -> Int {
         reader.heldKeys(nowMillis: nowMillis)
     }

@@ -52,6 +52,7 @@ final class InMemoryQueue: ForwardQueue, Sendable {
 
     func leaseBatch(nowMillis: Int64, maxCount: Int, maxBytes: Int) throws -> [SpoolMessage] {
         state.withLock { s in
+            s.holds = s.holds.filter { $0.value > nowMillis }  // a hold ends at its time, or at a lease at .max
             var batch: [SpoolMessage] = []
             var size = 0
             for row in s.rows where max(row.nextAttemptAtMillis, s.holds[row.message.writeKey] ?? .min) <= nowMillis
@@ -73,10 +74,6 @@ final class InMemoryQueue: ForwardQueue, Sendable {
 
     func hold(writeKey: String, untilMillis: Int64) {
         state.withLock { $0.holds[writeKey] = max($0.holds[writeKey] ?? .min, untilMillis) }
-    }
-
-    func releaseHolds() {
-        state.withLock { $0.holds.removeAll() }
     }
 
     func heldKeys(nowMillis: Int64) -> Int {
