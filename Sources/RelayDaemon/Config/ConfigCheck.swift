@@ -42,14 +42,8 @@ extension RelayConfig {
     /// A file named by the flag or the variable must exist.
     public static func locate(flag: String?, environment: [String: String]) throws(ConfigError) -> RelayConfig {
         var config: RelayConfig
-        if let path = flag ?? environment[fileVariable].flatMap({ $0.isEmpty ? nil : $0 }) {
-            guard FileManager.default.fileExists(atPath: path) else {
-                let how = flag != nil ? "--config" : fileVariable
-                throw ConfigError("\(path): no such configuration file (named by \(how)); give an existing file, or leave it out to use \(defaultPath)")
-            }
+        if let path = try filePath(flag: flag, environment: environment) {
             config = try load(path: path)
-        } else if FileManager.default.fileExists(atPath: defaultPath) {
-            config = try load(path: defaultPath)
         } else {
             config = RelayConfig()
         }
@@ -57,13 +51,25 @@ extension RelayConfig {
         return config
     }
 
+    /// The file `locate` reads: the flag's, else the variable's (which must
+    /// exist), else the default path when it exists; nil for none.
+    private static func filePath(flag: String?, environment: [String: String]) throws(ConfigError) -> String? {
+        if let path = flag ?? environment[fileVariable].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard FileManager.default.fileExists(atPath: path) else {
+                let how = flag != nil ? "--config" : fileVariable
+                throw ConfigError("\(path): no such configuration file (named by \(how)); give an existing file, or leave it out to use \(defaultPath)")
+            }
+            return path
+        }
+        return FileManager.default.fileExists(atPath: defaultPath) ? defaultPath : nil
+    }
+
     /// The `[listen]` section alone of the file `locate` reads, with the
     /// environment applied: how `status` finds a running relay when the
     /// whole file does not load (an edit in progress). Nil when there is no
     /// file or that section does not load either.
     public static func locateListeners(flag: String?, environment: [String: String]) -> RelayConfig? {
-        let named = flag ?? environment[fileVariable].flatMap { $0.isEmpty ? nil : $0 }
-        guard let path = named ?? (FileManager.default.fileExists(atPath: defaultPath) ? defaultPath : nil),
+        guard let path = try? filePath(flag: flag, environment: environment) ?? nil,
               let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         var inListen = false
         let listenOnly = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in

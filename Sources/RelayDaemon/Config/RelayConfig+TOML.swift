@@ -137,11 +137,13 @@ extension RelayConfig {
         }
     }
 
+    /// The file's sections, by name.
+    private static let sections: [String: any Sendable] = [
+        "listen": Listen(), "upstream": Upstream(), "spool": SpoolSection(), "limits": Limits(), "log": Log(),
+    ]
+
     /// The fields of the file's top level (`section` nil) or of one of its sections.
     private static func fields(of section: String?) -> Mirror.Children? {
-        let sections: [String: Any] = [
-            "listen": Listen(), "upstream": Upstream(), "spool": SpoolSection(), "limits": Limits(), "log": Log(),
-        ]
         guard let section else { return Mirror(reflecting: RelayConfig()).children }
         return sections[section].map { Mirror(reflecting: $0).children }
     }
@@ -153,7 +155,7 @@ extension RelayConfig {
     static func suggestion(for key: [String]) -> String? {
         guard key.count == 1 || key.count == 2, let name = key.last else { return nil }
         if key.count == 2 {
-            let elsewhere = ["listen", "upstream", "spool", "limits", "log"].filter { section in
+            let elsewhere = sections.keys.sorted().filter { section in
                 section != key[0] && (fields(of: section)?.contains { $0.label == name } ?? false)
             }
             if elsewhere.count == 1 { return "\(elsewhere[0]).\(name)" }

@@ -59,12 +59,13 @@ extension ConfigOptions {
     /// `listenersKnown` is false when the file's `[listen]` section itself
     /// does not load: the relay may then run where the defaults do not look.
     func daemonSettings() throws -> (settings: ResolvedSettings, problem: ConfigError?, listenersKnown: Bool) {
+        let loaded = Result { try load() }
         do {
-            return (try load().resolve(), nil, true)
+            return (try loaded.get().resolve(), nil, true)
         } catch let problem as ConfigError {
             let environment = ProcessInfo.processInfo.environment
             var fallback = RelayConfig()
-            let found = (try? load()) ?? RelayConfig.locateListeners(flag: config, environment: environment)
+            let found = (try? loaded.get()) ?? RelayConfig.locateListeners(flag: config, environment: environment)
             if let found {
                 fallback.listen = found.listen
                 fallback.source = found.source
@@ -86,6 +87,7 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let (settings, problem, listenersKnown) = try configOptions.daemonSettings()
+        let configErrors = problem.map { $0.description.split(separator: "\n").map(String.init) } ?? []
         let client = DaemonClient(settings: settings)
         let outcome = await client.request("/v1/status")
         guard case .response(200, _, let body) = outcome,
@@ -94,7 +96,6 @@ struct Status: AsyncParsableCommand {
                 throw ConfigError("cannot tell whether plainflow-relay is running: nothing answers on \(client.target), and the configuration's [listen] section, which says where it listens, does not load:\n\(problem)")
             }
             let message = client.notRunning(outcome)
-            let configErrors = problem.map { $0.description.split(separator: "\n").map(String.init) } ?? []
             let path = settings.spool.path
             let stats = try? SpoolAdmin(path: path).stats()
             if json {
@@ -119,10 +120,10 @@ struct Status: AsyncParsableCommand {
                 + "section or the defaults, and keeps the configuration it loaded until the file is fixed and reloaded (check-config lists what to fix):\n\(problem)\n").utf8))
         }
         if json {
-            guard let problem else { print(body); return }
+            guard problem != nil else { print(body); return }
             // The running relay's view, and that its file does not load (for monitoring, which reads stdout).
             var withConfig = doc
-            withConfig["config"] = ["loads": false, "errors": problem.description.split(separator: "\n").map(String.init)]
+            withConfig["config"] = ["loads": false, "errors": configErrors]
             let data = (try? JSONSerialization.data(withJSONObject: withConfig, options: [.sortedKeys])) ?? Data(body.utf8)
             print(String(decoding: data, as: UTF8.self))
             return
