@@ -63,7 +63,7 @@ import Testing
         let upstream = try TestUpstream()
         defer { upstream.stop() }
         upstream.requireWriteKey("good-app")
-        let config = testConfig("batch_max_messages = 100").replacingOccurrences(of: #"write_key = "test-key""#, with: "")
+        let config = keylessConfig("batch_max_messages = 100")
         let relay = try RelayProcess(upstream: upstream.url, config: config)
         try relay.start()
         defer { relay.stop() }
@@ -89,7 +89,7 @@ import Testing
     @Test func givingTheRelayItsOwnKeyByReloadSaysWhoseKeyQueuedCallsGoWith() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }
-        let relay = try RelayProcess(upstream: upstream.url, config: testConfig().replacingOccurrences(of: #"write_key = "test-key""#, with: ""))
+        let relay = try RelayProcess(upstream: upstream.url, config: keylessConfig())
         try relay.start()
         defer { relay.stop() }
         try testConfig().write(toFile: relay.dir + "/relay.toml", atomically: true, encoding: .utf8)

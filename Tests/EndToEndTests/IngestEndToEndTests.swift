@@ -184,7 +184,7 @@ import Testing
     @Test func withoutARelayKeyTheAppsKeyIsKeptAndUsedAndBatchesNeverMixKeys() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }
-        let relay = try RelayProcess(upstream: upstream.url, config: testConfig().replacingOccurrences(of: #"write_key = "test-key""#, with: ""))
+        let relay = try RelayProcess(upstream: upstream.url, config: keylessConfig())
         try relay.start()
         defer { relay.stop() }
         #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("nokey")).status == 401)

@@ -18,6 +18,11 @@ func testConfig(_ extra: String = "") -> String {
     """
 }
 
+/// `testConfig` without the relay's own write key: apps send theirs.
+func keylessConfig(_ extra: String = "") -> String {
+    testConfig(extra).replacingOccurrences(of: #"write_key = "test-key""#, with: "")
+}
+
 func identify(_ userID: String, traits: String = #"{"plan":"premium"}"#) -> String {
     #"{"userId":"\#(userID)","traits":\#(traits)}"#
 }
