@@ -44,6 +44,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             if first == UInt8(ascii: "{") && allowLineProtocol {
                 try ops.addHandler(ByteToMessageHandler(BoundedLineDecoder(maxLength: pipeline.options.maxRequestBytes)), position: .after(self))
                 try ops.addHandler(LineProtocolHandler(pipeline: pipeline, executors: executors), position: .last)
+                try context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: LineProtocolHandler.readsPerTurn)
             } else {
                 let deadline = RequestDeadline(timeout: .seconds(pipeline.options.requestTimeoutSeconds))
                 head.speaksHTTP(deadline)  // (the read-ahead below asks through its read gate too)
