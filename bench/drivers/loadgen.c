@@ -16,7 +16,8 @@
 //       scheduled send time (no coordinated omission), as wrk2 does.
 //   loadgen get    --tcp PORT --path P --seconds S [--n N]
 //       closed loop GET P on one keep-alive connection (scrapers).
-// Common: --payload FILE (default bench/payload.json), --prefix P.
+// Common: --payload FILE (default bench/payload.json), --prefix P,
+//   --uuid (random-looking UUID message ids instead of PREFIX-N).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -35,7 +36,7 @@
 #include <arpa/inet.h>
 
 static const char *opt_unix = NULL, *opt_path = "/metrics", *opt_prefix = "lg", *opt_payload = "bench/payload.json";
-static int opt_port = 0, opt_window = 1000, opt_noreply = 0, opt_size = 100, opt_conns = 4;
+static int opt_port = 0, opt_window = 1000, opt_noreply = 0, opt_size = 100, opt_conns = 4, opt_uuid = 0;
 static long opt_n = 100000;
 static double opt_seconds = 60, opt_rate = 1000;
 static char *tpl_a, *tpl_b, *tpl_c; // payload = a ID b ID c
@@ -75,10 +76,27 @@ static void load_payload(void) {
     tpl_c = p2 + 4; lc = strlen(tpl_c);
 }
 
-// Writes one call with id PREFIX-N into out; returns its length.
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// Writes one call with id PREFIX-N into out (--uuid: a version-4-shaped
+// UUID unique to PREFIX and N, as an SDK sends); returns its length.
 static size_t make_call(char *out, long n) {
     char id[96];
-    int li = snprintf(id, sizeof id, "%s-%ld", opt_prefix, n);
+    int li;
+    if (opt_uuid) {
+        uint64_t salt = 1469598103934665603ull;
+        for (const char *c = opt_prefix; *c; c++) salt = (salt ^ (unsigned char)*c) * 1099511628211ull;
+        uint64_t hi = splitmix64((uint64_t)n ^ salt), lo = splitmix64(hi);  // splitmix64 is a bijection: unique per N
+        li = snprintf(id, sizeof id, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(hi >> 32), (unsigned)(hi >> 16) & 0xffff,
+                      (unsigned)hi & 0xfff, (unsigned)(0x8000 | ((lo >> 48) & 0x3fff)), (unsigned long long)(lo & 0xffffffffffffull));
+    } else {
+        li = snprintf(id, sizeof id, "%s-%ld", opt_prefix, n);
+    }
     char *p = out;
     memcpy(p, tpl_a, la); p += la;
     memcpy(p, id, li); p += li;
@@ -353,6 +371,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "--noreply")) { opt_noreply = 1; continue; }
+        if (!strcmp(a, "--uuid")) { opt_uuid = 1; continue; }
         i++;
         if (!strcmp(a, "--unix")) opt_unix = v;
         else if (!strcmp(a, "--tcp")) opt_port = atoi(v);
