@@ -522,7 +522,10 @@ def m3_sqlite(cfg):
         try:
             run["sqlite_1"] = run_json([SQLITE_BENCH, os.path.join(d, "one.db"), "1", "100000", str(cfg.sqlite1_seconds), PAYLOAD], 120)
             run["sqlite_1000"] = run_json([SQLITE_BENCH, os.path.join(d, "thousand.db"), "1000", str(cfg.sqlite_rows), str(cfg.sqlite1000_seconds), PAYLOAD], 180)
-            log("  run %d sqlite: %.0f rows/s at 1/txn, %.0f rows/s at 1,000/txn" % (r + 1, run["sqlite_1"]["rows_per_s"], run["sqlite_1000"]["rows_per_s"]))
+            # The same with random UUID ids, as SDKs send: each lands on a page of its own in the id index.
+            run["sqlite_1000_uuid"] = run_json([SQLITE_BENCH, os.path.join(d, "uuid.db"), "1000", str(cfg.calls), str(cfg.sqlite1000_seconds), PAYLOAD, "uuid"], 180)
+            log("  run %d sqlite: %.0f rows/s at 1/txn, %.0f rows/s at 1,000/txn, %.0f with random ids" % (
+                r + 1, run["sqlite_1"]["rows_per_s"], run["sqlite_1000"]["rows_per_s"], run["sqlite_1000_uuid"]["rows_per_s"]))
         except Exception as e:
             run["sqlite_error"] = str(e)
             log("  sqlite failed: %s" % e)
@@ -530,7 +533,7 @@ def m3_sqlite(cfg):
             shutil.rmtree(d, ignore_errors=True)
         # A fresh relay (and sink) for each kind: the batch run leaves a backlog that would
         # otherwise still be draining while the line protocol is measured.
-        for kind in ("batch", "line"):
+        for kind in ("batch", "line", "line_uuid"):
             sink = Sink()
             relay = Relay(sink.port)
             try:
@@ -541,7 +544,7 @@ def m3_sqlite(cfg):
                     calls = out["acked"]
                 else:
                     out = loadgen("line", "--unix", relay.sock, "--n", cfg.calls, "--window", 1000,
-                                  "--seconds", 120, "--prefix", uniq("m3l"))
+                                  "--seconds", 120, "--prefix", uniq("m3l"), *(["--uuid"] if kind == "line_uuid" else []))
                     calls = out["ok"]
                 cpu1, m1 = relay.cpu(), relay.metrics()
                 out["cpu_us_per_call"] = round((cpu1 - cpu0) / max(calls, 1) * 1e6, 2)

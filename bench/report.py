@@ -180,6 +180,20 @@ def main():
     w("| relay line protocol, pipelined | %s | %s | ≥ 0.50 |" % (fmt(stat(rl)), fmt(rls, "", 2)))
     rp.target("3. relay /v1/batch / SQLite 1,000 rows/txn", rbs, "≥", 0.7)
     rp.target("3. relay line protocol / SQLite 1,000 rows/txn", rls, "≥", 0.5)
+    s1000u, rlu = series(res, "m3", "sqlite_1000_uuid", "rows_per_s"), series(res, "m3", "relay_line_uuid", "rate")
+    if s1000u and rlu:
+        w("")
+        w("The same with random UUID message ids, as SDKs send them (`sqlite_bench ... uuid`, `loadgen line --uuid`; the "
+          "rows above number their ids in order, so each new id lands on the last page of its index): every new id "
+          "dirties a page of the index of its own, which SQLite writes whole to its WAL at each commit.")
+        w("")
+        w("| what | rows or calls/s | share of SQLite at 1,000 rows/txn, random ids |")
+        w("|---|---|---|")
+        w("| SQLite, 1,000 rows/txn, random ids (%s rows) | %s | 1 |" % ("{:,}".format(res["config"]["calls"]), fmt(stat(s1000u))))
+        w("| relay line protocol, pipelined, random ids | %s | %s |" % (fmt(stat(rlu)), fmt(stat(ratios(rlu, s1000u)), "", 2)))
+        w("")
+        w("Relay CPU per call with random ids: %s µs; calls per spool commit: %s." % (
+            fmt(stat(series(res, "m3", "relay_line_uuid", "cpu_us_per_call")), "", 1), fmt(stat(series(res, "m3", "relay_line_uuid", "calls_per_commit")), "", 0)))
     w("")
     w("Relay CPU per call: %s µs (batch), %s µs (line). Calls per spool commit: %s (batch), %s (line)." % (
         fmt(stat(series(res, "m3", "relay_batch", "cpu_us_per_call")), "", 1), fmt(stat(series(res, "m3", "relay_line", "cpu_us_per_call")), "", 1),

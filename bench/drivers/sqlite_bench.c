@@ -3,7 +3,11 @@
 // relay's INSERT OR IGNORE, ROWS rows per transaction. Bounded by count and
 // time. Prints one JSON object.
 //
-//   sqlite_bench DBFILE ROWS_PER_TXN MAX_ROWS MAX_SECONDS [PAYLOAD_FILE]
+//   sqlite_bench DBFILE ROWS_PER_TXN MAX_ROWS MAX_SECONDS [PAYLOAD_FILE [uuid]]
+//
+// Ids are numbered in order (sq-T-N), each one landing on the last page of
+// the unique index; with `uuid` they are random version-4-shaped UUIDs, as
+// the SDKs send (loadgen --uuid makes them the same way).
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +18,13 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static unsigned long long splitmix64(unsigned long long x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
 }
 
 static void check(sqlite3 *db, int rc, const char *what) {
@@ -30,6 +41,7 @@ int main(int argc, char **argv) {
     long per = atol(argv[2]), max_rows = atol(argv[3]);
     double max_s = atof(argv[4]);
     const char *pf = argc > 5 ? argv[5] : "bench/payload.json";
+    int uuid = argc > 6 && !strcmp(argv[6], "uuid");
     char payload[16384];
     FILE *f = fopen(pf, "rb");
     if (!f) { perror(pf); return 2; }
@@ -59,7 +71,14 @@ int main(int argc, char **argv) {
     while (rows < max_rows && now() - t0 < max_s) {
         check(db, sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0), "begin");
         for (long i = 0; i < per && rows < max_rows; i++, rows++) {
-            int il = snprintf(id, sizeof id, "sq-%ld-%ld", (long)t0, rows);
+            int il;
+            if (uuid) {  // unique a run: splitmix64 is a bijection
+                unsigned long long hi = splitmix64((unsigned long long)rows ^ (unsigned long long)(t0 * 1e6)), lo = splitmix64(hi);
+                il = snprintf(id, sizeof id, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(hi >> 32), (unsigned)(hi >> 16) & 0xffff,
+                              (unsigned)hi & 0xfff, (unsigned)(0x8000 | ((lo >> 48) & 0x3fff)), lo & 0xffffffffffffull);
+            } else {
+                il = snprintf(id, sizeof id, "sq-%ld-%ld", (long)t0, rows);
+            }
             int n = snprintf(pp, pl + 128, "{\"message_id\":\"%s\",%s", id, payload + 1);
             sqlite3_bind_text(ins, 1, id, il, SQLITE_TRANSIENT);
             sqlite3_bind_text(ins, 2, "", 0, SQLITE_STATIC);
@@ -74,8 +93,8 @@ int main(int argc, char **argv) {
         txns++;
     }
     double el = now() - t0;
-    printf("{\"rows_per_txn\":%ld,\"rows\":%ld,\"txns\":%ld,\"elapsed_s\":%.4f,\"rows_per_s\":%.1f,\"txns_per_s\":%.1f,\"sqlite_version\":\"%s\"}\n",
-           per, rows, txns, el, rows / el, txns / el, sqlite3_libversion());
+    printf("{\"ids\":\"%s\",\"rows_per_txn\":%ld,\"rows\":%ld,\"txns\":%ld,\"elapsed_s\":%.4f,\"rows_per_s\":%.1f,\"txns_per_s\":%.1f,\"sqlite_version\":\"%s\"}\n",
+           uuid ? "uuid" : "ordered", per, rows, txns, el, rows / el, txns / el, sqlite3_libversion());
     sqlite3_finalize(ins);
     sqlite3_close(db);
     return 0;
