@@ -37,6 +37,9 @@ public final class Forwarder: Service, Sendable {
     private let jitter: @Sendable (Int64) -> Int64
     private let board = StatusBoard()
     private let resumeRequested = Atomic<Bool>(false)
+    /// The apps' own write keys the upstream refuses now: ingest stops
+    /// storing calls sent with them once they would fill half the spool.
+    public let refusedAppKeys = RefusedAppKeys()
 
     /// The production forwarder: the spool as its queue, libcurl
     /// (`maxInFlight` handles) as its transport, the wall clock.
@@ -78,6 +81,7 @@ public final class Forwarder: Service, Sendable {
     /// ends so the new settings are tried at once.
     public func reload(_ options: ForwarderOptions) {
         optionsBox.withLock { $0 = options }
+        if options.writeKey != nil { refusedAppKeys.removeAll() }  // apps' keys are not used any more
         for t in transports { t.update(options: options.transport) }
         resume()
     }
@@ -89,7 +93,7 @@ public final class Forwarder: Service, Sendable {
                     queue: try makeQueue(), transports: transports, clock: clock,
                     currentOptions: { [self] in options },
                     takeResumeRequest: { [self] in resumeRequested.exchange(false, ordering: .relaxed) },
-                    outcomes: OutcomeHandler(status: board, logger: logger, jitter: jitter), logger: logger)
+                    outcomes: OutcomeHandler(status: board, logger: logger, refusedKeys: refusedAppKeys, jitter: jitter), logger: logger)
                 try await loop.run()
             }
         } catch is CancellationError {

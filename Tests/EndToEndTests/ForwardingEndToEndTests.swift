@@ -84,6 +84,44 @@ import Testing
         #expect(tries <= 3, "one round of the refused key (two batches may be in flight), not one for each of its 120 batches: \(tries)")
     }
 
+    /// An app whose key was revoked keeps sending: its calls are stored
+    /// until they fill half the spool, then answered 503 (retry in 60 s,
+    /// fix the key); the other app's calls are still stored and delivered,
+    /// and nothing that was stored is dropped.
+    @Test func anAppsRevokedKeyFillsHalfTheSpoolAtMostAndTheOtherAppsGoOn() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        upstream.requireWriteKey("good-app")
+        let maxBytes = 100_000
+        let relay = try RelayProcess(upstream: upstream.url, config: keylessConfig("\n[spool]\nmax_bytes = \(maxBytes)"))
+        try relay.start()
+        defer { relay.stop() }
+        func batch(_ b: Int) -> String {
+            #"{"batch":[\#((0..<20).map { #"{"type":"identify","userId":"revoked-\#(b)-\#($0)"}"# }.joined(separator: ","))]}"#
+        }
+        #expect(try http(relay.tcp, "POST", "/v1/batch", json: batch(0), headers: basicAuth("revoked-app")).status == 200)
+        #expect(eventually { upstream.requests.contains { $0.writeKey == "revoked-app" } }, "log:\n\(relay.log)")
+        var stored = 20
+        var refusal: HTTPResponse?
+        for b in 1..<200 {
+            let r = try http(relay.tcp, "POST", "/v1/batch", json: batch(b), headers: basicAuth("revoked-app"))
+            if r.status != 200 { refusal = r; break }
+            stored += 20
+        }
+        let r = try #require(refusal, "the revoked app's calls filled the spool unchecked")
+        #expect(r.status == 503 && r.headers["retry-after"] == "60", "\(r.status) \(r.text)")
+        #expect(r.text.contains("the upstream refuses this write key"), "\(r.text)")
+        let spool = try #require((try relay.status())["spool"] as? [String: Any])
+        let held = (spool["bytes"] as? Int ?? 0) + (spool["dedupe_bytes"] as? Int ?? 0) + (spool["dead_letter_bytes"] as? Int ?? 0)
+        #expect(held >= maxBytes / 2 && held < maxBytes * 3 / 4, "about half full: \(spool)")
+        #expect(spool["depth"] as? Int == stored, "nothing stored was dropped: \(spool)")
+        for i in 0..<10 {
+            #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("good-\(i)"), headers: basicAuth("good-app")).status == 200)
+        }
+        #expect(eventually(10) { upstream.delivered.count == 10 }, "the other app's calls go: log:\n\(relay.log)")
+        #expect(eventually(5) { relay.log.contains("write key the upstream refuses") }, "the operator is told: log:\n\(relay.log)")
+    }
+
     /// Apps sent their own keys; the operator gives the relay one by
     /// reload: the log says that queued calls go with it from now on.
     @Test func givingTheRelayItsOwnKeyByReloadSaysWhoseKeyQueuedCallsGoWith() throws {

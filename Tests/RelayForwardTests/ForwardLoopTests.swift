@@ -329,6 +329,28 @@ final class Captured<T: Sendable>: Sendable {
         #expect(Set(lines.compactMap { $0.metadata["message_id"].map { "\($0)" } }) == ["bad-1", "other-bad"], "each app's refusal is told, once a minute")
     }
 
+    /// What ingest reads to stop one app's refused key from filling the
+    /// spool: the key is known refused from the upstream's refusal until a
+    /// batch sent with it is delivered (the key was restored upstream).
+    @Test func anAppsKeyIsKnownRefusedUntilABatchSentWithItIsDelivered() async throws {
+        let restored = Captured<Bool>()
+        let h = Harness(stopAtMillis: 200_000) {
+            $0.writeKey == "wrong" && restored.value != true ? Harness.status(401) : Harness.status(200)
+        }
+        h.queue.add("bad-1", key: "wrong")
+        h.queue.add("good-1", key: "right")
+        let during = Captured<(wrong: Bool, right: Bool)>()
+        h.clock.at(5_000) {
+            during.set((h.forwarder.refusedAppKeys.contains("wrong"), h.forwarder.refusedAppKeys.contains("right")))
+            restored.set(true)
+        }
+        try await h.run()
+
+        #expect(during.value?.wrong == true && during.value?.right == false, "\(String(describing: during.value))")
+        #expect(h.queue.snapshot.acknowledged.contains("bad-1"), "tried again after the hold, and taken")
+        #expect(!h.forwarder.refusedAppKeys.contains("wrong"), "known refused no more once a batch with it went")
+    }
+
     /// An app with a refused key and a long backlog: its calls wait with the
     /// refused batch, so each round costs one request (two batches may be in
     /// flight when the refusal comes back), not one for every batch of its
@@ -401,10 +423,13 @@ final class Captured<T: Sendable>: Sendable {
         for i in 0..<30 { h.queue.add("m\(i)", key: "wrong") }
         h.clock.at(5_000) { h.forwarder.reload(ownKey) }
         let early = Captured<Int>()
+        let refusedBefore = Captured<Bool>()
+        h.clock.at(4_000) { refusedBefore.set(h.forwarder.refusedAppKeys.contains("wrong")) }
         h.clock.at(7_000) { early.set(h.queue.snapshot.acknowledged.count) }
         try await h.run()
 
         #expect(early.value == 30, "all went after the reload, not after the 60 s retry")
+        #expect(refusedBefore.value == true && !h.forwarder.refusedAppKeys.contains("wrong"), "apps' keys are not used any more")
         #expect(h.upstream.requests.filter { $0.writeKey == "wrong" }.count == 1)
     }
 

@@ -53,6 +53,35 @@ import RelaySpool
         await f.spool.close()
     }
 
+    /// One app's key is refused upstream (the relay has no key of its own):
+    /// its calls are stored until the spool is half full, then answered 503;
+    /// the other apps' calls are stored still, and so are its own once the
+    /// upstream takes its key again.
+    @Test func aKeyTheUpstreamRefusesMayFillHalfTheSpoolNotMore() async throws {
+        let f = try Fixture(maxBytes: 20_000)
+        let refused = Atomic<Bool>(true)
+        let p = IngestPipeline(options: IngestOptions(), store: f.spool,
+                               refusedUpstream: { key in key == "revoked" && refused.load(ordering: .relaxed) })
+        let call = #"{"userId":"u","traits":{"bio":"\#(String(repeating: "x", count: 400))"}}"#
+        var stored = 0
+        var refusal: (IngestReply, [String: Any])?
+        for _ in 0..<100 {
+            let answer = await send(p, .single(.identify), call, key: "revoked")
+            if answer.0.status != 200 { refusal = answer; break }
+            stored += 1
+        }
+        let (reply, json) = try #require(refusal, "every call of the refused key was stored")
+        #expect(reply.status == 503)
+        #expect(reply.retryAfterSeconds == 60)
+        #expect((json["message"] as? String)?.contains("the upstream refuses this write key") == true, "\(json)")
+        #expect(f.spool.stats.totalBytes >= 10_000 && f.spool.stats.totalBytes < 11_000, "half full: \(f.spool.stats.totalBytes)")
+        #expect(f.spool.stats.depth == Int64(stored))
+        #expect(await send(p, .single(.identify), call, key: "good").0.status == 200, "the other apps keep the other half")
+        refused.store(false, ordering: .relaxed)
+        #expect(await send(p, .single(.identify), call, key: "revoked").0.status == 200, "taken again once the upstream takes the key")
+        await f.spool.close()
+    }
+
     @Test func aFullSpoolAnswers503WithRetryAfter() async throws {
         let f = try Fixture(maxBytes: 300)  // one small call and its dedupe id fit, a 200-byte trait does not
         let p = f.pipeline()

@@ -38,7 +38,9 @@ public final class Relay: Sendable {
         spool = try Spool(options: settings.spool, logger: logger.named("spool"))
         forwarder = Forwarder(spool: spool, options: settings.forward, logger: logger.named("forward"))
         let observer = RelayObserver(spool: spool, forwarder: forwarder)
-        let pipeline = IngestPipeline(options: settings.ingest, store: spool, logger: logger.named("ingest"))
+        let refusedAppKeys = forwarder.refusedAppKeys
+        let pipeline = IngestPipeline(options: settings.ingest, store: spool, logger: logger.named("ingest"),
+                                      refusedUpstream: { refusedAppKeys.contains($0) })
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         ingest = IngestServer(
             options: settings.ingest, pipeline: pipeline,

@@ -11,7 +11,9 @@
 //                        status paused_*; logged loudly
 //   credentials refused for an app's own key (the relay has none)
 //                        scheduleRetry after credentialRetryMillis: only that
-//                        app's calls wait, the other apps' go on; no pause
+//                        app's calls wait, the other apps' go on; no pause;
+//                        the key is in RefusedAppKeys until a batch sent with
+//                        it is delivered
 //
 // Every case but split ends the batch's lease here, also when the queue
 // call throws (the rows are then sent again after a backoff, never at once:
@@ -50,6 +52,8 @@ struct OutcomeHandler {
 
     let status: StatusBoard
     let logger: Logger
+    /// The apps' keys the upstream refuses now (ingest reads them).
+    let refusedKeys: RefusedAppKeys
     /// Picks the backoff delay from [0, ceiling] (full jitter).
     let jitter: @Sendable (Int64) -> Int64
     /// When an outage's "still failing" line was last logged: an outage is
@@ -59,9 +63,10 @@ struct OutcomeHandler {
     /// Each app's refused key is logged once a minute.
     private let appKeyRefusalLogged = OnceAMinute()
 
-    init(status: StatusBoard, logger: Logger, jitter: @escaping @Sendable (Int64) -> Int64) {
+    init(status: StatusBoard, logger: Logger, refusedKeys: RefusedAppKeys = RefusedAppKeys(), jitter: @escaping @Sendable (Int64) -> Int64) {
         self.status = status
         self.logger = logger
+        self.refusedKeys = refusedKeys
         self.jitter = jitter
     }
 
@@ -77,6 +82,7 @@ struct OutcomeHandler {
             switch decision {
             case .delivered:
                 releases = false  // the loop acknowledges, then releases
+                if let key = batch.first?.writeKey, !key.isEmpty { refusedKeys.accepted(key) }
                 var before = UpstreamStatus()
                 status.update {
                     before = $0
@@ -148,6 +154,7 @@ struct OutcomeHandler {
                 // The rest of that app's calls wait with this batch: one request a round tells
                 // whether the key works again, not one for every batch of its backlog.
                 queue.hold(writeKey: batch[0].writeKey, untilMillis: next)
+                refusedKeys.refused(batch[0].writeKey)
                 spool.recordSuccess()
                 let what = "the upstream refused the write key an app sent with its calls"
                 status.update {

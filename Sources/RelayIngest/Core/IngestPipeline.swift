@@ -18,6 +18,10 @@
 //   once on each listener, counted as the bytes arrive (`reserveReceiving`):
 //   many clients each sending all but the end of a large body cannot grow
 //   memory past it, and the TCP port's clients cannot use the socket's share.
+// - Calls sent with an app's own write key that the upstream refuses now
+//   (`refusedUpstream`) are stored only while the spool is less than half
+//   full; past that they are `503`, so that one app's revoked key cannot
+//   fill the spool every app on the host shares.
 // - Refusals for want of storage are logged when they start, once a minute
 //   while they last, and when calls are stored again (RefusalLog), never
 //   once per call.
@@ -51,6 +55,8 @@ public final class IngestPipeline: Sendable {
     private let logger: Logger
     private let now: @Sendable () -> Date
     private let makeMessageID: @Sendable () -> String
+    /// Whether the upstream refuses an app's own write key now.
+    private let refusedUpstream: @Sendable (String) -> Bool
     /// Payload bytes handed to the store and not yet committed.
     private let pendingBytes = Atomic<Int>(0)
     /// Bytes of request bodies received and not yet complete (HTTP), on the TCP port and on the socket.
@@ -69,11 +75,16 @@ public final class IngestPipeline: Sendable {
     /// From a request's body in hand to its answer after the commit (stored or duplicate).
     private let ackDuration = Metrics.Timer(label: "plainflow_ingest_ack_duration_seconds")
 
+    /// - Parameter refusedUpstream: whether the upstream refuses an app's
+    ///   own write key now (the forwarder knows; calls with such a key are
+    ///   stored only while the spool is less than half full).
     public init(options: IngestOptions, store: any MessageStore, logger: Logger = Logger(label: "plainflow-relay.ingest"),
                 now: @escaping @Sendable () -> Date = { Date() },
-                makeMessageID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() }) {
+                makeMessageID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() },
+                refusedUpstream: @escaping @Sendable (String) -> Bool = { _ in false }) {
         self.options = options
         self.store = store
+        self.refusedUpstream = refusedUpstream
         self.normalizer = MessageNormalizer(limits: options.limits)
         self.logger = logger
         self.now = now
@@ -185,9 +196,29 @@ public final class IngestPipeline: Sendable {
     /// The key to store with the calls, or the refusal (counted for each of the `calls`).
     private func resolveWriteKey(_ sent: String?, calls: Int) -> KeyDecision {
         let decision = keyDecision(sent)
-        if case .refuse = decision { unauthorized.increment(by: Int64(calls)) }
+        switch decision {
+        case .refuse: unauthorized.increment(by: Int64(calls))
+        case .store(let key) where !key.isEmpty && refusedUpstream(key):  // an app's own key
+            if let reply = refusedKeyFillsHalf(calls: calls) { return .refuse(reply) }
+        case .store: break
+        }
         return decision
     }
+
+    /// The refusal for `calls` sent with a key the upstream refuses, once
+    /// the spool is half full (the other half stays for the apps whose keys
+    /// work); nil while there is room.
+    private func refusedKeyFillsHalf(calls: Int) -> IngestReply? {
+        guard let space = store.space, space.held >= space.limit / 2 else { return nil }
+        unavailable.increment(by: Int64(calls))
+        noteRefused(calls, reason: "they were sent with a write key the upstream refuses, and the spool is half full: the other half is kept for the apps whose keys work")
+        return .failure(503, ["the upstream refuses this write key, and the relay keeps calls sent with it only while its spool is less than half full: fix the write key in this app (the calls already stored wait and are tried again), then send these again"],
+                        retryAfter: Self.refusedKeyRetryAfterSeconds)
+    }
+
+    /// Seconds an app is told to wait when its key is refused and the spool
+    /// is half full: fixing a key takes a person, not a second.
+    static let refusedKeyRetryAfterSeconds = 60
 
     private func keyDecision(_ sent: String?) -> KeyDecision {
         if let accepted = options.acceptedWriteKeys {

@@ -8,6 +8,15 @@ public protocol MessageStore: Sendable {
     func append(_ messages: [SpoolAppend], on executor: (any CompletionExecutor)?,
                 completion: @escaping @Sendable (Result<[AppendOutcome], SpoolError>) -> Void)
     func recordRejected(errorsJSON: String, sample: [UInt8], atMillis: Int64)
+    /// What the store holds against its limit (`max_bytes`), from memory;
+    /// nil when it has no limit.
+    var space: (held: Int64, limit: Int64)? { get }
 }
 
-extension Spool: MessageStore {}
+extension MessageStore {
+    public var space: (held: Int64, limit: Int64)? { nil }
+}
+
+extension Spool: MessageStore {
+    public var space: (held: Int64, limit: Int64)? { (stats.totalBytes, options.maxBytes) }
+}
