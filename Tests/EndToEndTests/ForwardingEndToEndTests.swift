@@ -110,7 +110,7 @@ import Testing
         }
         let r = try #require(refusal, "the revoked app's calls filled the spool unchecked")
         #expect(r.status == 503 && r.headers["retry-after"] == "60", "\(r.status) \(r.text)")
-        #expect(r.text.contains("the upstream refuses this write key"), "\(r.text)")
+        #expect(r.text.contains("the upstream refused this write key"), "\(r.text)")
         let spool = try #require((try relay.status())["spool"] as? [String: Any])
         let held = (spool["bytes"] as? Int ?? 0) + (spool["dedupe_bytes"] as? Int ?? 0) + (spool["dead_letter_bytes"] as? Int ?? 0)
         #expect(held >= maxBytes / 2 && held < maxBytes * 3 / 4, "about half full: \(spool)")
@@ -119,7 +119,7 @@ import Testing
             #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("good-\(i)"), headers: basicAuth("good-app")).status == 200)
         }
         #expect(eventually(10) { upstream.delivered.count == 10 }, "the other app's calls go: log:\n\(relay.log)")
-        #expect(eventually(5) { relay.log.contains("write key the upstream refuses") }, "the operator is told: log:\n\(relay.log)")
+        #expect(eventually(5) { relay.log.contains("write key that the upstream refuses") }, "the operator is told: log:\n\(relay.log)")
     }
 
     /// Apps sent their own keys; the operator gives the relay one by

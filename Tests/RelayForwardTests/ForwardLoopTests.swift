@@ -340,15 +340,29 @@ final class Captured<T: Sendable>: Sendable {
         h.queue.add("bad-1", key: "wrong")
         h.queue.add("good-1", key: "right")
         let during = Captured<(wrong: Bool, right: Bool)>()
+        let keys = h.forwarder.refusedAppKeys
         h.clock.at(5_000) {
-            during.set((h.forwarder.refusedAppKeys.contains("wrong"), h.forwarder.refusedAppKeys.contains("right")))
+            during.set((keys.contains("wrong", nowMillis: 5_000), keys.contains("right", nowMillis: 5_000)))
             restored.set(true)
         }
         try await h.run()
 
         #expect(during.value?.wrong == true && during.value?.right == false, "\(String(describing: during.value))")
         #expect(h.queue.snapshot.acknowledged.contains("bad-1"), "tried again after the hold, and taken")
-        #expect(!h.forwarder.refusedAppKeys.contains("wrong"), "known refused no more once a batch with it went")
+        #expect(!keys.contains("wrong", nowMillis: h.clock.nowMillis()), "known refused no more once a batch with it went")
+    }
+
+    /// A refused key whose calls left some other way (expired, purged) is
+    /// not tried again, so its refusal lapses two tries after the last one.
+    @Test func anAppsRefusedKeyLapsesTwoTriesAfterItsLastRefusal() async throws {
+        let h = Harness(stopAtMillis: 10_000) { $0.writeKey == "wrong" ? Harness.status(401) : Harness.status(200) }
+        h.queue.add("bad-1", key: "wrong")
+        try await h.run()
+        let keys = h.forwarder.refusedAppKeys
+        let retry = h.forwarder.options.credentialRetryMillis
+        let refusedAt = try #require(h.upstream.requests.first { $0.writeKey == "wrong" }?.atMillis)
+        #expect(keys.contains("wrong", nowMillis: refusedAt + 2 * retry - 1))
+        #expect(!keys.contains("wrong", nowMillis: refusedAt + 2 * retry + 1), "lapsed")
     }
 
     /// An app with a refused key and a long backlog: its calls wait with the
@@ -421,15 +435,19 @@ final class Captured<T: Sendable>: Sendable {
         let ownKey = Harness.options { $0.maxBatchCount = 10; $0.writeKey = "relay-key" }
         let h = Harness(appKeys, inFlight: 1, stopAtMillis: 70_000) { $0.writeKey == "wrong" ? Harness.status(401) : Harness.status(200) }
         for i in 0..<30 { h.queue.add("m\(i)", key: "wrong") }
-        h.clock.at(5_000) { h.forwarder.reload(ownKey) }
+        let refused = Captured<(before: Bool, after: Bool)>()
+        let keys = h.forwarder.refusedAppKeys
+        h.clock.at(5_000) {
+            let before = keys.contains("wrong", nowMillis: 5_000)
+            h.forwarder.reload(ownKey)
+            refused.set((before, keys.contains("wrong", nowMillis: 5_000)))  // before any batch goes again
+        }
         let early = Captured<Int>()
-        let refusedBefore = Captured<Bool>()
-        h.clock.at(4_000) { refusedBefore.set(h.forwarder.refusedAppKeys.contains("wrong")) }
         h.clock.at(7_000) { early.set(h.queue.snapshot.acknowledged.count) }
         try await h.run()
 
         #expect(early.value == 30, "all went after the reload, not after the 60 s retry")
-        #expect(refusedBefore.value == true && !h.forwarder.refusedAppKeys.contains("wrong"), "apps' keys are not used any more")
+        #expect(refused.value?.before == true && refused.value?.after == false, "the reload forgets apps' keys: \(String(describing: refused.value))")
         #expect(h.upstream.requests.filter { $0.writeKey == "wrong" }.count == 1)
     }
 

@@ -73,10 +73,37 @@ import RelaySpool
         let (reply, json) = try #require(refusal, "every call of the refused key was stored")
         #expect(reply.status == 503)
         #expect(reply.retryAfterSeconds == 60)
-        #expect((json["message"] as? String)?.contains("the upstream refuses this write key") == true, "\(json)")
+        #expect((json["message"] as? String)?.contains("the upstream refused this write key") == true, "\(json)")
         #expect(f.spool.stats.totalBytes >= 10_000 && f.spool.stats.totalBytes < 11_000, "half full: \(f.spool.stats.totalBytes)")
         #expect(f.spool.stats.depth == Int64(stored))
         #expect(await send(p, .single(.identify), call, key: "good").0.status == 200, "the other apps keep the other half")
+        // Batches, by Basic auth or by the key beside `batch`: refused once counted, a broken one is still a 400.
+        let typed = #"{"type":"identify","userId":"u"}"#
+        let batch = #"{"batch":[\#(typed),\#(typed)]}"#
+        #expect(await send(p, .batch(priority: .live), batch, key: "revoked").0.status == 503)
+        let envelopeKey = await send(p, .batch(priority: .live), #"{"writeKey":"revoked","batch":[\#(typed)]}"#)
+        #expect(envelopeKey.0.status == 503, "\(envelopeKey.1)")
+        #expect(await send(p, .batch(priority: .live), #"{"batch":"not an array"}"#, key: "revoked").0.status == 400)
+        let goodBatch = await send(p, .batch(priority: .live), batch, key: "good")
+        #expect(goodBatch.0.status == 200, "\(goodBatch.1)")
+        // The line protocol: each line's own key decides.
+        let lines = [#"{"type":"identify","userId":"a","writeKey":"revoked"}"#, #"{"type":"identify","userId":"b","writeKey":"good"}"#]
+        final class Statuses: @unchecked Sendable {  // refusals come at once, the stored after the commit
+            let lock = NSLock()
+            var byIndex: [Int: Int] = [:]
+        }
+        let statuses = Statuses()
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            p.handleSingles(lines.map { Array($0.utf8) }, writeKey: nil) { replies in
+                let all = statuses.lock.withLock {
+                    for r in replies { statuses.byIndex[r.index] = r.reply.status }
+                    return statuses.byIndex.count == lines.count
+                }
+                if all { c.resume() }
+            }
+        }
+        #expect(statuses.byIndex == [0: 503, 1: 200], "each line's own key decides: \(statuses.byIndex)")
+        #expect(f.spool.stats.depth == Int64(stored) + 4, "the good app's calls and batch stored, none of the refused key's")
         refused.store(false, ordering: .relaxed)
         #expect(await send(p, .single(.identify), call, key: "revoked").0.status == 200, "taken again once the upstream takes the key")
         await f.spool.close()

@@ -91,7 +91,8 @@ static size_t make_call(char *out, long n) {
     if (opt_uuid) {
         uint64_t salt = 1469598103934665603ull;
         for (const char *c = opt_prefix; *c; c++) salt = (salt ^ (unsigned char)*c) * 1099511628211ull;
-        uint64_t hi = splitmix64((uint64_t)n ^ salt), lo = splitmix64(hi);  // splitmix64 is a bijection: unique per N
+        // 122 random-looking bits of a bijection of N: unique in practice (not by construction).
+        uint64_t hi = splitmix64((uint64_t)n ^ salt), lo = splitmix64(hi);
         li = snprintf(id, sizeof id, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(hi >> 32), (unsigned)(hi >> 16) & 0xffff,
                       (unsigned)hi & 0xfff, (unsigned)(0x8000 | ((lo >> 48) & 0x3fff)), (unsigned long long)(lo & 0xffffffffffffull));
     } else {

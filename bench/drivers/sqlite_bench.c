@@ -36,7 +36,7 @@ static void check(sqlite3 *db, int rc, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5) { fprintf(stderr, "usage: sqlite_bench DB ROWS_PER_TXN MAX_ROWS MAX_SECONDS [PAYLOAD]\n"); return 2; }
+    if (argc < 5) { fprintf(stderr, "usage: sqlite_bench DB ROWS_PER_TXN MAX_ROWS MAX_SECONDS [PAYLOAD [uuid]]\n"); return 2; }
     const char *path = argv[1];
     long per = atol(argv[2]), max_rows = atol(argv[3]);
     double max_s = atof(argv[4]);
@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
         check(db, sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0), "begin");
         for (long i = 0; i < per && rows < max_rows; i++, rows++) {
             int il;
-            if (uuid) {  // unique a run: splitmix64 is a bijection
+            if (uuid) {  // as loadgen --uuid: 122 random-looking bits of a bijection of the row number
                 unsigned long long hi = splitmix64((unsigned long long)rows ^ (unsigned long long)(t0 * 1e6)), lo = splitmix64(hi);
                 il = snprintf(id, sizeof id, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(hi >> 32), (unsigned)(hi >> 16) & 0xffff,
                               (unsigned)hi & 0xfff, (unsigned)(0x8000 | ((lo >> 48) & 0x3fff)), lo & 0xffffffffffffull);

@@ -154,7 +154,8 @@ struct OutcomeHandler {
                 // The rest of that app's calls wait with this batch: one request a round tells
                 // whether the key works again, not one for every batch of its backlog.
                 queue.hold(writeKey: batch[0].writeKey, untilMillis: next)
-                refusedKeys.refused(batch[0].writeKey)
+                // Known refused until a batch with it goes, or two tries from now (its calls may leave otherwise).
+                refusedKeys.refused(batch[0].writeKey, nowMillis: t, lapseMillis: 2 * options.credentialRetryMillis)
                 spool.recordSuccess()
                 let what = "the upstream refused the write key an app sent with its calls"
                 status.update {

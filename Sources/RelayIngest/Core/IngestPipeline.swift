@@ -19,9 +19,10 @@
 //   many clients each sending all but the end of a large body cannot grow
 //   memory past it, and the TCP port's clients cannot use the socket's share.
 // - Calls sent with an app's own write key that the upstream refuses now
-//   (`refusedUpstream`) are stored only while the spool is less than half
-//   full; past that they are `503`, so that one app's revoked key cannot
-//   fill the spool every app on the host shares.
+//   (`refusedUpstream`) are stored only while the spool (every app's calls,
+//   dedupe ids and dead letters) is less than half full; past that they are
+//   `503` (counted as `key_refused`, logged on their own once a minute), so
+//   that one app's revoked key cannot fill the spool every app shares.
 // - Refusals for want of storage are logged when they start, once a minute
 //   while they last, and when calls are stored again (RefusalLog), never
 //   once per call.
@@ -66,11 +67,16 @@ public final class IngestPipeline: Sendable {
     private let refusals = Mutex(RefusalLog())
     /// True while `refusals` has a reason: the stored path looks at it only then.
     private let refusing = Atomic<Bool>(false)
+    /// Refusals of calls sent with a key the upstream refuses, told once a
+    /// minute apart from the storage refusals (other apps' calls are stored
+    /// meanwhile, which does not end them).
+    private let keyRefusals = Mutex(RefusalLog())
 
     private let stored = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "stored")])
     private let duplicates = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "duplicate")])
     private let invalid = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "invalid")])
     private let unavailable = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "unavailable")])
+    private let keyRefused = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "key_refused")])
     private let unauthorized = Counter(label: "plainflow_ingest_requests_unauthorized_total")
     /// From a request's body in hand to its answer after the commit (stored or duplicate).
     private let ackDuration = Metrics.Timer(label: "plainflow_ingest_ack_duration_seconds")
@@ -95,7 +101,8 @@ public final class IngestPipeline: Sendable {
     /// refusal, else after the commit on `executor` (or the spool's thread).
     public func handle(_ route: IngestRoute, body: [UInt8], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
                        completion: @escaping @Sendable (IngestReply) -> Void) {
-        let key = requestKey(writeKey, calls: 1)
+        let isBatch: Bool = if case .batch = route { true } else { false }
+        let key = requestKey(writeKey, calls: 1, checkSpace: !isBatch)  // (a batch: once its calls are counted)
         if case .refuse(let reply)? = key {
             completion(reply)
             return
@@ -153,7 +160,7 @@ public final class IngestPipeline: Sendable {
     /// for the calls refused and once after the commit for the others.
     public func handleSingles(_ bodies: [[UInt8]], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
                               completion: @escaping @Sendable ([(index: Int, reply: IngestReply)]) -> Void) {
-        let key = requestKey(writeKey, calls: bodies.count)
+        let key = requestKey(writeKey, calls: bodies.count, checkSpace: true)
         if case .refuse(let reply)? = key {
             completion(bodies.indices.map { ($0, reply) })
             return
@@ -188,31 +195,37 @@ public final class IngestPipeline: Sendable {
     /// call's, or a batch's): a request that sent none, to a relay that needs
     /// one. Segment's HTTP API takes the key in the body too, and the line
     /// protocol has no other place for it.
-    private func requestKey(_ sent: String?, calls: Int) -> KeyDecision? {
+    private func requestKey(_ sent: String?, calls: Int, checkSpace: Bool) -> KeyDecision? {
         if sent == nil, options.acceptedWriteKeys != nil || !options.relayHasWriteKey { return nil }
-        return resolveWriteKey(sent, calls: calls)
+        return resolveWriteKey(sent, calls: calls, checkSpace: checkSpace)
     }
 
-    /// The key to store with the calls, or the refusal (counted for each of the `calls`).
-    private func resolveWriteKey(_ sent: String?, calls: Int) -> KeyDecision {
+    /// The key to store with the calls, or the refusal (counted for each of
+    /// the `calls`). `checkSpace`: refuse an app's key the upstream refuses
+    /// when the spool is half full (a batch checks once its calls are counted).
+    private func resolveWriteKey(_ sent: String?, calls: Int, checkSpace: Bool = true) -> KeyDecision {
         let decision = keyDecision(sent)
         switch decision {
         case .refuse: unauthorized.increment(by: Int64(calls))
-        case .store(let key) where !key.isEmpty && refusedUpstream(key):  // an app's own key
-            if let reply = refusedKeyFillsHalf(calls: calls) { return .refuse(reply) }
+        case .store(let key) where checkSpace:
+            if let reply = refusedKeyFillsHalf(key, calls: calls) { return .refuse(reply) }
         case .store: break
         }
         return decision
     }
 
-    /// The refusal for `calls` sent with a key the upstream refuses, once
-    /// the spool is half full (the other half stays for the apps whose keys
-    /// work); nil while there is room.
-    private func refusedKeyFillsHalf(calls: Int) -> IngestReply? {
-        guard let space = store.space, space.held >= space.limit / 2 else { return nil }
-        unavailable.increment(by: Int64(calls))
-        noteRefused(calls, reason: "they were sent with a write key the upstream refuses, and the spool is half full: the other half is kept for the apps whose keys work")
-        return .failure(503, ["the upstream refuses this write key, and the relay keeps calls sent with it only while its spool is less than half full: fix the write key in this app (the calls already stored wait and are tried again), then send these again"],
+    /// The refusal for `calls` sent with `key`, an app's own key the
+    /// upstream refuses, once the spool is half full (the other half stays
+    /// for the apps whose keys work); nil otherwise.
+    private func refusedKeyFillsHalf(_ key: String, calls: Int) -> IngestReply? {
+        guard !key.isEmpty, refusedUpstream(key), let space = store.space, space.held >= space.limit / 2 else { return nil }
+        keyRefused.increment(by: Int64(calls))
+        let now = Self.millis(self.now())
+        let line = keyRefusals.withLock {
+            $0.refused(calls, reason: "they were sent with an app's write key that the upstream refuses, and the spool is at least half full: the other half is kept for the apps whose keys work; that app's calls already stored wait and are tried again", nowMillis: now)
+        }
+        if let line { logger.warning("\(line.message)", metadata: line.metadata.mapValues { .string($0) }) }
+        return .failure(503, ["the upstream refused this write key when the relay last tried it (it tries again every few minutes), and the relay keeps calls sent with such a key only while its spool is less than half full: fix the write key in this app, then send these again (the calls already stored wait and are tried again)"],
                         retryAfter: Self.refusedKeyRetryAfterSeconds)
     }
 
@@ -296,7 +309,7 @@ public final class IngestPipeline: Sendable {
             return
         }
         let writeKey: String
-        switch key ?? resolveWriteKey((envelope["writeKey"] ?? envelope["write_key"])?.stringValue.flatMap { $0.isEmpty ? nil : $0 }, calls: 1) {
+        switch key ?? resolveWriteKey((envelope["writeKey"] ?? envelope["write_key"])?.stringValue.flatMap { $0.isEmpty ? nil : $0 }, calls: 1, checkSpace: false) {
         case .store(let k): writeKey = k
         case .refuse(let reply):
             completion(reply)
@@ -332,6 +345,10 @@ public final class IngestPipeline: Sendable {
         }
         guard !records.isEmpty else {
             completion(.failure(400, count == 0 ? ["batch: is empty"] : allErrors, extra: ["rejected": .array(rejected)]))
+            return
+        }
+        if let reply = refusedKeyFillsHalf(writeKey, calls: records.count) {
+            completion(reply)
             return
         }
         commit(records, executor: executor, failed: completion) { [ids, rejected] outcomes in
