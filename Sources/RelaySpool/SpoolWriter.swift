@@ -250,7 +250,7 @@ final class SpoolWriter {
         }
         // Nothing can read a removed row again: its lease ends here, and the
         // reader's cursor stays where it is (LeaseTable).
-        if !turn.removedLeased.isEmpty { shared.leases.withLock { $0.release(turn.removedLeased, removed: true) } }
+        if !turn.removedLeased.isEmpty { shared.leases.withLock { _ = $0.release(turn.removedLeased, removed: true) } }
         for (executor, jobs) in turn.deferred.values { executor.execute(jobs) }
         for c in turn.completions { c(.success(())) }
     }
