@@ -42,6 +42,7 @@ let package = Package(
         .target(name: "RelayForward", dependencies: [
             "CCurl", "RelaySpool",
             .product(name: "CompressNIO", package: "compress-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),  // a refused key's fingerprint in the log
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),

@@ -120,6 +120,8 @@ import Testing
         }
         #expect(eventually(10) { upstream.delivered.count == 10 }, "the other app's calls go: log:\n\(relay.log)")
         #expect(eventually(5) { relay.log.contains("write key that the upstream refuses") }, "the operator is told: log:\n\(relay.log)")
+        // which app's key, by the start of its SHA-256 (`printf %s revoked-app | sha256sum`), never the key
+        #expect(relay.log.contains("488359366189") && !relay.log.contains("revoked-app"), "log:\n\(relay.log)")
     }
 
     /// Apps sent their own keys; the operator gives the relay one by

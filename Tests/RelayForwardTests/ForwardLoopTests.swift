@@ -327,6 +327,8 @@ final class Captured<T: Sendable>: Sendable {
         #expect(!logs.messages.contains { $0.message.contains("wrong") || $0.metadata.description.contains("wrong") }, "never the key itself")
         let lines = logs.messages.filter { $0.message.contains("refused the write key an app sent") }
         #expect(Set(lines.compactMap { $0.metadata["message_id"].map { "\($0)" } }) == ["bad-1", "other-bad"], "each app's refusal is told, once a minute")
+        // Which key, by the start of its SHA-256 (`printf %s wrong | sha256sum`), never the key.
+        #expect(Set(lines.compactMap { $0.metadata["key_sha256"].map { "\($0)" } }) == ["8810ad581e59", "6b03943fb4aa"], "\(lines.map(\.metadata))")
     }
 
     /// What ingest reads to stop one app's refused key from filling the

@@ -61,7 +61,7 @@ import RelaySpool
         let f = try Fixture(maxBytes: 20_000)
         let refused = Atomic<Bool>(true)
         let p = IngestPipeline(options: IngestOptions(), store: f.spool,
-                               refusedUpstream: { key in key == "revoked" && refused.load(ordering: .relaxed) })
+                               refusedUpstream: { key in key == "revoked" && refused.load(ordering: .relaxed) ? "fingerprint" : nil })
         let call = #"{"userId":"u","traits":{"bio":"\#(String(repeating: "x", count: 400))"}}"#
         var stored = 0
         var refusal: (IngestReply, [String: Any])?

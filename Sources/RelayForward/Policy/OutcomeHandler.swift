@@ -163,8 +163,9 @@ struct OutcomeHandler {
                     $0.lastErrorAtMillis = t; $0.appKeyRefusals += 1; $0.appKeyRefusedAtMillis = t
                 }
                 if appKeyRefusalLogged.due(batch[0].writeKey.hashValue, atMillis: t) {  // (the key itself is never logged)
-                    logger.error("\(what); those calls stay queued and one batch of them tries the key again every \(options.credentialRetryMillis / 60_000) min (logged when it is refused, at most once a minute a key); the other apps' calls go on. Fix the key in that app: the message id names one of its calls", metadata: [
+                    logger.error("\(what); those calls stay queued and one batch of them tries the key again every \(options.credentialRetryMillis / 60_000) min (logged when it is refused, at most once a minute a key); the other apps' calls go on. Fix the key in that app: the message id names one of its calls, and key_sha256 starts the SHA-256 of the key (printf %s KEY | sha256sum)", metadata: [
                         "error": "\(error)", "message_id": "\(batch[0].messageID)", "messages": "\(batch.count)", "retry_in_ms": "\(next - t)",
+                        "key_sha256": "\(RefusedAppKeys.fingerprint(batch[0].writeKey))",
                     ])
                 }
                 return .hold(writeKey: batch[0].writeKey)

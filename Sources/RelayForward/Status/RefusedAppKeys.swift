@@ -10,9 +10,11 @@
 // calls with it are queued, and each refusal renews it, so a key whose calls
 // left another way (expired, dropped, purged) lapses by itself. At most
 // `limit` keys of at most `maxKeyBytes`; past that a refused key is not
-// recorded (its calls are stored as any others). Never logged, never shown:
-// a key is a credential.
+// recorded (its calls are stored as any others). A key is never logged or
+// shown (it is a credential); its fingerprint is, so that an operator can
+// tell which app's key it is.
 
+import Crypto
 import Synchronization
 
 /// The app write keys the upstream refused and has not accepted since.
@@ -21,8 +23,8 @@ public final class RefusedAppKeys: Sendable {
     public static let limit = 1_000
     /// Longest key kept (as the forwarder's holds).
     public static let maxKeyBytes = 256
-    /// Key → when its refusal lapses (unix ms).
-    private let keys = Mutex<[String: Int64]>([:])
+    /// Key → when its refusal lapses (unix ms), and its fingerprint.
+    private let keys = Mutex<[String: (untilMillis: Int64, fingerprint: String)]>([:])
     /// Whether `keys` is non-empty: the check on every call looks here first.
     private let any = Atomic<Bool>(false)
 
@@ -30,14 +32,29 @@ public final class RefusedAppKeys: Sendable {
 
     /// Whether the upstream refused `writeKey` and that has not lapsed at `nowMillis`.
     public func contains(_ writeKey: String, nowMillis: Int64) -> Bool {
-        guard any.load(ordering: .relaxed) else { return false }
+        refusal(of: writeKey, nowMillis: nowMillis) != nil
+    }
+
+    /// The key's fingerprint when the upstream refused it and that has not
+    /// lapsed at `nowMillis`; nil otherwise.
+    public func refusal(of writeKey: String, nowMillis: Int64) -> String? {
+        guard any.load(ordering: .relaxed) else { return nil }
         return keys.withLock { keys in
-            guard let until = keys[writeKey] else { return false }
-            if until > nowMillis { return true }
+            guard let entry = keys[writeKey] else { return nil }
+            if entry.untilMillis > nowMillis { return entry.fingerprint }
             keys[writeKey] = nil
             any.store(!keys.isEmpty, ordering: .relaxed)
-            return false
+            return nil
         }
+    }
+
+    /// What the log shows for a key: the first 12 hex digits of its SHA-256,
+    /// which an operator matches with `printf %s "$KEY" | sha256sum | cut -c1-12`.
+    public static func fingerprint(_ writeKey: String) -> String {
+        SHA256.hash(data: Array(writeKey.utf8)).prefix(6).map { b in
+            let hex = Array("0123456789abcdef".utf8)
+            return String(decoding: [hex[Int(b >> 4)], hex[Int(b & 0xf)]], as: UTF8.self)
+        }.joined()
     }
 
     /// The upstream refused `writeKey` at `nowMillis`; the refusal lapses
@@ -46,10 +63,10 @@ public final class RefusedAppKeys: Sendable {
         guard writeKey.utf8.count <= Self.maxKeyBytes else { return }
         keys.withLock { keys in
             if keys[writeKey] == nil && keys.count >= Self.limit {
-                keys = keys.filter { $0.value > nowMillis }  // lapsed ones make room
+                keys = keys.filter { $0.value.untilMillis > nowMillis }  // lapsed ones make room
                 guard keys.count < Self.limit else { return }
             }
-            keys[writeKey] = nowMillis + lapseMillis
+            keys[writeKey] = (nowMillis + lapseMillis, keys[writeKey]?.fingerprint ?? Self.fingerprint(writeKey))
             any.store(true, ordering: .relaxed)
         }
     }

@@ -56,8 +56,8 @@ public final class IngestPipeline: Sendable {
     private let logger: Logger
     private let now: @Sendable () -> Date
     private let makeMessageID: @Sendable () -> String
-    /// Whether the upstream refuses an app's own write key now.
-    private let refusedUpstream: @Sendable (String) -> Bool
+    /// The fingerprint of an app's own write key the upstream refuses now; nil when it does not.
+    private let refusedUpstream: @Sendable (String) -> String?
     /// Payload bytes handed to the store and not yet committed.
     private let pendingBytes = Atomic<Int>(0)
     /// Bytes of request bodies received and not yet complete (HTTP), on the TCP port and on the socket.
@@ -81,13 +81,14 @@ public final class IngestPipeline: Sendable {
     /// From a request's body in hand to its answer after the commit (stored or duplicate).
     private let ackDuration = Metrics.Timer(label: "plainflow_ingest_ack_duration_seconds")
 
-    /// - Parameter refusedUpstream: whether the upstream refuses an app's
-    ///   own write key now (the forwarder knows; calls with such a key are
-    ///   stored only while the spool is less than half full).
+    /// - Parameter refusedUpstream: the fingerprint (for the log) of an
+    ///   app's own write key the upstream refuses now, nil when it does not
+    ///   (the forwarder knows; calls with such a key are stored only while
+    ///   the spool is less than half full).
     public init(options: IngestOptions, store: any MessageStore, logger: Logger = Logger(label: "plainflow-relay.ingest"),
                 now: @escaping @Sendable () -> Date = { Date() },
                 makeMessageID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() },
-                refusedUpstream: @escaping @Sendable (String) -> Bool = { _ in false }) {
+                refusedUpstream: @escaping @Sendable (String) -> String? = { _ in nil }) {
         self.options = options
         self.store = store
         self.refusedUpstream = refusedUpstream
@@ -218,11 +219,11 @@ public final class IngestPipeline: Sendable {
     /// upstream refuses, once the spool is half full (the other half stays
     /// for the apps whose keys work); nil otherwise.
     private func refusedKeyFillsHalf(_ key: String, calls: Int) -> IngestReply? {
-        guard !key.isEmpty, refusedUpstream(key), let space = store.space, space.held >= space.limit / 2 else { return nil }
+        guard !key.isEmpty, let fingerprint = refusedUpstream(key), let space = store.space, space.held >= space.limit / 2 else { return nil }
         keyRefused.increment(by: Int64(calls))
         let now = Self.millis(self.now())
         let line = keyRefusals.withLock {
-            $0.refused(calls, reason: "they were sent with an app's write key that the upstream refuses, and the spool is at least half full: the other half is kept for the apps whose keys work; that app's calls already stored wait and are tried again", nowMillis: now)
+            $0.refused(calls, reason: "they were sent with an app's write key that the upstream refuses (key_sha256 \(fingerprint)), and the spool is at least half full: the other half is kept for the apps whose keys work; that app's calls already stored wait and are tried again", nowMillis: now)
         }
         if let line { logger.warning("\(line.message)", metadata: line.metadata.mapValues { .string($0) }) }
         return .failure(503, ["the upstream refused this write key when the relay last tried it (it tries again every few minutes), and the relay keeps calls sent with such a key only while its spool is less than half full: fix the write key in this app, then send these again (the calls already stored wait and are tried again)"],
