@@ -122,6 +122,11 @@ import Testing
         #expect(eventually(5) { relay.log.contains("write key that the upstream refuses") }, "the operator is told: log:\n\(relay.log)")
         // which app's key, by the start of its SHA-256 (`printf %s revoked-app | sha256sum`), never the key
         #expect(relay.log.contains("488359366189") && !relay.log.contains("revoked-app"), "log:\n\(relay.log)")
+        let upstreamStatus = (try relay.status())["upstream"] as? [String: Any]
+        #expect(upstreamStatus?["app_keys_refused"] as? [String] == ["488359366189"], "\(String(describing: upstreamStatus))")
+        let env = ["PLAINFLOW_RELAY_UNIX": relay.socketPath, "PLAINFLOW_RELAY_TCP": "127.0.0.1:\(relay.port)"]
+        let shown = try cli(["status", "--config", relay.dir + "/relay.toml"], env: env)
+        #expect(shown.out.contains("key_sha256 488359366189") && !shown.out.contains("revoked-app"), "\(shown.out)")
     }
 
     /// Apps sent their own keys; the operator gives the relay one by

@@ -98,6 +98,7 @@ final class RelayObserver: Sendable {
     func status() -> [UInt8] {
         let u = forwarder.status
         let now = Telemetry.nowMillis()
+        let refused = forwarder.refusedAppKeys.fingerprints(nowMillis: now, max: 20)
         func opt(_ v: Int64?) -> JSONValue { v.map { .int($0) } ?? .null }
         return JSONValue.object([
             "ok": .bool(true),
@@ -120,6 +121,9 @@ final class RelayObserver: Sendable {
                 "app_key_refusals": .int(u.appKeyRefusals),
                 "app_key_refused_at_ms": opt(u.appKeyRefusedAtMillis),
                 "app_keys_held": .int(u.appKeysHeld),
+                // Fingerprints (as the log's key_sha256) of the apps' keys the upstream refuses now.
+                "app_keys_refused": .array(refused.shown.map { .string($0) }),
+                "app_keys_refused_count": .int(Int64(refused.total)),
             ]),
         ]).encoded()
     }

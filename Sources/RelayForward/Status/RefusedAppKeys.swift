@@ -48,6 +48,13 @@ public final class RefusedAppKeys: Sendable {
         }
     }
 
+    /// The fingerprints of the keys refused at `nowMillis`, sorted, at most `max`.
+    public func fingerprints(nowMillis: Int64, max: Int) -> (shown: [String], total: Int) {
+        guard any.load(ordering: .relaxed) else { return ([], 0) }
+        let all = keys.withLock { $0.values.filter { $0.untilMillis > nowMillis }.map(\.fingerprint) }.sorted()
+        return (Array(all.prefix(max)), all.count)
+    }
+
     /// What the log shows for a key: the first 12 hex digits of its SHA-256,
     /// which an operator matches with `printf %s "$KEY" | sha256sum | cut -c1-12`.
     public static func fingerprint(_ writeKey: String) -> String {
