@@ -354,6 +354,29 @@ final class Captured<T: Sendable>: Sendable {
         #expect(!keys.contains("wrong", nowMillis: h.clock.nowMillis()), "known refused no more once a batch with it went")
     }
 
+    /// The key was restored upstream and the operator reloads (SIGHUP):
+    /// the held calls go at once, not at the next try minutes later, and
+    /// the log says the key is taken again.
+    @Test func aReloadTriesAnAppsRefusedKeyAgainAtOnce() async throws {
+        let logs = LogCapture()
+        let restored = Captured<Bool>()
+        let h = Harness(stopAtMillis: 30_000, logs: logs) {
+            $0.writeKey == "wrong" && restored.value != true ? Harness.status(401) : Harness.status(200)
+        }
+        for i in 0..<3 { h.queue.add("bad-\(i)", key: "wrong") }
+        h.clock.at(5_000) {
+            restored.set(true)
+            h.forwarder.reload(h.forwarder.options)  // nothing changed but the upstream
+        }
+        try await h.run()
+
+        let tries = h.upstream.requests.filter { $0.writeKey == "wrong" }.map(\.atMillis)
+        #expect(tries.count == 2 && tries[1] >= 5_000 && tries[1] <= 6_000, "tried again at the reload: \(tries)")
+        #expect(Set(h.queue.snapshot.acknowledged) == ["bad-0", "bad-1", "bad-2"])
+        let line = logs.messages.first { $0.message.hasPrefix("the upstream accepted an app's write key") }
+        #expect(line?.metadata["key_sha256"].map { "\($0)" } == "8810ad581e59", "\(logs.messages.map(\.message))")
+    }
+
     /// A refused key whose calls left some other way (expired, purged) is
     /// not tried again, so its refusal lapses two tries after the last one.
     @Test func anAppsRefusedKeyLapsesTwoTriesAfterItsLastRefusal() async throws {

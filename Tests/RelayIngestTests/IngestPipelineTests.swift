@@ -74,6 +74,7 @@ import RelaySpool
         #expect(reply.status == 503)
         #expect(reply.retryAfterSeconds == 60)
         #expect((json["message"] as? String)?.contains("the upstream refused this write key") == true, "\(json)")
+        #expect(json["code"] as? String == "key_refused", "told apart from a full spool: \(json)")
         #expect(f.spool.stats.totalBytes >= 10_000 && f.spool.stats.totalBytes < 11_000, "half full: \(f.spool.stats.totalBytes)")
         #expect(f.spool.stats.depth == Int64(stored))
         #expect(await send(p, .single(.identify), call, key: "good").0.status == 200, "the other apps keep the other half")

@@ -105,7 +105,9 @@ struct ForwardLoop {
             apply(options)
             let now = clock.nowMillis()
 
-            switch pause.check(nowMillis: now, resumeRequested: takeResumeRequest()) {
+            let resumeAsked = takeResumeRequest()  // a reload (SIGHUP): try again now
+            if resumeAsked { staleBackoffs = true }  // rows in backoff and the held keys' rows are due now
+            switch pause.check(nowMillis: now, resumeRequested: resumeAsked) {
             case .running:
                 break
             case .resumed(let reason):

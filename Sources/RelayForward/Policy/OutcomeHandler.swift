@@ -82,7 +82,10 @@ struct OutcomeHandler {
             switch decision {
             case .delivered:
                 releases = false  // the loop acknowledges, then releases
-                if let key = batch.first?.writeKey, !key.isEmpty { refusedKeys.accepted(key) }
+                if let key = batch.first?.writeKey, !key.isEmpty, let fingerprint = refusedKeys.accepted(key) {
+                    logger.notice("the upstream accepted an app's write key it had refused; that app's queued calls go out now, and its new calls are stored again",
+                                  metadata: ["key_sha256": "\(fingerprint)", "messages": "\(batch.count)"])
+                }
                 var before = UpstreamStatus()
                 status.update {
                     before = $0

@@ -78,12 +78,14 @@ public final class RefusedAppKeys: Sendable {
         }
     }
 
-    /// The upstream accepted a batch sent with `writeKey`.
-    func accepted(_ writeKey: String) {
-        guard any.load(ordering: .relaxed) else { return }
-        keys.withLock { keys in
-            keys[writeKey] = nil
-            any.store(!keys.isEmpty, ordering: .relaxed)
+    /// The upstream accepted a batch sent with `writeKey`; its fingerprint
+    /// when the key was refused until then.
+    @discardableResult
+    func accepted(_ writeKey: String) -> String? {
+        guard any.load(ordering: .relaxed) else { return nil }
+        return keys.withLock { keys in
+            defer { any.store(!keys.isEmpty, ordering: .relaxed) }
+            return keys.removeValue(forKey: writeKey)?.fingerprint
         }
     }
 

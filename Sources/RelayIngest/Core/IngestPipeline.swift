@@ -226,8 +226,8 @@ public final class IngestPipeline: Sendable {
             $0.refused(calls, reason: "they were sent with an app's write key that the upstream refuses (key_sha256 \(fingerprint)), and the spool is at least half full: the other half is kept for the apps whose keys work; that app's calls already stored wait and are tried again", nowMillis: now)
         }
         if let line { logger.warning("\(line.message)", metadata: line.metadata.mapValues { .string($0) }) }
-        return .failure(503, ["the upstream refused this write key when the relay last tried it (it tries again every few minutes), and the relay keeps calls sent with such a key only while its spool is less than half full: fix the write key in this app, then send these again (the calls already stored wait and are tried again)"],
-                        retryAfter: Self.refusedKeyRetryAfterSeconds)
+        return .failure(503, ["the upstream refused this write key when the relay last tried it (it tries again every 5 minutes); the relay has stored as many calls with it as it can keep for an app whose key does not work: fix the write key in this app, then send these again (calls already stored keep the old key and are sent with it once the upstream takes it)"],
+                        retryAfter: Self.refusedKeyRetryAfterSeconds, code: "key_refused")
     }
 
     /// Seconds an app is told to wait when its key is refused and the spool

@@ -34,11 +34,11 @@ public struct IngestReply: Sendable, Hashable {
     /// (RudderStack's and Customer.io's Python SDKs read `payload['code']`;
     /// without it they take a 400 for a network error and resend the batch
     /// ten times): `message` is the first errors in one line, `errors` all.
-    static func failure(_ status: Int, _ errors: [String], retryAfter: Int? = nil, extra: JSONObject = [:]) -> IngestReply {
+    static func failure(_ status: Int, _ errors: [String], retryAfter: Int? = nil, code: String? = nil, extra: JSONObject = [:]) -> IngestReply {
         let shown = errors.prefix(3).joined(separator: "; ")
         let message = errors.count > 3 ? "\(shown); and \(errors.count - 3) more (see errors)" : shown
         var body: JSONObject = [
-            "code": .string(code(status)), "errors": .array(errors.map { .string($0) }), "message": .string(message), "ok": .bool(false),
+            "code": .string(code ?? Self.code(status)), "errors": .array(errors.map { .string($0) }), "message": .string(message), "ok": .bool(false),
         ]
         if let retryAfter { body["retry_after"] = .int(Int64(retryAfter)) }
         body["status"] = .int(Int64(status))
