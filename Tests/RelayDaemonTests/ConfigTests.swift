@@ -25,6 +25,18 @@ import RelaySpool
         #expect(fromTemplate.ingest.limits == defaults.ingest.limits)
     }
 
+    /// What the system says, not a framework's guess ("You don't have
+    /// permission" for a directory, once).
+    @Test func aFileThatCannotBeReadSaysWhy() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unreadable-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect { try RelayConfig.load(path: dir) } throws: { "\($0)".contains("cannot read config file \(dir): Is a directory") }
+        try Data([0x5B, 0xFF, 0xFE, 0x5D]).write(to: URL(fileURLWithPath: dir + "/latin1.toml"))
+        #expect { try RelayConfig.load(path: dir + "/latin1.toml") } throws: { "\($0)".contains("it is not UTF-8 text") }
+        #expect(try RelayConfig.load(path: "/dev/null").upstream == nil, "an empty file is the defaults")
+    }
+
     @Test func syntaxErrorsNameTheLineOnOneLine() {
         #expect { try RelayConfig.parse(toml: "[upstream]\nurl = \n", path: "r.toml") } throws: { error in
             "\(error)".hasPrefix("r.toml:2:") && "\(error)".contains("TOML syntax error") && !"\(error)".contains("\n")

@@ -3,7 +3,15 @@
 // copies a handler into each Logger value, which is why the level cannot
 // live in the handler itself; swift-log allows a backend-wide level
 // ("a change in logLevel to one Logger might have no effect").
+// And the relay's log line: time, level, the logger's label, its metadata,
+// the message; swift-log's stream handler adds the Swift module that logged
+// (`[RelayForward]`), which is the code's business, not the operator's.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import Synchronization
 
@@ -24,7 +32,7 @@ public final class LogLevelSwitch: Sendable {
     /// A handler for `LoggingSystem.bootstrap` that writes to standard error
     /// (journald under systemd) at this switch's level.
     public func handler(label: String) -> any LogHandler {
-        SwitchedLogHandler(inner: StreamLogHandler.standardError(label: label), levelSwitch: self)
+        SwitchedLogHandler(label: label, levelSwitch: self, metadataProvider: LoggingSystem.metadataProvider)
     }
 
     private static func index(of level: Logger.Level) -> Int {
@@ -32,33 +40,59 @@ public final class LogLevelSwitch: Sendable {
     }
 }
 
-/// A `StreamLogHandler` whose level is the switch's. Setting `logLevel` on
-/// one logger has no effect: the level is the configuration's `log.level`.
+/// Writes `2026-11-30T15:39:49+0000 warning plainflow-relay.spool: count=2
+/// spool full: ...` to standard error, one `write` a line, at the switch's
+/// level. Setting `logLevel` on one logger has no effect: the level is the
+/// configuration's `log.level`.
 struct SwitchedLogHandler: LogHandler {
-    var inner: StreamLogHandler
+    let label: String
     let levelSwitch: LogLevelSwitch
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+
+    init(label: String, levelSwitch: LogLevelSwitch, metadataProvider: Logger.MetadataProvider?) {
+        self.label = label
+        self.levelSwitch = levelSwitch
+        self.metadataProvider = metadataProvider
+    }
 
     var logLevel: Logger.Level {
         get { levelSwitch.level }
         set {}  // backend-wide level; see the file comment
     }
 
-    var metadata: Logger.Metadata {
-        get { inner.metadata }
-        set { inner.metadata = newValue }
-    }
-
-    var metadataProvider: Logger.MetadataProvider? {
-        get { inner.metadataProvider }
-        set { inner.metadataProvider = newValue }
-    }
-
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { inner[metadataKey: key] }
-        set { inner[metadataKey: key] = newValue }
+        get { metadata[key] }
+        set { metadata[key] = newValue }
     }
 
     func log(event: LogEvent) {
-        inner.log(event: event)
+        var all = metadata
+        if let provided = metadataProvider?.get() { all.merge(provided) { $1 } }
+        if let given = event.metadata { all.merge(given) { $1 } }
+        let pairs = all.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        Self.emit("\(Self.timestamp()) \(event.level) \(label):\(pairs) \(event.message)\n")
+    }
+
+    /// Local time, as `2026-11-30T15:39:49+0000`.
+    private static func timestamp() -> String {
+        var now = time(nil)
+        var parts = tm()
+        localtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
+        return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The whole line in one `write` (lines of concurrent loggers do not mix).
+    private static func emit(_ line: String) {
+        var bytes = Array(line.utf8)
+        bytes.withUnsafeMutableBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = write(2, buffer.baseAddress! + offset, buffer.count - offset)
+                if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
+            }
+        }
     }
 }

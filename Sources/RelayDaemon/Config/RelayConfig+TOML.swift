@@ -97,13 +97,24 @@ extension RelayConfig {
 
     /// Reads and parses the file at `path`.
     public static func load(path: String) throws(ConfigError) -> RelayConfig {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError("cannot read config file \(path): \((error as NSError).localizedDescription)")
+        try parse(toml: readText(path), path: path)
+    }
+
+    /// The file's text; the error says why it cannot be read as the system
+    /// does ("No such file or directory", "Permission denied", ...).
+    static func readText(_ path: String) throws(ConfigError) -> String {
+        func failure(_ why: String) -> ConfigError { ConfigError("cannot read config file \(path): \(why)") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { bytes += chunk[0..<n] } else if n == 0 { break } else if errno != EINTR { throw failure(String(cString: strerror(errno))) }
         }
-        return try parse(toml: text, path: path)
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw failure("it is not UTF-8 text") }
+        return text
     }
 
     /// The key an error is about (as a path) and what to tell the operator.
