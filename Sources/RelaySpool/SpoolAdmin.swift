@@ -77,6 +77,31 @@ public final class SpoolAdmin {
         do { return try SpoolStats.read(from: db) } catch { throw readFailed(error) }
     }
 
+    /// The queued messages of one write key (`spool stats --by-key`).
+    public struct KeyBacklog: Sendable, Equatable {
+        /// The key the app sent; empty: the relay's own.
+        public var writeKey: String
+        public var messages: Int64
+        public var bytes: Int64
+        public var oldestReceivedAtMillis: Int64
+    }
+
+    /// The outbox by write key, the largest first. Reads every queued row
+    /// (an operator's question, never asked by the daemon).
+    public func backlogByWriteKey() throws(SpoolError) -> [KeyBacklog] {
+        do {
+            let st = try db.prepare(
+                "SELECT write_key, count(*), sum(bytes), min(received_at) FROM outbox GROUP BY write_key ORDER BY count(*) DESC, write_key")
+            var out: [KeyBacklog] = []
+            while try st.step() {
+                out.append(KeyBacklog(writeKey: st.string(0) ?? "", messages: st.int64(1), bytes: st.int64(2), oldestReceivedAtMillis: st.int64(3)))
+            }
+            return out
+        } catch {
+            throw readFailed(error)
+        }
+    }
+
     /// A failed read, naming the file.
     private func readFailed(_ error: SQLiteError) -> SpoolError { Self.readFailed(error, path: path) }
 

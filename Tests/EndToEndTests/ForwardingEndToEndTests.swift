@@ -127,6 +127,12 @@ import Testing
         let env = ["PLAINFLOW_RELAY_UNIX": relay.socketPath, "PLAINFLOW_RELAY_TCP": "127.0.0.1:\(relay.port)"]
         let shown = try cli(["status", "--config", relay.dir + "/relay.toml"], env: env)
         #expect(shown.out.contains("key_sha256 488359366189") && !shown.out.contains("revoked-app"), "\(shown.out)")
+        // how much of the spool is that app's
+        let byKey = try cli(["spool", "stats", "--spool", relay.spoolPath, "--by-key"])
+        #expect(byKey.out.contains("key_sha256 488359366189  \(stored.formatted(.number.grouping(.automatic))) messages"), "\(byKey.out)")
+        let byKeyJSON = try cli(["spool", "stats", "--spool", relay.spoolPath, "--by-key", "--json"])
+        let keys = ((try? JSONSerialization.jsonObject(with: Data(byKeyJSON.out.utf8))) as? [String: Any])?["by_write_key"] as? [[String: Any]]
+        #expect(keys?.first?["key_sha256"] as? String == "488359366189" && keys?.first?["messages"] as? Int == stored, "\(byKeyJSON.out)")
     }
 
     /// Apps sent their own keys; the operator gives the relay one by

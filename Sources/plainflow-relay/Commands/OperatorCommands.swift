@@ -6,6 +6,7 @@
 import ArgumentParser
 import Foundation
 import RelayDaemon
+import RelayForward
 import RelayMessage
 import RelaySpool
 
@@ -32,13 +33,28 @@ struct SpoolCommand: ParsableCommand {
         @OptionGroup var location: SpoolLocation
         @Flag(help: "Print JSON (exact numbers; the names of /v1/status's \"spool\").") var json = false
 
+        @Flag(help: ArgumentHelp("Also the queued messages by write key (an app's own key by its key_sha256, as the log shows it); reads every queued row.",
+                                 discussion: "key_sha256 is the first 12 hex digits of the key's SHA-256: printf %s KEY | sha256sum | cut -c1-12"))
+        var byKey = false
+
         func run() throws {
             let admin = try location.open()
             let s = try admin.stats()
             // The configured bound, when this is the configuration's spool.
             let maxBytes: Int64? = location.spool == nil ? (try? location.settings())?.spool.maxBytes : nil
+            let keys = byKey ? try admin.backlogByWriteKey() : []
             if json {
-                printJSON(Telemetry.spoolDocument(s, path: admin.path, maxBytes: maxBytes, nowMillis: Spool.wallClockMillis(), live: false))
+                var document = Telemetry.spoolDocument(s, path: admin.path, maxBytes: maxBytes, nowMillis: Spool.wallClockMillis(), live: false)
+                if byKey, case .object(var o) = document {
+                    o["by_write_key"] = .array(keys.map { k -> JSONValue in
+                        .object([
+                            "key_sha256": k.writeKey.isEmpty ? .null : .string(RefusedAppKeys.fingerprint(k.writeKey)),
+                            "messages": .int(k.messages), "bytes": .int(k.bytes), "oldest_received_at_ms": .int(k.oldestReceivedAtMillis),
+                        ])
+                    })
+                    document = .object(o)
+                }
+                printJSON(document)
                 return
             }
             print("spool:        \(admin.path)")
@@ -48,6 +64,12 @@ struct SpoolCommand: ParsableCommand {
             print("dedupe ids:   \(count(s.dedupeIDs)), \(ByteCount.format(s.dedupeBytes)) (ids of sent calls, kept 24 h to drop resent duplicates)")
             print("on disk:      \(ByteCount.format(s.totalBytes))\(maxBytes.map { " of spool.max_bytes \(ByteCount.format($0))" } ?? "")")
             print("rejected:     \(count(s.rejected, "refused call")) kept as samples, the latest 1,000 (rejected list)")
+            guard byKey else { return }
+            print("by write key:\(keys.isEmpty ? " nothing queued" : "")")
+            for k in keys {
+                let who = k.writeKey.isEmpty ? "the relay's own key    " : "key_sha256 \(RefusedAppKeys.fingerprint(k.writeKey))"
+                print("  \(who)  \(count(k.messages, "message")), \(ByteCount.format(k.bytes)), oldest \(when(k.oldestReceivedAtMillis))")
+            }
         }
     }
 }
