@@ -142,7 +142,12 @@ struct Status: AsyncParsableCommand {
         if let e = upstream["last_error"] as? String {
             print("last error: \(e)")
             let at = (upstream["last_error_at_ms"] as? NSNumber).map { "at \(when($0.int64Value))" }
-            let resolved = state == "ok" && upstream["last_success_at_ms"] is NSNumber ? "delivered since then" : nil
+            // An app's refused key is not resolved by the other apps' deliveries.
+            let appKeyStillRefused = int(upstream, "app_keys_refused_count") > 0 || int(upstream, "app_keys_held") > 0
+            let aboutAppKey = upstream["last_error_at_ms"] as? NSNumber == upstream["app_key_refused_at_ms"] as? NSNumber
+            let resolved = state == "ok" && upstream["last_success_at_ms"] is NSNumber
+                ? (aboutAppKey && appKeyStillRefused ? "the other apps' calls delivered since then; that app's key is still refused (app keys, below)" : "delivered since then")
+                : nil
             let notes = [at, resolved].compactMap { $0 }
             if !notes.isEmpty { print("            \(notes.joined(separator: "; "))") }
         }
