@@ -189,7 +189,8 @@ def main():
         w("")
         w("| what | rows or calls/s | share of SQLite at 1,000 rows/txn, random ids |")
         w("|---|---|---|")
-        w("| SQLite, 1,000 rows/txn, random ids (%s rows) | %s | 1 |" % (fmt(stat(series(res, "m3", "sqlite_1000_uuid", "rows"))), fmt(stat(s1000u))))
+        rows_u = series(res, "m3", "sqlite_1000_uuid", "rows")
+        w("| SQLite, 1,000 rows/txn, random ids (%s rows a run) | %s | 1 |" % ("{:,}".format(int(max(rows_u))) if rows_u else "?", fmt(stat(s1000u))))
         w("| relay line protocol, pipelined, random ids | %s | %s |" % (fmt(stat(rlu)), fmt(stat(ratios(rlu, s1000u)), "", 2)))
         w("")
         w("Relay CPU per call with random ids: %s µs; calls per spool commit: %s." % (
