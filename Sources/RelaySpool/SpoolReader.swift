@@ -204,11 +204,6 @@ public final class SpoolReader {
         nextHoldEnd = min(nextHoldEnd, untilMillis)
     }
 
-    /// How many write keys are held at `nowMillis`.
-    public func heldKeys(nowMillis: Int64) -> Int {
-        holds.values.reduce(0) { $0 + ($1 > nowMillis ? 1 : 0) }
-    }
-
     /// Longest write key held.
     public static let maxHeldKeyBytes = 256
 

@@ -84,7 +84,7 @@ final class RelayObserver: Sendable {
         deadLetterBytes.record(s.deadLetterBytes)
         dedupeIDs.record(s.dedupeIDs)
         upstreamFailing.record(u.consecutiveFailures)
-        appKeysHeld.record(u.appKeysHeld)
+        appKeysHeld.record(Int64(forwarder.refusedAppKeys.fingerprints(nowMillis: Telemetry.nowMillis(), max: 0).total))
         let now = [s.expired, s.dropped, s.commits, u.delivered, u.requests, u.deadLettered, u.appKeyRefusals]
         totals.withLock { last in
             for i in counters.indices where now[i] > last[i] {
@@ -120,10 +120,9 @@ final class RelayObserver: Sendable {
                 "dead_lettered": .int(u.deadLettered),
                 "app_key_refusals": .int(u.appKeyRefusals),
                 "app_key_refused_at_ms": opt(u.appKeyRefusedAtMillis),
-                "app_keys_held": .int(u.appKeysHeld),
-                // Fingerprints (as the log's key_sha256) of the apps' keys the upstream refuses now.
+                // The apps' keys the upstream refuses now (their calls wait), and the first 20 by fingerprint (the log's key_sha256).
+                "app_keys_held": .int(Int64(refused.total)),
                 "app_keys_refused": .array(refused.shown.map { .string($0) }),
-                "app_keys_refused_count": .int(Int64(refused.total)),
             ]),
         ]).encoded()
     }

@@ -138,8 +138,6 @@ struct ForwardLoop {
                 // A sick upstream gets one probe at a time: read one batch for it, not a full round.
                 let asked = try batcher.topUp(from: queue, nowMillis: now, dueBy: staleBackoffs ? .max : nil, maxBatches: breaker.state == .closed ? nil : 1)
                 if asked { staleBackoffs = false }  // (a lease at .max is what makes them due)
-                let held = Int64(queue.heldKeys(nowMillis: now))
-                outcomes.status.update { $0.appKeysHeld = held }
             } catch {
                 logger.error("could not read the spool; retrying in a second", metadata: ["error": "\(error)"])
                 await acknowledgeNow()

@@ -40,8 +40,6 @@ public protocol ForwardQueue {
     /// `untilMillis` (in memory; others' messages go meanwhile). When it
     /// ends, one batch of them is tried before the rest are leased again.
     func hold(writeKey: String, untilMillis: Int64)
-    /// How many write keys are held at `nowMillis`.
-    func heldKeys(nowMillis: Int64) -> Int
     /// The upstream will never take these: move them to dead letters.
     func deadLetter(_ messages: [SpoolMessage], reason: DeadLetterReason, nowMillis: Int64) async throws
     /// How many messages are queued, when the queue knows it without a

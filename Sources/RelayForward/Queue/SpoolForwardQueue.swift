@@ -40,10 +40,6 @@ public final class SpoolForwardQueue: ForwardQueue {
         reader.hold(writeKey: writeKey, untilMillis: untilMillis)
     }
 
-    public func heldKeys(nowMillis: Int64) -> Int {
-        reader.heldKeys(nowMillis: nowMillis)
-    }
-
     public var moreToRead: Bool { reader.moreToRead }
 
     /// The spool's in-memory count (exact as of its last commit).

@@ -30,11 +30,6 @@ public final class RefusedAppKeys: Sendable {
 
     public init() {}
 
-    /// Whether the upstream refused `writeKey` and that has not lapsed at `nowMillis`.
-    public func contains(_ writeKey: String, nowMillis: Int64) -> Bool {
-        refusal(of: writeKey, nowMillis: nowMillis) != nil
-    }
-
     /// The key's fingerprint when the upstream refused it and that has not
     /// lapsed at `nowMillis`; nil otherwise.
     public func refusal(of writeKey: String, nowMillis: Int64) -> String? {
@@ -48,20 +43,18 @@ public final class RefusedAppKeys: Sendable {
         }
     }
 
-    /// The fingerprints of the keys refused at `nowMillis`, sorted, at most `max`.
+    /// How many keys are refused at `nowMillis`, and the first `max` of
+    /// their fingerprints in order.
     public func fingerprints(nowMillis: Int64, max: Int) -> (shown: [String], total: Int) {
         guard any.load(ordering: .relaxed) else { return ([], 0) }
-        let all = keys.withLock { $0.values.filter { $0.untilMillis > nowMillis }.map(\.fingerprint) }.sorted()
-        return (Array(all.prefix(max)), all.count)
+        let live = keys.withLock { $0.values.filter { $0.untilMillis > nowMillis }.map(\.fingerprint) }
+        return (max > 0 ? Array(live.sorted().prefix(max)) : [], live.count)
     }
 
     /// What the log shows for a key: the first 12 hex digits of its SHA-256,
     /// which an operator matches with `printf %s "$KEY" | sha256sum | cut -c1-12`.
     public static func fingerprint(_ writeKey: String) -> String {
-        SHA256.hash(data: Array(writeKey.utf8)).prefix(6).map { b in
-            let hex = Array("0123456789abcdef".utf8)
-            return String(decoding: [hex[Int(b >> 4)], hex[Int(b & 0xf)]], as: UTF8.self)
-        }.joined()
+        SHA256.hash(data: Array(writeKey.utf8)).prefix(6).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
     /// The upstream refused `writeKey` at `nowMillis`; the refusal lapses

@@ -35,8 +35,6 @@ public struct UpstreamStatus: Sendable, Hashable, Codable {
     public var appKeyRefusals: Int64 = 0
     /// When the last of them was refused, unix milliseconds.
     public var appKeyRefusedAtMillis: Int64?
-    /// Apps' write keys held back now: their calls wait for the next try.
-    public var appKeysHeld: Int64 = 0
 
     /// Sets `state`, noting when it changed.
     mutating func enter(_ new: State, at millis: Int64) {

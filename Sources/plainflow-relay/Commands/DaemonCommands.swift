@@ -143,7 +143,7 @@ struct Status: AsyncParsableCommand {
             print("last error: \(e)")
             let at = (upstream["last_error_at_ms"] as? NSNumber).map { "at \(when($0.int64Value))" }
             // An app's refused key is not resolved by the other apps' deliveries.
-            let appKeyStillRefused = int(upstream, "app_keys_refused_count") > 0 || int(upstream, "app_keys_held") > 0
+            let appKeyStillRefused = int(upstream, "app_keys_held") > 0
             let aboutAppKey = upstream["last_error_at_ms"] as? NSNumber == upstream["app_key_refused_at_ms"] as? NSNumber
             let resolved = state == "ok" && upstream["last_success_at_ms"] is NSNumber
                 ? (aboutAppKey && appKeyStillRefused ? "the other apps' calls delivered since then; that app's key is still refused (app keys, below)" : "delivered since then")
@@ -154,12 +154,9 @@ struct Status: AsyncParsableCommand {
         if let next = upstream["next_attempt_at_ms"] as? NSNumber, state != "ok" { print("next try:   \(when(next.int64Value))") }
         if int(upstream, "app_keys_held") > 0, let refusedAt = upstream["app_key_refused_at_ms"] as? NSNumber {
             print("app keys:   \(count(int(upstream, "app_keys_held"), "app's write key", plural: "apps' write keys")) refused by the upstream: the calls sent with it wait, and one batch tries it again every 5 minutes or at SIGHUP (\(count(int(upstream, "app_key_refusals"), "refusal")), the last \(when(refusedAt.int64Value))); the log names one of their message ids: fix the key in that app")
-        }
-        if let shown = upstream["app_keys_refused"] as? [String], !shown.isEmpty {
-            let total = int(upstream, "app_keys_refused_count")
-            let more = total > Int64(shown.count) ? " and \(total - Int64(shown.count)) more" : ""
-            let label = int(upstream, "app_keys_held") > 0 ? "            " : "app keys:   refused by the upstream: "
-            print("\(label)key_sha256 \(shown.joined(separator: ", "))\(more) (printf %s KEY | sha256sum | cut -c1-12 tells which app's); while the spool is at least half full, new calls sent with them are answered 503")
+            let shown = upstream["app_keys_refused"] as? [String] ?? []
+            let more = int(upstream, "app_keys_held") - Int64(shown.count)
+            print("            key_sha256 \(shown.joined(separator: ", "))\(more > 0 ? " and \(more) more" : "") (printf %s KEY | sha256sum | cut -c1-12 tells which app's); while the spool is at least half full, new calls sent with them are answered 503")
         }
         if let advice = Self.advice(state) { print("to do:      \(advice)") }
     }

@@ -76,10 +76,6 @@ final class InMemoryQueue: ForwardQueue, Sendable {
         state.withLock { $0.holds[writeKey] = max($0.holds[writeKey] ?? .min, untilMillis) }
     }
 
-    func heldKeys(nowMillis: Int64) -> Int {
-        state.withLock { $0.holds.values.filter { $0 > nowMillis }.count }
-    }
-
     func release(_ messages: [SpoolMessage]) {
         state.withLock { s in
             for m in messages where s.leased.remove(m.seq) == nil { s.violations.append("release of unleased \(m.messageID)") }
