@@ -102,8 +102,7 @@ public final class IngestPipeline: Sendable {
     /// refusal, else after the commit on `executor` (or the spool's thread).
     public func handle(_ route: IngestRoute, body: [UInt8], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
                        completion: @escaping @Sendable (IngestReply) -> Void) {
-        let isBatch: Bool = if case .batch = route { true } else { false }
-        let key = requestKey(writeKey, calls: 1, checkSpace: !isBatch)  // (a batch: once its calls are counted)
+        let key = requestKey(writeKey, calls: 1)
         if case .refuse(let reply)? = key {
             completion(reply)
             return
@@ -161,7 +160,7 @@ public final class IngestPipeline: Sendable {
     /// for the calls refused and once after the commit for the others.
     public func handleSingles(_ bodies: [[UInt8]], writeKey: String?, on executor: (any CompletionExecutor)? = nil,
                               completion: @escaping @Sendable ([(index: Int, reply: IngestReply)]) -> Void) {
-        let key = requestKey(writeKey, calls: bodies.count, checkSpace: true)
+        let key = requestKey(writeKey, calls: bodies.count)
         if case .refuse(let reply)? = key {
             completion(bodies.indices.map { ($0, reply) })
             return
@@ -196,22 +195,15 @@ public final class IngestPipeline: Sendable {
     /// call's, or a batch's): a request that sent none, to a relay that needs
     /// one. Segment's HTTP API takes the key in the body too, and the line
     /// protocol has no other place for it.
-    private func requestKey(_ sent: String?, calls: Int, checkSpace: Bool) -> KeyDecision? {
+    private func requestKey(_ sent: String?, calls: Int) -> KeyDecision? {
         if sent == nil, options.acceptedWriteKeys != nil || !options.relayHasWriteKey { return nil }
-        return resolveWriteKey(sent, calls: calls, checkSpace: checkSpace)
+        return resolveWriteKey(sent, calls: calls)
     }
 
-    /// The key to store with the calls, or the refusal (counted for each of
-    /// the `calls`). `checkSpace`: refuse an app's key the upstream refuses
-    /// when the spool is half full (a batch checks once its calls are counted).
-    private func resolveWriteKey(_ sent: String?, calls: Int, checkSpace: Bool = true) -> KeyDecision {
+    /// The key to store with the calls, or the refusal (counted for each of the `calls`).
+    private func resolveWriteKey(_ sent: String?, calls: Int) -> KeyDecision {
         let decision = keyDecision(sent)
-        switch decision {
-        case .refuse: unauthorized.increment(by: Int64(calls))
-        case .store(let key) where checkSpace:
-            if let reply = refusedKeyFillsHalf(key, calls: calls) { return .refuse(reply) }
-        case .store: break
-        }
+        if case .refuse = decision { unauthorized.increment(by: Int64(calls)) }
         return decision
     }
 
@@ -270,6 +262,7 @@ public final class IngestPipeline: Sendable {
             switch key ?? resolveWriteKey(message.writeKey, calls: 1) {
             case .refuse(let reply): return .refused(reply)
             case .store(let writeKey):
+                if let reply = refusedKeyFillsHalf(writeKey, calls: 1) { return .refused(reply) }
                 return .ready(SpoolAppend(messageID: message.messageID, writeKey: writeKey, priority: .live,
                                           receivedAtMillis: Self.millis(receivedAt), payload: message.encoded))
             }
@@ -311,7 +304,7 @@ public final class IngestPipeline: Sendable {
             return
         }
         let writeKey: String
-        switch key ?? resolveWriteKey((envelope["writeKey"] ?? envelope["write_key"])?.stringValue.flatMap { $0.isEmpty ? nil : $0 }, calls: 1, checkSpace: false) {
+        switch key ?? resolveWriteKey((envelope["writeKey"] ?? envelope["write_key"])?.stringValue.flatMap { $0.isEmpty ? nil : $0 }, calls: 1) {
         case .store(let k): writeKey = k
         case .refuse(let reply):
             completion(reply)
