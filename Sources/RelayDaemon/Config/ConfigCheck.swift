@@ -70,7 +70,7 @@ extension RelayConfig {
     /// file or that section does not load either.
     public static func locateListeners(flag: String?, environment: [String: String]) -> RelayConfig? {
         guard let path = try? filePath(flag: flag, environment: environment) ?? nil,
-              let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+              let text = try? readText(path) else { return nil }
         var inListen = false
         let listenOnly = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
             let trimmed = line.trimmingCharacters(in: .whitespaces)

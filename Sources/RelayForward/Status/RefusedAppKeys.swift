@@ -31,12 +31,13 @@ public final class RefusedAppKeys: Sendable {
     public init() {}
 
     /// The key's fingerprint when the upstream refused it and that has not
-    /// lapsed at `nowMillis`; nil otherwise.
-    public func refusal(of writeKey: String, nowMillis: Int64) -> String? {
+    /// lapsed at `nowMillis` (read only then: ingest asks on every call);
+    /// nil otherwise.
+    public func refusal(of writeKey: String, nowMillis: @autoclosure () -> Int64) -> String? {
         guard any.load(ordering: .relaxed) else { return nil }
         return keys.withLock { keys in
             guard let entry = keys[writeKey] else { return nil }
-            if entry.untilMillis > nowMillis { return entry.fingerprint }
+            if entry.untilMillis > nowMillis() { return entry.fingerprint }
             keys[writeKey] = nil
             any.store(!keys.isEmpty, ordering: .relaxed)
             return nil
