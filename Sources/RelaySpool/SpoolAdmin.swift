@@ -191,7 +191,7 @@ public final class SpoolAdmin {
                 try db.execute("BEGIN IMMEDIATE")
                 // Each goes back like a new call: it claims its id, unless the relay
                 // already holds that id (queued, or delivered within the window).
-                let holdFrom = min(nowMillis - dedupeWindowMillis, try db.scalarInt(SpoolSQL.oldestQueued) ?? .max)
+                let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: nowMillis, windowMillis: dedupeWindowMillis)
                 let rows = try db.prepare("SELECT message_id, write_key, priority, payload FROM dead_letters WHERE id IN (\(list)) ORDER BY id")
                 while try rows.step() {
                     let messageID = rows.string(0) ?? ""

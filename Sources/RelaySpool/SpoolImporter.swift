@@ -153,7 +153,7 @@ public final class SpoolImporter {
         do {
             try db.execute("BEGIN IMMEDIATE")
             if !records.isEmpty {
-                let holdFrom = min(now - dedupeWindowMillis, try db.scalarInt(SpoolSQL.oldestQueued) ?? .max)
+                let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: now, windowMillis: dedupeWindowMillis)
                 var added: Int64 = 0
                 for r in records {
                     try claim.bind(1, r.messageID)

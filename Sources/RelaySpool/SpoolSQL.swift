@@ -47,6 +47,26 @@ enum SpoolSQL {
     /// takes over an id seen after it, so a queued message's id stays held.
     static let oldestQueued = "SELECT min(received_at) FROM outbox"
 
+    /// `delivery_lag` buckets deliveries by the hour they happened in.
+    static let lagBucketMillis: Int64 = 3_600_000
+
+    /// The longest a message delivered within `windowMillis` before
+    /// `nowMillis` had waited since its receipt, as recorded (0 when none
+    /// was recorded): how much longer than the window every id is held, so
+    /// that a late message's id stays held for the window from its delivery.
+    /// (The hour the window starts in counts whole: never too short.)
+    static func deliveryLag(nowMillis: Int64, windowMillis: Int64) -> String {
+        "SELECT COALESCE(max(lag_ms), 0) FROM delivery_lag WHERE hour >= \((nowMillis - windowMillis) / lagBucketMillis)"
+    }
+
+    /// The `?3` of `claimID` at `nowMillis`: an id last seen before it is
+    /// held no more. The window (stretched by the recorded delivery lag)
+    /// has passed for it, and it was seen before the oldest queued message.
+    static func holdFrom(_ db: SQLiteConnection, nowMillis: Int64, windowMillis: Int64) throws(SQLiteError) -> Int64 {
+        let lag = try db.scalarInt(deliveryLag(nowMillis: nowMillis, windowMillis: windowMillis)) ?? 0
+        return min(nowMillis - windowMillis - lag, try db.scalarInt(oldestQueued) ?? .max)
+    }
+
     /// Counts the outbox's rows and bytes again from the table (a full scan:
     /// only when a count kept on the way is found wrong).
     static let recountOutbox = """

@@ -33,6 +33,14 @@ final class SpoolWriter {
     /// The last slice was full: there is more to do at once.
     private var maintenanceBacklog = false
     private var lastFullWarningMillis: Int64 = 0
+    /// How much longer than the dedupe window ids are held: the longest
+    /// wait (receipt to delivery) recorded for an hour still within the
+    /// window (`SpoolSQL.deliveryLag`); read again at each maintenance turn,
+    /// raised at once by an acknowledgement that records a longer one.
+    private var deliveryLagMillis: Int64 = 0
+    /// The hour and lag last written to `delivery_lag` by this connection
+    /// (a shorter lag in the same hour writes nothing); nil after a rollback.
+    private var notedLag: (hour: Int64, lagMillis: Int64)?
     private var commitFailures = ThrottledLog()
     private var drops = ThrottledLog()
 
@@ -44,7 +52,9 @@ final class SpoolWriter {
     private let takeOverID: SQLiteStatement
     private let delete: SQLiteStatement
     private let deleteRange: SQLiteStatement
-    private let refreshID: SQLiteStatement
+    private let noteLag: SQLiteStatement
+    private let forgetLags: SQLiteStatement
+    private let readLag: SQLiteStatement
     private let forgetID: SQLiteStatement
     private let retry: SQLiteStatement
     private let toDeadLetters: SQLiteStatement
@@ -109,7 +119,12 @@ final class SpoolWriter {
                 UPDATE totals SET outbox_count = outbox_count + ?1, outbox_bytes = outbox_bytes + ?2,
                     ids_count = ids_count + ?3, ids_bytes = ids_bytes + ?4
                 """)
-            refreshID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1")
+            noteLag = try db.prepare("""
+                INSERT INTO delivery_lag (hour, lag_ms) VALUES (?1, ?2)
+                ON CONFLICT (hour) DO UPDATE SET lag_ms = max(lag_ms, excluded.lag_ms)
+                """)
+            forgetLags = try db.prepare("DELETE FROM delivery_lag WHERE hour < ?1")
+            readLag = try db.prepare("SELECT COALESCE(max(lag_ms), 0) FROM delivery_lag WHERE hour >= ?1")
             forgetID = try db.prepare("DELETE FROM message_ids WHERE message_id = (SELECT message_id FROM outbox WHERE seq = ?1) RETURNING length(message_id)")
             retry = try db.prepare("""
                 UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
@@ -155,6 +170,7 @@ final class SpoolWriter {
     /// is closed (so that a new spool on the file never meets this one).
     func run(_ shared: Spool.Shared) -> [@Sendable () -> Void] {
         let maxPerCommit = options.maxMessagesPerCommit
+        readDeliveryLag(nowMillis: shared.nowMillis())  // before the first claim
         while let ops = shared.queue.takeAll(lingerNanos: options.commitLingerNanos,
                                              idleNanos: maintenanceBacklog ? 0 : 1_000_000_000,
                                              enough: { ops in
@@ -266,6 +282,7 @@ final class SpoolWriter {
             try commitStatement.run()
         } catch {
             uncounted = Uncounted()  // counted changes that are rolled back with it
+            notedLag = nil  // (deliveryLagMillis may stay higher until it is read again: ids held longer, never shorter)
             if db.inTransaction { try? db.execute("ROLLBACK") }
             if let (failures, _) = commitFailures.note(1, nowMillis: Spool.wallClockMillis()) {
                 logger.error("spool commit failed; nothing of this transaction was stored (logged once a minute while it lasts)",
@@ -333,13 +350,13 @@ final class SpoolWriter {
                 try flushTotals()
                 try db.execute(SpoolSQL.recountOutbox)
             }
-            // The id stays for the dedupe window from delivery: it was last
-            // seen on receipt, which the prune's margin covers unless the
-            // message waited longer than that.
-            for m in messages where m.receivedAtMillis < at - Self.pruneMarginMillis {
-                try refreshID.bind(1, m.messageID)
-                try refreshID.bind(2, at)
-                try refreshID.run()
+            // The id stays held for the dedupe window from delivery. It was
+            // last seen on receipt, which the prune's margin covers unless the
+            // message waited longer than that; then the wait is recorded for
+            // this hour and every id is held that much longer (schema v6), with
+            // no write to the ids themselves.
+            if let received = messages.lazy.map(\.receivedAtMillis).min(), at - received > Self.pruneMarginMillis {
+                try noteDeliveryLag(at - received, at: at)
             }
             turn.removedLeased += messages.map(\.seq)
             turn.completions.append { completion($0) }
@@ -571,9 +588,11 @@ final class SpoolWriter {
         let now = shared.nowMillis()
         guard maintenanceBacklog || now - lastMaintenanceMillis >= 1000 else { return }
         lastMaintenanceMillis = now
+        readDeliveryLag(nowMillis: now)
         let maxAge = shared.maxAgeMillis.load(ordering: .relaxed)
         let expiryDue = stats.oldestReceivedAtMillis.map { $0 < now - maxAge } ?? false
-        let pruneBefore = min(now - options.dedupeWindowMillis - Self.pruneMarginMillis, stats.oldestReceivedAtMillis ?? .max)
+        let pruneBefore = min(now - options.dedupeWindowMillis - max(Self.pruneMarginMillis, deliveryLagMillis),
+                              stats.oldestReceivedAtMillis ?? .max)
         let pruneDue: Bool = {
             defer { oldestID.reset() }
             guard (try? oldestID.step()) == true, !oldestID.isNull(0) else { return false }
@@ -644,6 +663,31 @@ final class SpoolWriter {
         uncounted = Uncounted()
     }
 
+    /// Reads `deliveryLagMillis` as of `nowMillis`. A failed read keeps the
+    /// value it had (the next maintenance turn reads it again).
+    private func readDeliveryLag(nowMillis: Int64) {
+        defer { readLag.reset() }
+        guard (try? readLag.bind(1, (nowMillis - options.dedupeWindowMillis) / SpoolSQL.lagBucketMillis)) != nil,
+              (try? readLag.step()) == true else { return }
+        deliveryLagMillis = readLag.int64(0)
+    }
+
+    /// Records that a message delivered at `at` had waited `lag` since its
+    /// receipt (in this transaction): ids are held that much longer from now on.
+    private func noteDeliveryLag(_ lag: Int64, at: Int64) throws(SQLiteError) {
+        let hour = at / SpoolSQL.lagBucketMillis
+        if let noted = notedLag, noted.hour == hour, noted.lagMillis >= lag { return }
+        try noteLag.bind(1, hour)
+        try noteLag.bind(2, lag)
+        try noteLag.run()
+        if notedLag?.hour != hour {  // a new hour: forget the hours no window reaches any more
+            try forgetLags.bind(1, (at - options.dedupeWindowMillis) / SpoolSQL.lagBucketMillis - 1)
+            try forgetLags.run()
+        }
+        notedLag = (hour, lag)  // (longer than what this hour had: checked above)
+        deliveryLagMillis = max(deliveryLagMillis, lag)
+    }
+
     /// Claims `id` for a new message seen at `seenAt`; false when the relay
     /// still holds it: queued (seen since the oldest queued message) or
     /// delivered within the dedupe window.
@@ -657,7 +701,7 @@ final class SpoolWriter {
         }
         // Held already: taken over only when last seen before the hold.
         try takeOverID.bind(2, seenAt)
-        try takeOverID.bind(3, min(seenAt - options.dedupeWindowMillis, stats.oldestReceivedAtMillis ?? .max))
+        try takeOverID.bind(3, min(seenAt - options.dedupeWindowMillis - deliveryLagMillis, stats.oldestReceivedAtMillis ?? .max))
         try takeOverID.withBound(1, text: id) { () throws(SQLiteError) in try takeOverID.run() }
         return db.changes == 1
     }
@@ -691,7 +735,7 @@ final class SpoolWriter {
     static let maxRunBytes: Int64 = 24 * 1024
 
     /// Ids live this much longer than the window, so that a message delivered
-    /// within this time of its receipt needs no refresh of its id at delivery.
+    /// within this time of its receipt records no delivery lag.
     static let pruneMarginMillis: Int64 = 60_000
 
     private func moveToDeadLetters(_ seq: Int64, reason: DeadLetterReason, now: Int64, countsAsAttempt: Bool) throws(SQLiteError) {

@@ -214,6 +214,40 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         await spool.close()
     }
 
+    @Test func aDeadLetterIsNotReplayedWhileItsIdIsHeldByALateDelivery() async throws {
+        let dir = TempDir()
+        let hour: Int64 = 3_600_000, window = 24 * hour
+        let clock = ManualClock(10 * hour)
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        let reader = try spool.makeReader()
+        // "x" is refused by the upstream twice (two dead letters, the id
+        // forgotten each time), sent a third time by the app, and that one is
+        // delivered five hours after its receipt.
+        for _ in 1...2 {
+            #expect(try await spool.append([record("x", at: clock.now())]) == [.stored])
+            let refused = try reader.leaseBatch(nowMillis: clock.now(), maxCount: 10, maxBytes: 1 << 20)
+            try await spool.deadLetter(refused, reason: DeadLetterReason(reason: "HTTP 400: bad", status: 400), nowMillis: clock.now())
+            reader.release(refused)
+        }
+        #expect(try await spool.append([record("x", at: clock.now())]) == [.stored])
+        clock.advance(5 * hour)
+        let sent = try reader.leaseBatch(nowMillis: clock.now(), maxCount: 10, maxBytes: 1 << 20)
+        try await spool.acknowledge(sent, atMillis: clock.now())
+        reader.release(sent)
+        let admin = try SpoolAdmin(path: dir.db)
+        let deadIDs = try admin.deadLetters(limit: 10).map(\.id).sorted()
+        #expect(deadIDs.count == 2)
+        // Replayed within a day of that delivery, "x" would go out twice.
+        clock.advance(window - hour)
+        let held = try admin.replayDeadLetters(ids: [deadIDs[0]], nowMillis: clock.now())
+        #expect(held.replayed == 0)
+        #expect(held.alreadyQueued == 1)
+        // A day after it, "x" is a new message again.
+        clock.advance(hour + 1)
+        #expect(try admin.replayDeadLetters(ids: [deadIDs[1]], nowMillis: clock.now()).replayed == 1)
+        await spool.close()
+    }
+
     @Test func aSpoolWrittenByTheFirstReleaseOpensMigratedWithExactCounts() async throws {
         let dir = TempDir()
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/spool-v1.db").path

@@ -115,6 +115,36 @@ extension SpoolReader {
         await spool.close()
     }
 
+    @Test func anIdDeliveredLongAfterItsReceiptStaysHeldForTheWindowFromItsDelivery() async throws {
+        let dir = TempDir()
+        let hour: Int64 = 3_600_000, window = 24 * hour
+        let clock = ManualClock(10 * hour)
+        let received = clock.now()
+        var spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        _ = try await spool.append([record("late", at: received)])
+        // The upstream was down for five hours; then the message went through.
+        clock.advance(5 * hour)
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: clock.now(), maxCount: 10, maxBytes: 1 << 20)
+        try await spool.acknowledge(batch, atMillis: clock.now())
+        reader.release(batch)
+        // More than a day after its receipt, less than a day after its
+        // delivery: the prune keeps its id (another call's turn runs it), a
+        // claim finds it held, and so does a relay started again.
+        clock.advance(window - 2 * hour)
+        #expect(try await spool.append([record("other", at: clock.now())]) == [.stored])
+        await spool.settle()
+        #expect(try await spool.append([record("late", at: clock.now())]) == [.duplicate])
+        await spool.close()
+        spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        #expect(try await spool.append([record("late", at: clock.now())]) == [.duplicate])
+        // A day after its delivery: a new message.
+        clock.advance(2 * hour + 1)
+        #expect(try await spool.append([record("late", at: clock.now())]) == [.stored])
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        await spool.close()
+    }
+
     @Test func acknowledgingRowsAroundOthersRemovesOnlyThoseAcknowledged() async throws {
         let dir = TempDir()
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
