@@ -250,6 +250,13 @@ def main():
         fmt(stat(series(res, "m5", "drain", "messages_per_request")), "", 1), fmt(stat(series(res, "m5", "drain", "first_delivery_after_s")), "", 2),
         fmt(stat(series(res, "m5", "drain", "cpu_us_per_call")), "", 1)))
     w("- fill: %s calls/s into the spool with the upstream down" % fmt(stat(series(res, "m5", "fill", "rate"))))
+    du = stat(series(res, "m5", "drain_uuid", "rate"))
+    if du:
+        nu = max(series(res, "m5", "drain_uuid", "target"))
+        w("- with the random ids SDKs send (`loadgen line --uuid`, %s calls on a fresh relay, filled at %s calls/s with the "
+          "upstream down, delivered once the oldest is 65 s old, as after an outage): drain %s calls/s, relay CPU %s µs/call" % (
+              "{:,}".format(nu), fmt(stat(series(res, "m5", "drain_uuid", "fill_rate"))), fmt(du),
+              fmt(stat(series(res, "m5", "drain_uuid", "cpu_us_per_call")), "", 1)))
     mpr = stat(series(res, "m5", "drain", "messages_per_request"))
     rps = stat([r["drain"]["requests"] / r["drain"]["elapsed_s"] for r in (get(res, "results", "m5", "runs") or [])
                 if get(r, "drain", "requests") and get(r, "drain", "elapsed_s")])
@@ -376,8 +383,8 @@ def main():
     # Put the targets right after the machine section.
     idx = L.index("## 1. Durable single identify vs PostgreSQL 15")
     L[idx:idx] = T + F
-    L += ["## Reproduce", "", "```sh", "bench/harness.sh            # full: 3 runs each, about 10 minutes",
-          "bench/harness.sh --quick    # 1 run each, smaller backlogs, about 4 minutes", "```", "",
+    L += ["## Reproduce", "", "```sh", "bench/harness.sh            # full: 3 runs each, about 13 minutes",
+          "bench/harness.sh --quick    # 1 run each, smaller backlogs, about 5 minutes", "```", "",
           "It installs its packages (apt-get, pip), builds the relay as the .deb ships it (`packaging/build-deb.sh "
           "--binary-only`, i.e. `make release`) from the checkout it lives in, the C drivers in `bench/drivers/` (gcc) and "
           "`bench/nio-ceiling`, and runs `bench/harness.py` then `bench/report.py`. Not part of CI. Everything it starts "
