@@ -162,17 +162,15 @@ enum Schema {
             ids_bytes = (SELECT COALESCE(sum(length(message_id) + 16), 0) FROM message_ids);
         """,
         // v6: the id of a message delivered long after its receipt stays held
-        // for the dedupe window from its delivery without a write per id.
-        // Until v5 each such id's `seen_at` was moved to the delivery time: a
-        // random page of `message_ids` (keyed by the id) and two entries of its
-        // age index for every message of a backlog that outlived an outage,
-        // which with the random ids SDKs send held the drain to a third of its
-        // rate. Now an acknowledgement records, for the hour it happens in, the
-        // longest any of its messages had waited since receipt (one row an
-        // hour, written only when that grows), and every id is held that much
-        // longer than the window while such an hour is within the window
-        // (`SpoolSQL.holdFrom`, the writer's prune). Ids refreshed by an
-        // earlier relay need no record.
+        // for the dedupe window from its delivery without a write to that id.
+        // An acknowledgement records, for the hour it happens in, the longest
+        // any of its messages had waited since receipt (up to a quarter of the
+        // window; one row an hour, written when that grows), and every id is
+        // held that much longer than the window while such an hour is within
+        // it (`SpoolSQL.holdFrom`: the writer's prune and claim, replay,
+        // import). A message that waited longer than a quarter of the window
+        // has its own id's `seen_at` moved to its delivery, as every late
+        // message's was until v5. Ids moved by an earlier relay need no record.
         """
         CREATE TABLE delivery_lag (
             hour   INTEGER PRIMARY KEY,                        -- unix ms / 3,600,000 of the deliveries

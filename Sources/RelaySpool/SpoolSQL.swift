@@ -47,24 +47,46 @@ enum SpoolSQL {
     /// takes over an id seen after it, so a queued message's id stays held.
     static let oldestQueued = "SELECT min(received_at) FROM outbox"
 
+    // MARK: How long an id is held
+
     /// `delivery_lag` buckets deliveries by the hour they happened in.
     static let lagBucketMillis: Int64 = 3_600_000
 
-    /// The longest a message delivered within `windowMillis` before
-    /// `nowMillis` had waited since its receipt, as recorded (0 when none
-    /// was recorded): how much longer than the window every id is held, so
-    /// that a late message's id stays held for the window from its delivery.
-    /// (The hour the window starts in counts whole: never too short.)
-    static func deliveryLag(nowMillis: Int64, windowMillis: Int64) -> String {
-        "SELECT COALESCE(max(lag_ms), 0) FROM delivery_lag WHERE hour >= \((nowMillis - windowMillis) / lagBucketMillis)"
+    /// A message delivered within this time of its receipt records no wait:
+    /// every id is held at least this much longer than the window.
+    static let deliveryMarginMillis: Int64 = 60_000
+
+    /// The longest wait `delivery_lag` records: a quarter of the window, so
+    /// that late deliveries hold the window's ids at most that much longer.
+    /// A message that waited longer has its own id's `seen_at` moved to its
+    /// delivery instead (a write per such id).
+    static func maxRecordedLag(windowMillis: Int64) -> Int64 { windowMillis / 4 }
+
+    /// The longest wait recorded for a delivery in an hour from ?1 on (the
+    /// hour a window ending now starts in, counted whole); 0 when none.
+    static let deliveryLag = "SELECT COALESCE(max(lag_ms), 0) FROM delivery_lag WHERE hour >= ?1"
+
+    /// The first hour `deliveryLag` reads at `nowMillis`.
+    static func firstLagHour(nowMillis: Int64, windowMillis: Int64) -> Int64 {
+        (nowMillis - windowMillis) / lagBucketMillis
     }
 
-    /// The `?3` of `claimID` at `nowMillis`: an id last seen before it is
-    /// held no more. The window (stretched by the recorded delivery lag)
-    /// has passed for it, and it was seen before the oldest queued message.
+    /// The `?3` of `claimID` (and the prune's bound) at `nowMillis`: an id
+    /// last seen before it is held no more. Its window, stretched by the
+    /// margin or the longest recorded wait, has passed since its delivery,
+    /// and it was seen before the oldest queued message.
+    static func holdFrom(nowMillis: Int64, windowMillis: Int64, deliveryLagMillis: Int64, oldestQueuedMillis: Int64?) -> Int64 {
+        min(nowMillis - windowMillis - max(deliveryMarginMillis, deliveryLagMillis), oldestQueuedMillis ?? .max)
+    }
+
+    /// `holdFrom` as read on `db` (an operator command's connection).
     static func holdFrom(_ db: SQLiteConnection, nowMillis: Int64, windowMillis: Int64) throws(SQLiteError) -> Int64 {
-        let lag = try db.scalarInt(deliveryLag(nowMillis: nowMillis, windowMillis: windowMillis)) ?? 0
-        return min(nowMillis - windowMillis - lag, try db.scalarInt(oldestQueued) ?? .max)
+        let lag = try db.prepare(deliveryLag)
+        try lag.bind(1, firstLagHour(nowMillis: nowMillis, windowMillis: windowMillis))
+        // (An aggregate always has its row; without one, the longest wait there can be.)
+        let recorded = try lag.step() ? lag.int64(0) : maxRecordedLag(windowMillis: windowMillis)
+        return holdFrom(nowMillis: nowMillis, windowMillis: windowMillis, deliveryLagMillis: recorded,
+                        oldestQueuedMillis: try db.scalarInt(oldestQueued))
     }
 
     /// Counts the outbox's rows and bytes again from the table (a full scan:

@@ -37,9 +37,10 @@ final class SpoolWriter {
     /// wait (receipt to delivery) recorded for an hour still within the
     /// window (`SpoolSQL.deliveryLag`); read again at each maintenance turn,
     /// raised at once by an acknowledgement that records a longer one.
-    private var deliveryLagMillis: Int64 = 0
-    /// The hour and lag last written to `delivery_lag` by this connection
-    /// (a shorter lag in the same hour writes nothing); nil after a rollback.
+    /// Until a read succeeds, the longest there can be (never too short).
+    private var deliveryLagMillis: Int64
+    /// The hour and lag this connection last wrote to `delivery_lag` (a
+    /// wait no longer in the same hour writes nothing); nil after a rollback.
     private var notedLag: (hour: Int64, lagMillis: Int64)?
     private var commitFailures = ThrottledLog()
     private var drops = ThrottledLog()
@@ -52,6 +53,7 @@ final class SpoolWriter {
     private let takeOverID: SQLiteStatement
     private let delete: SQLiteStatement
     private let deleteRange: SQLiteStatement
+    private let refreshID: SQLiteStatement
     private let noteLag: SQLiteStatement
     private let forgetLags: SQLiteStatement
     private let readLag: SQLiteStatement
@@ -87,6 +89,7 @@ final class SpoolWriter {
     init(options: SpoolOptions, logger: Logger) throws(SpoolError) {
         self.options = options
         self.logger = logger
+        deliveryLagMillis = SpoolSQL.maxRecordedLag(windowMillis: options.dedupeWindowMillis)
         try SpoolLock.createPrivately(options.path)
         do {
             db = try SQLiteConnection(path: options.path)
@@ -119,12 +122,13 @@ final class SpoolWriter {
                 UPDATE totals SET outbox_count = outbox_count + ?1, outbox_bytes = outbox_bytes + ?2,
                     ids_count = ids_count + ?3, ids_bytes = ids_bytes + ?4
                 """)
+            refreshID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1")
             noteLag = try db.prepare("""
                 INSERT INTO delivery_lag (hour, lag_ms) VALUES (?1, ?2)
                 ON CONFLICT (hour) DO UPDATE SET lag_ms = max(lag_ms, excluded.lag_ms)
                 """)
             forgetLags = try db.prepare("DELETE FROM delivery_lag WHERE hour < ?1")
-            readLag = try db.prepare("SELECT COALESCE(max(lag_ms), 0) FROM delivery_lag WHERE hour >= ?1")
+            readLag = try db.prepare(SpoolSQL.deliveryLag)
             forgetID = try db.prepare("DELETE FROM message_ids WHERE message_id = (SELECT message_id FROM outbox WHERE seq = ?1) RETURNING length(message_id)")
             retry = try db.prepare("""
                 UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
@@ -351,13 +355,24 @@ final class SpoolWriter {
                 try db.execute(SpoolSQL.recountOutbox)
             }
             // The id stays held for the dedupe window from delivery. It was
-            // last seen on receipt, which the prune's margin covers unless the
-            // message waited longer than that; then the wait is recorded for
-            // this hour and every id is held that much longer (schema v6), with
-            // no write to the ids themselves.
-            if let received = messages.lazy.map(\.receivedAtMillis).min(), at - received > Self.pruneMarginMillis {
-                try noteDeliveryLag(at - received, at: at)
+            // last seen on receipt, which the margin covers unless the message
+            // waited longer than that; then the wait is recorded for this hour
+            // and every id is held that much longer (schema v6), with no write
+            // to the ids themselves, up to a quarter of the window. A message
+            // that waited longer still has its own id's seen_at moved.
+            let maxRecorded = SpoolSQL.maxRecordedLag(windowMillis: options.dedupeWindowMillis)
+            var recorded: Int64 = 0
+            for m in messages where at - m.receivedAtMillis > SpoolSQL.deliveryMarginMillis {
+                let waited = at - m.receivedAtMillis
+                if waited <= maxRecorded {
+                    recorded = max(recorded, waited)
+                } else {
+                    try refreshID.bind(1, m.messageID)
+                    try refreshID.bind(2, at)
+                    try refreshID.run()
+                }
             }
+            if recorded > 0 { try noteDeliveryLag(recorded, at: at) }
             turn.removedLeased += messages.map(\.seq)
             turn.completions.append { completion($0) }
 
@@ -588,12 +603,12 @@ final class SpoolWriter {
         let now = shared.nowMillis()
         guard maintenanceBacklog || now - lastMaintenanceMillis >= 1000 else { return }
         lastMaintenanceMillis = now
-        readDeliveryLag(nowMillis: now)
+        let lagKnown = readDeliveryLag(nowMillis: now)
         let maxAge = shared.maxAgeMillis.load(ordering: .relaxed)
         let expiryDue = stats.oldestReceivedAtMillis.map { $0 < now - maxAge } ?? false
-        let pruneBefore = min(now - options.dedupeWindowMillis - max(Self.pruneMarginMillis, deliveryLagMillis),
-                              stats.oldestReceivedAtMillis ?? .max)
+        let pruneBefore = holdFrom(now)
         let pruneDue: Bool = {
+            guard lagKnown else { return false }  // (not with a wait that may be out of date)
             defer { oldestID.reset() }
             guard (try? oldestID.step()) == true, !oldestID.isNull(0) else { return false }
             return oldestID.int64(0) < pruneBefore
@@ -663,13 +678,21 @@ final class SpoolWriter {
         uncounted = Uncounted()
     }
 
-    /// Reads `deliveryLagMillis` as of `nowMillis`. A failed read keeps the
-    /// value it had (the next maintenance turn reads it again).
-    private func readDeliveryLag(nowMillis: Int64) {
+    /// Reads `deliveryLagMillis` as of `nowMillis`; false when the read
+    /// failed (the value it had stays, and this turn prunes nothing).
+    @discardableResult
+    private func readDeliveryLag(nowMillis: Int64) -> Bool {
         defer { readLag.reset() }
-        guard (try? readLag.bind(1, (nowMillis - options.dedupeWindowMillis) / SpoolSQL.lagBucketMillis)) != nil,
-              (try? readLag.step()) == true else { return }
+        guard (try? readLag.bind(1, SpoolSQL.firstLagHour(nowMillis: nowMillis, windowMillis: options.dedupeWindowMillis))) != nil,
+              (try? readLag.step()) == true else { return false }
         deliveryLagMillis = readLag.int64(0)
+        return true
+    }
+
+    /// Ids last seen before this are held no more at `nowMillis` (SpoolSQL.holdFrom).
+    private func holdFrom(_ nowMillis: Int64) -> Int64 {
+        SpoolSQL.holdFrom(nowMillis: nowMillis, windowMillis: options.dedupeWindowMillis,
+                          deliveryLagMillis: deliveryLagMillis, oldestQueuedMillis: stats.oldestReceivedAtMillis)
     }
 
     /// Records that a message delivered at `at` had waited `lag` since its
@@ -684,7 +707,7 @@ final class SpoolWriter {
             try forgetLags.bind(1, (at - options.dedupeWindowMillis) / SpoolSQL.lagBucketMillis - 1)
             try forgetLags.run()
         }
-        notedLag = (hour, lag)  // (longer than what this hour had: checked above)
+        notedLag = (hour, lag)  // (at least what this connection last wrote for the hour: checked above)
         deliveryLagMillis = max(deliveryLagMillis, lag)
     }
 
@@ -701,7 +724,7 @@ final class SpoolWriter {
         }
         // Held already: taken over only when last seen before the hold.
         try takeOverID.bind(2, seenAt)
-        try takeOverID.bind(3, min(seenAt - options.dedupeWindowMillis - deliveryLagMillis, stats.oldestReceivedAtMillis ?? .max))
+        try takeOverID.bind(3, holdFrom(seenAt))
         try takeOverID.withBound(1, text: id) { () throws(SQLiteError) in try takeOverID.run() }
         return db.changes == 1
     }
@@ -734,9 +757,6 @@ final class SpoolWriter {
     /// with unbounded ranges, 11.8 us with 32 rows a range.)
     static let maxRunBytes: Int64 = 24 * 1024
 
-    /// Ids live this much longer than the window, so that a message delivered
-    /// within this time of its receipt records no delivery lag.
-    static let pruneMarginMillis: Int64 = 60_000
 
     private func moveToDeadLetters(_ seq: Int64, reason: DeadLetterReason, now: Int64, countsAsAttempt: Bool) throws(SQLiteError) {
         try toDeadLetters.bind(1, seq)

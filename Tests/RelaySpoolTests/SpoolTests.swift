@@ -110,8 +110,10 @@ extension SpoolReader {
         #expect(try reader.leaseBatch(nowMillis: 3_000, maxCount: 10, maxBytes: 1 << 20).isEmpty)
         // within 24 h of sending: acknowledged again, not stored twice
         #expect(try await spool.append([record("a", at: 2_500)]) == [.duplicate])
-        // after the window: a new message
-        #expect(try await spool.append([record("a", at: 2_000 + 24 * 3600 * 1000 + 1)]) == [.stored])
+        #expect(try await spool.append([record("a", at: 2_000 + 24 * 3600 * 1000 - 1)]) == [.duplicate])
+        // after the window and the minute's margin from its receipt (it was
+        // delivered within that minute): a new message
+        #expect(try await spool.append([record("a", at: 1_000 + 24 * 3600 * 1000 + 60_001)]) == [.stored])
         await spool.close()
     }
 
@@ -119,19 +121,25 @@ extension SpoolReader {
         let dir = TempDir()
         let hour: Int64 = 3_600_000, window = 24 * hour
         let clock = ManualClock(10 * hour)
-        let received = clock.now()
         var spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
-        _ = try await spool.append([record("late", at: received)])
+        let reader = try spool.makeReader()
+        func deliverAll() async throws {
+            let batch = try reader.leaseBatch(nowMillis: clock.now(), maxCount: 10, maxBytes: 1 << 20)
+            try await spool.acknowledge(batch, atMillis: clock.now())
+            reader.release(batch)
+        }
+        _ = try await spool.append([record("late", at: clock.now())])
         // The upstream was down for five hours; then the message went through.
         clock.advance(5 * hour)
-        let reader = try spool.makeReader()
-        let batch = try reader.leaseBatch(nowMillis: clock.now(), maxCount: 10, maxBytes: 1 << 20)
-        try await spool.acknowledge(batch, atMillis: clock.now())
-        reader.release(batch)
+        try await deliverAll()
+        // Another wait, shorter, recorded three hours later (a new hour).
+        _ = try await spool.append([record("later", at: clock.now())])
+        clock.advance(3 * hour)
+        try await deliverAll()
         // More than a day after its receipt, less than a day after its
         // delivery: the prune keeps its id (another call's turn runs it), a
         // claim finds it held, and so does a relay started again.
-        clock.advance(window - 2 * hour)
+        clock.advance(window - 5 * hour)
         #expect(try await spool.append([record("other", at: clock.now())]) == [.stored])
         await spool.settle()
         #expect(try await spool.append([record("late", at: clock.now())]) == [.duplicate])
@@ -142,6 +150,30 @@ extension SpoolReader {
         clock.advance(2 * hour + 1)
         #expect(try await spool.append([record("late", at: clock.now())]) == [.stored])
         #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        await spool.close()
+    }
+
+    @Test func aWaitLongerThanAQuarterOfTheWindowHoldsOnlyItsOwnId() async throws {
+        let dir = TempDir()
+        let hour: Int64 = 3_600_000, window = 24 * hour
+        let clock = ManualClock(10 * hour)
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        _ = try await spool.append([record("stuck", at: clock.now())])
+        // Eight hours later (a third of the window) it goes out with a call just received.
+        clock.advance(8 * hour)
+        let delivered = clock.now()
+        _ = try await spool.append([record("prompt", at: delivered)])
+        let reader = try spool.makeReader()
+        let batch = try reader.leaseBatch(nowMillis: delivered, maxCount: 10, maxBytes: 1 << 20)
+        #expect(batch.count == 2)
+        try await spool.acknowledge(batch, atMillis: delivered)
+        reader.release(batch)
+        clock.advance(window - hour)
+        #expect(try await spool.append([record("stuck", at: clock.now()), record("prompt", at: clock.now())]) == [.duplicate, .duplicate])
+        // A day and the margin after: both are new again; the long wait held
+        // its own id, not every id of the window.
+        clock.advance(hour + SpoolSQL.deliveryMarginMillis + 1)
+        #expect(try await spool.append([record("stuck", at: clock.now()), record("prompt", at: clock.now())]) == [.stored, .stored])
         await spool.close()
     }
 
