@@ -124,7 +124,7 @@ struct DeadLettersCommand: ParsableCommand {
             let r = try location.open().replayDeadLetters(ids: all ? nil : ids)
             print("replayed \(r.replayed) message(s) into the outbox")
             if r.alreadyQueued > 0 {
-                print("\(r.alreadyQueued) more removed from dead letters: a message with the same message_id is already queued")
+                print("\(r.alreadyQueued) more removed from dead letters: the relay already holds their message_id (queued, or delivered within the dedupe window)")
             }
             if !r.notFound.isEmpty {
                 throw CommandFailure("not_found", "no dead letter with id \(r.notFound.map(String.init).joined(separator: ", ")); `plainflow-relay dead-letters list` shows the ids")
