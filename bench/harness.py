@@ -677,24 +677,11 @@ def m5_backlog(cfg):
                 run["under_backlog_error"] = str(e)
                 log("  scrape under backlog failed: %s" % e)
             # 5: the upstream comes back; drain with the defaults.
-            target = relay.queued()
-            sink.reset()
-            cpu0 = relay.cpu()
-            t_up = time.time()
-            sink.set_status(200)
-            s, complete = wait_delivered(sink, target, cfg.drain_timeout)
-            cpu1 = relay.cpu()
-            el = s["last"] - t_up if s["last"] else None
-            el_first = s["last"] - s["first"] if s["last"] else None
-            run["drain"] = {"target": target, "delivered": s["messages"], "requests": s["requests"], "complete": complete,
-                            "elapsed_s": round(el, 3) if el else None, "rate": round(s["messages"] / el, 1) if el else 0,
-                            "first_delivery_after_s": round(s["first"] - t_up, 3) if s["first"] else None,
-                            "rate_from_first_delivery": round(s["messages"] / el_first, 1) if el_first else 0,
-                            "messages_per_request": round(s["messages"] / s["requests"], 1) if s["requests"] else None,
-                            "cpu_us_per_call": round((cpu1 - cpu0) / max(s["messages"], 1) * 1e6, 2)}
+            run["drain"] = drain_now(relay, sink, cfg.drain_timeout)
             run["relay_mem"] = relay.mem()
+            d = run["drain"]
             log("  run %d drain: %d of %d delivered in %.1f s = %.0f calls/s (%.0f per request; complete %s)" %
-                (r + 1, s["messages"], target, el or 0, run["drain"]["rate"], run["drain"]["messages_per_request"] or 0, complete))
+                (r + 1, d["delivered"], d["target"], d["elapsed_s"] or 0, d["rate"], d["messages_per_request"] or 0, d["complete"]))
         except Exception as e:
             run["error"] = str(e)
             log("  backlog run failed: %s" % e)
@@ -725,20 +712,29 @@ def drain_random_ids(cfg):
                     "--prefix", uniq("m5u"), "--uuid")
         while time.time() - t0 < 65:
             time.sleep(0.5)
-        target = relay.queued()
-        sink.reset()
-        cpu0 = relay.cpu()
-        t_up = time.time()
-        sink.set_status(200)
-        s, complete = wait_delivered(sink, target, cfg.drain_timeout)
-        cpu1 = relay.cpu()
-        el = s["last"] - t_up if s["last"] else None
-        return {"fill_rate": round(f["rate"], 1), "target": target, "delivered": s["messages"], "complete": complete,
-                "elapsed_s": round(el, 3) if el else None, "rate": round(s["messages"] / el, 1) if el else 0,
-                "cpu_us_per_call": round((cpu1 - cpu0) / max(s["messages"], 1) * 1e6, 2)}
+        return dict(drain_now(relay, sink, cfg.drain_timeout), fill_rate=round(f["rate"], 1))
     finally:
         relay.stop()
         sink.stop()
+
+
+def drain_now(relay, sink, timeout):
+    """The upstream (the sink) answers 200 from now on: the relay's backlog drained with its defaults."""
+    target = relay.queued()
+    sink.reset()
+    cpu0 = relay.cpu()
+    t_up = time.time()
+    sink.set_status(200)
+    s, complete = wait_delivered(sink, target, timeout)
+    cpu1 = relay.cpu()
+    el = s["last"] - t_up if s["last"] else None
+    el_first = s["last"] - s["first"] if s["last"] else None
+    return {"target": target, "delivered": s["messages"], "requests": s["requests"], "complete": complete,
+            "elapsed_s": round(el, 3) if el else None, "rate": round(s["messages"] / el, 1) if el else 0,
+            "first_delivery_after_s": round(s["first"] - t_up, 3) if s["first"] else None,
+            "rate_from_first_delivery": round(s["messages"] / el_first, 1) if el_first else 0,
+            "messages_per_request": round(s["messages"] / s["requests"], 1) if s["requests"] else None,
+            "cpu_us_per_call": round((cpu1 - cpu0) / max(s["messages"], 1) * 1e6, 2)}
 
 
 def m7_app_side(cfg):

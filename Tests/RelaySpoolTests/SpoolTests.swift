@@ -18,6 +18,18 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
                 payload: Array(#"{"message_id":"\#(id)","pad":"\#(String(repeating: "x", count: max(0, size - 30)))"}"#.utf8))
 }
 
+extension Spool {
+    /// Leases what is due at `atMillis` (at most 10 messages) and acknowledges
+    /// it, as a delivery does; what was delivered.
+    @discardableResult
+    func deliverDue(_ reader: SpoolReader, atMillis: Int64) async throws -> [SpoolMessage] {
+        let batch = try reader.leaseBatch(nowMillis: atMillis, maxCount: 10, maxBytes: 1 << 20)
+        try await acknowledge(batch, atMillis: atMillis)
+        reader.release(batch)
+        return batch
+    }
+}
+
 extension SpoolReader {
     /// Leases batches until one is not empty (at most 100 reads): what it
     /// found, and how many reads that took.
@@ -123,19 +135,14 @@ extension SpoolReader {
         let clock = ManualClock(10 * hour)
         var spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
         let reader = try spool.makeReader()
-        func deliverAll() async throws {
-            let batch = try reader.leaseBatch(nowMillis: clock.now(), maxCount: 10, maxBytes: 1 << 20)
-            try await spool.acknowledge(batch, atMillis: clock.now())
-            reader.release(batch)
-        }
         _ = try await spool.append([record("late", at: clock.now())])
         // The upstream was down for five hours; then the message went through.
         clock.advance(5 * hour)
-        try await deliverAll()
+        try await spool.deliverDue(reader, atMillis: clock.now())
         // Another wait, shorter, recorded three hours later (a new hour).
         _ = try await spool.append([record("later", at: clock.now())])
         clock.advance(3 * hour)
-        try await deliverAll()
+        try await spool.deliverDue(reader, atMillis: clock.now())
         // More than a day after its receipt, less than a day after its
         // delivery: the prune keeps its id (another call's turn runs it), a
         // claim finds it held, and so does a relay started again.
@@ -161,13 +168,8 @@ extension SpoolReader {
         _ = try await spool.append([record("stuck", at: clock.now())])
         // Eight hours later (a third of the window) it goes out with a call just received.
         clock.advance(8 * hour)
-        let delivered = clock.now()
-        _ = try await spool.append([record("prompt", at: delivered)])
-        let reader = try spool.makeReader()
-        let batch = try reader.leaseBatch(nowMillis: delivered, maxCount: 10, maxBytes: 1 << 20)
-        #expect(batch.count == 2)
-        try await spool.acknowledge(batch, atMillis: delivered)
-        reader.release(batch)
+        _ = try await spool.append([record("prompt", at: clock.now())])
+        #expect(try await spool.deliverDue(try spool.makeReader(), atMillis: clock.now()).count == 2)
         clock.advance(window - hour)
         #expect(try await spool.append([record("stuck", at: clock.now()), record("prompt", at: clock.now())]) == [.duplicate, .duplicate])
         // A day and the margin after: both are new again; the long wait held
