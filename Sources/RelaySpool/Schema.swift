@@ -164,13 +164,13 @@ enum Schema {
         // v6: the id of a message delivered long after its receipt stays held
         // for the dedupe window from its delivery without a write to that id.
         // An acknowledgement records, for the hour it happens in, the longest
-        // any of its messages had waited since receipt (up to a quarter of the
-        // window; one row an hour, written when that grows), and every id is
-        // held that much longer than the window while such an hour is within
-        // it (`SpoolSQL.holdFrom`: the writer's prune and claim, replay,
-        // import). A message that waited longer than a quarter of the window
-        // has its own id's `seen_at` moved to its delivery, as every late
-        // message's was until v5. Ids moved by an earlier relay need no record.
+        // any of its messages had waited since receipt, among waits of at most
+        // a quarter of the window (one row an hour, written when that grows),
+        // and every id is held that much longer than the window while such an
+        // hour is within it (`SpoolSQL.holdFrom`: the writer's prune and claim,
+        // replay, import). A message that waited longer is not recorded: its
+        // own id's `seen_at` is moved to its delivery, as every late message's
+        // was before v6. Ids moved by an earlier relay need no record.
         """
         CREATE TABLE delivery_lag (
             hour   INTEGER PRIMARY KEY,                        -- unix ms / 3,600,000 of the deliveries

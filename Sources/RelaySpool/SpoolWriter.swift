@@ -44,6 +44,7 @@ final class SpoolWriter {
     private var notedLag: (hour: Int64, lagMillis: Int64)?
     private var commitFailures = ThrottledLog()
     private var drops = ThrottledLog()
+    private var lagReadFailures = ThrottledLog()
 
     /// BEGIN IMMEDIATE and COMMIT, prepared once rather than parsed at every commit.
     private let beginStatement: SQLiteStatement
@@ -683,10 +684,18 @@ final class SpoolWriter {
     @discardableResult
     private func readDeliveryLag(nowMillis: Int64) -> Bool {
         defer { readLag.reset() }
-        guard (try? readLag.bind(1, SpoolSQL.firstLagHour(nowMillis: nowMillis, windowMillis: options.dedupeWindowMillis))) != nil,
-              (try? readLag.step()) == true else { return false }
-        deliveryLagMillis = readLag.int64(0)
-        return true
+        do {
+            try readLag.bind(1, SpoolSQL.firstLagHour(nowMillis: nowMillis, windowMillis: options.dedupeWindowMillis))
+            guard try readLag.step() else { return false }  // (an aggregate: never)
+            deliveryLagMillis = readLag.int64(0)
+            return true
+        } catch {
+            if let (failures, _) = lagReadFailures.note(1, nowMillis: Spool.wallClockMillis()) {
+                logger.error("spool: could not read how long delivered messages waited (delivery_lag); the dedupe prune waits until it can, keeping every id meanwhile (logged once a minute while it lasts)",
+                             metadata: ["error": "\(error)", "path": "\(options.path)", "failed_reads": "\(failures)"])
+            }
+            return false
+        }
     }
 
     /// Ids last seen before this are held no more at `nowMillis` (SpoolSQL.holdFrom).

@@ -246,6 +246,22 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         await spool.close()
     }
 
+    @Test func anImportDoesNotQueueAnIdHeldByALateDelivery() async throws {
+        let dir = TempDir()
+        let hour: Int64 = 3_600_000, window = 24 * hour
+        let clock = ManualClock(10 * hour)
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        _ = try await spool.append([record("x", at: clock.now())])
+        clock.advance(5 * hour)  // delivered five hours after its receipt
+        #expect(try await spool.deliverDue(try spool.makeReader(), atMillis: clock.now()).count == 1)
+        let importer = try SpoolImporter(path: dir.db, maxBytes: 1 << 30)
+        clock.advance(window - hour)
+        #expect(try importer.commit([record("x", priority: .bulk, at: clock.now())], run: nil, atMillis: clock.now()) == (stored: 0, duplicates: 1))
+        clock.advance(hour + SpoolSQL.deliveryMarginMillis + 1)
+        #expect(try importer.commit([record("x", priority: .bulk, at: clock.now())], run: nil, atMillis: clock.now()) == (stored: 1, duplicates: 0))
+        await spool.close()
+    }
+
     @Test func aSpoolWrittenByTheFirstReleaseOpensMigratedWithExactCounts() async throws {
         let dir = TempDir()
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/spool-v1.db").path
