@@ -97,6 +97,7 @@ final class SpoolWriter {
             db.retryWhileBusy(maxMillis: 5000)
             _ = try db.scalarInt("PRAGMA journal_mode = WAL")
             try db.execute("PRAGMA synchronous = \(options.synchronousFull ? "FULL" : "NORMAL")")
+            try db.execute("PRAGMA wal_autocheckpoint = \(Self.walCheckpointPages); PRAGMA journal_size_limit = \(Self.walSizeLimitBytes)")
             // Read back what SQLite applies (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA): never weaker than asked.
             synchronousLevel = try db.scalarInt("PRAGMA synchronous") ?? 0
         } catch {
@@ -533,6 +534,17 @@ final class SpoolWriter {
     }
 
     static let maxChunkRows = 32
+
+    /// The WAL is copied back into the database once it holds this many
+    /// pages (SQLite's default is 1,000, 4 MiB). With random ids each new id
+    /// dirties a page of the id index of its own, and a spool holding a
+    /// million of them wrote and copied back nearly a page a call at every
+    /// commit's checkpoint; 10,000 pages (40 MiB) let the copy write a page
+    /// touched by many commits once.
+    static let walCheckpointPages = 10_000
+
+    /// What the WAL file is cut back to after a checkpoint has emptied it.
+    static let walSizeLimitBytes = 64 << 20
 
     // MARK: Room under max_bytes
 
