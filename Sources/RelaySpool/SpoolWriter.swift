@@ -536,11 +536,9 @@ final class SpoolWriter {
     static let maxChunkRows = 32
 
     /// The WAL is copied back into the database once it holds this many
-    /// pages (SQLite's default is 1,000, 4 MiB). With random ids each new id
-    /// dirties a page of the id index of its own, and a spool holding a
-    /// million of them wrote and copied back nearly a page a call at every
-    /// commit's checkpoint; 10,000 pages (40 MiB) let the copy write a page
-    /// touched by many commits once.
+    /// pages (40 MiB). SQLite's default, 1,000, is about one commit of a few
+    /// hundred calls with random ids (a page of the id index each), so nearly
+    /// every such commit also ran a checkpoint and fsynced the database.
     static let walCheckpointPages = 10_000
 
     /// What the WAL file is cut back to after a checkpoint has emptied it.
