@@ -97,7 +97,6 @@ final class SpoolWriter {
             db.retryWhileBusy(maxMillis: 5000)
             _ = try db.scalarInt("PRAGMA journal_mode = WAL")
             try db.execute("PRAGMA synchronous = \(options.synchronousFull ? "FULL" : "NORMAL")")
-            try db.execute("PRAGMA wal_autocheckpoint = \(Self.walCheckpointPages); PRAGMA journal_size_limit = \(Self.walSizeLimitBytes)")
             // Read back what SQLite applies (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA): never weaker than asked.
             synchronousLevel = try db.scalarInt("PRAGMA synchronous") ?? 0
         } catch {
@@ -534,15 +533,6 @@ final class SpoolWriter {
     }
 
     static let maxChunkRows = 32
-
-    /// The WAL is copied back into the database once it holds this many
-    /// pages (40 MiB). SQLite's default, 1,000, is about one commit of a few
-    /// hundred calls with random ids (a page of the id index each), so nearly
-    /// every such commit also ran a checkpoint and fsynced the database.
-    static let walCheckpointPages = 10_000
-
-    /// What the WAL file is cut back to after a checkpoint has emptied it.
-    static let walSizeLimitBytes = 64 << 20
 
     // MARK: Room under max_bytes
 
