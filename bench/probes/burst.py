@@ -11,6 +11,8 @@ several times: this machine moves a lot between runs.
 import os, sys, time, json
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import harness as h
+import atexit
+atexit.register(h.cleanup)  # the relay's, the sink's and our temp dirs (spools of up to a GB) go at exit
 kind = sys.argv[1] if len(sys.argv) > 1 else "line"
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 200000
 def threads(pid):

@@ -13,6 +13,8 @@ relay wrote per drained message. Alternate two builds: this machine moves a lot 
 import os, sys, time, json, signal
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import harness as h
+import atexit
+atexit.register(h.cleanup)  # the relay's, the sink's and our temp dirs (spools of up to a GB) go at exit
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 500000
 uuid = os.environ.get("UUID") == "1"
 def writer_cpu(pid):

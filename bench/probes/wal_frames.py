@@ -9,6 +9,8 @@ frames a commit writes per B-tree over the last 200 commits. Needs Python's sqli
 import os, sys, time, json, subprocess, struct, shutil, sqlite3, collections, threading
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import harness as h
+import atexit
+atexit.register(h.cleanup)  # the relay's, the sink's and our temp dirs (spools of up to a GB) go at exit
 sink = h.Sink(); relay = h.Relay(sink.port)
 out = h.mktemp("walprobe"); shutil.rmtree(out, ignore_errors=True); os.makedirs(out)
 try:
