@@ -31,6 +31,18 @@ import Testing
         #expect(log.refused(1, reason: "busy", nowMillis: 17_000)?.message == "refusing calls (503): busy", "a new episode is told at once")
     }
 
+    @Test func aQuietSpellEndsAnEpisodeOnlyWhereNoStoredCallCan() {
+        // One app's refused key: the other apps' stored calls do not end it; 10 s without a refusal does.
+        var key = RefusalLog(quietEndsEpisode: true)
+        #expect(key.refused(1, reason: "key", nowMillis: 0)?.message == "refusing calls (503): key")
+        #expect(key.refused(1, reason: "key", nowMillis: 9_999) == nil)
+        #expect(key.refused(1, reason: "key", nowMillis: 19_999)?.message == "refusing calls (503): key", "told as a new episode")
+        // Storage refusals end only when calls are stored again.
+        var storage = RefusalLog()
+        _ = storage.refused(1, reason: "full", nowMillis: 0)
+        #expect(storage.refused(1, reason: "full", nowMillis: 30_000) == nil, "still the same episode")
+    }
+
     @Test func reasonsThatAlternateAreOneEpisodeCountedByReason() {
         // A stalled, failing disk: the pending bound and failed commits, interleaved.
         var log = RefusalLog()

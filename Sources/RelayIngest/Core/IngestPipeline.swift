@@ -69,8 +69,8 @@ public final class IngestPipeline: Sendable {
     private let refusing = Atomic<Bool>(false)
     /// Refusals of calls sent with a key the upstream refuses, told once a
     /// minute apart from the storage refusals (other apps' calls are stored
-    /// meanwhile, which does not end them).
-    private let keyRefusals = Mutex(RefusalLog())
+    /// meanwhile, which does not end them; a quiet spell does).
+    private let keyRefusals = Mutex(RefusalLog(quietEndsEpisode: true))
 
     private let stored = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "stored")])
     private let duplicates = Counter(label: "plainflow_ingest_messages_total", dimensions: [("result", "duplicate")])
@@ -215,8 +215,7 @@ public final class IngestPipeline: Sendable {
         keyRefused.increment(by: Int64(calls))
         let now = Self.millis(self.now())
         let line = keyRefusals.withLock { log in
-            _ = log.stored(nowMillis: now)  // none refused for a while: this is a new episode, told as one
-            return log.refused(calls, reason: "they were sent with an app's write key that the upstream refuses (key_sha256 \(fingerprint)), and the spool is at least half full: the other half is kept for the apps whose keys work; that app's calls already stored wait and are tried again", nowMillis: now)
+            log.refused(calls, reason: "they were sent with an app's write key that the upstream refuses (key_sha256 \(fingerprint)), and the spool is at least half full: the other half is kept for the apps whose keys work; that app's calls already stored wait and are tried again", nowMillis: now)
         }
         if let line { logger.warning("\(line.message)", metadata: line.metadata.mapValues { .string($0) }) }
         return .failure(503, ["the upstream refused this write key when the relay last tried it (it tries again every 5 minutes); the relay has stored as many calls with it as it can keep for an app whose key does not work: fix the write key in this app, then send these again (calls already stored keep the old key and are sent with it once the upstream takes it)"],

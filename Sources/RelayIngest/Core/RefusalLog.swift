@@ -31,6 +31,14 @@ struct RefusalLog {
 
     /// The latest reason while refusing; nil while calls are stored.
     private(set) var reason: String?
+    /// Whether a quiet spell (`quietMillis` without a refusal) ends an
+    /// episode by itself: for refusals that no stored call ends (those of
+    /// one app's key, while the other apps' calls are stored).
+    let quietEndsEpisode: Bool
+
+    init(quietEndsEpisode: Bool = false) {
+        self.quietEndsEpisode = quietEndsEpisode
+    }
     /// Refused since the last line, by reason, in first-seen order, and
     /// for the reasons past the first `maxReasons`.
     private var sinceLine: [(reason: String, count: Int)] = []
@@ -41,6 +49,7 @@ struct RefusalLog {
 
     /// `count` calls were refused for `reason`.
     mutating func refused(_ count: Int, reason: String, nowMillis: Int64) -> Line? {
+        if quietEndsEpisode, self.reason != nil, nowMillis - lastRefusalMillis >= Self.quietMillis { endEpisode() }
         refusedTotal += count
         lastRefusalMillis = nowMillis
         guard self.reason != nil else {
@@ -67,7 +76,14 @@ struct RefusalLog {
     /// A call was stored; returns the all-clear once refusals have stopped.
     mutating func stored(nowMillis: Int64) -> Line? {
         guard let reason, nowMillis - lastRefusalMillis >= Self.quietMillis else { return nil }
-        defer { self.reason = nil; refusedTotal = 0; sinceLine = []; otherSinceLine = 0 }
+        defer { endEpisode() }
         return Line(message: "calls are stored again", metadata: ["refused_total": "\(refusedTotal)", "last_reason": reason])
+    }
+
+    private mutating func endEpisode() {
+        reason = nil
+        refusedTotal = 0
+        sinceLine = []
+        otherSinceLine = 0
     }
 }
