@@ -363,8 +363,9 @@ final class SpoolWriter {
             // that waited longer still has its own id's seen_at moved.
             let maxRecorded = SpoolSQL.maxRecordedLag(windowMillis: options.dedupeWindowMillis)
             var recorded: Int64 = 0
-            for m in messages where at - m.receivedAtMillis > SpoolSQL.deliveryMarginMillis {
+            for m in messages {
                 let waited = at - m.receivedAtMillis
+                if waited <= SpoolSQL.deliveryMarginMillis { continue }
                 if waited <= maxRecorded {
                     recorded = max(recorded, waited)
                 } else {
@@ -713,7 +714,7 @@ final class SpoolWriter {
         try noteLag.bind(2, lag)
         try noteLag.run()
         if notedLag?.hour != hour {  // a new hour: forget the hours no window reaches any more
-            try forgetLags.bind(1, (at - options.dedupeWindowMillis) / SpoolSQL.lagBucketMillis - 1)
+            try forgetLags.bind(1, SpoolSQL.firstLagHour(nowMillis: at, windowMillis: options.dedupeWindowMillis) - 1)
             try forgetLags.run()
         }
         notedLag = (hour, lag)  // (at least what this connection last wrote for the hour: checked above)
@@ -765,7 +766,6 @@ final class SpoolWriter {
     /// indexes' pages. (In process, 100,000 600-byte rows: 12.4 us a message
     /// with unbounded ranges, 11.8 us with 32 rows a range.)
     static let maxRunBytes: Int64 = 24 * 1024
-
 
     private func moveToDeadLetters(_ seq: Int64, reason: DeadLetterReason, now: Int64, countsAsAttempt: Bool) throws(SQLiteError) {
         try toDeadLetters.bind(1, seq)
