@@ -215,10 +215,7 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
     }
 
     @Test func aDeadLetterIsNotReplayedWhileItsIdIsHeldByALateDelivery() async throws {
-        let dir = TempDir()
-        let hour: Int64 = 3_600_000, window = 24 * hour
-        let clock = ManualClock(10 * hour)
-        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        let (dir, clock, spool) = try spoolOnManualClock()
         let reader = try spool.makeReader()
         // "x" is refused by the upstream twice (two dead letters, the id
         // forgotten each time), sent a third time by the app, and that one is
@@ -247,10 +244,7 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
     }
 
     @Test func anImportDoesNotQueueAnIdHeldByALateDelivery() async throws {
-        let dir = TempDir()
-        let hour: Int64 = 3_600_000, window = 24 * hour
-        let clock = ManualClock(10 * hour)
-        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        let (dir, clock, spool) = try spoolOnManualClock()
         _ = try await spool.append([record("x", at: clock.now())])
         clock.advance(5 * hour)  // delivered five hours after its receipt
         #expect(try await spool.deliverDue(try spool.makeReader(), atMillis: clock.now()).count == 1)

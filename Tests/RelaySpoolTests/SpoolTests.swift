@@ -18,6 +18,18 @@ func record(_ id: String, key: String = "", priority: SpoolPriority = .live, at:
                 payload: Array(#"{"message_id":"\#(id)","pad":"\#(String(repeating: "x", count: max(0, size - 30)))"}"#.utf8))
 }
 
+/// An hour and the dedupe window (24 h, the default), for the tests of how long an id is held.
+let hour: Int64 = 3_600_000
+let window = 24 * hour
+
+/// A spool on a fresh file whose clock starts at `startMillis` (10 h: a
+/// window earlier would still be after the epoch).
+func spoolOnManualClock(at startMillis: Int64 = 10 * hour) throws -> (dir: TempDir, clock: ManualClock, spool: Spool) {
+    let dir = TempDir()
+    let clock = ManualClock(startMillis)
+    return (dir, clock, try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now))
+}
+
 extension Spool {
     /// Leases what is due at `atMillis` (at most 10 messages) and acknowledges
     /// it, as a delivery does; what was delivered.
@@ -130,10 +142,9 @@ extension SpoolReader {
     }
 
     @Test func anIdDeliveredLongAfterItsReceiptStaysHeldForTheWindowFromItsDelivery() async throws {
-        let dir = TempDir()
-        let hour: Int64 = 3_600_000, window = 24 * hour
-        let clock = ManualClock(10 * hour + hour / 2)  // (mid-hour: the hours read are not the obvious ones)
-        var spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        // (Mid-hour: the hours read are not the obvious ones.)
+        let (dir, clock, opened) = try spoolOnManualClock(at: 10 * hour + hour / 2)
+        var spool = opened  // (started again below)
         let reader = try spool.makeReader()
         _ = try await spool.append([record("late", at: clock.now())])
         // The upstream was down for five hours; then the message went through.
@@ -164,10 +175,7 @@ extension SpoolReader {
     }
 
     @Test func aWaitLongerThanAQuarterOfTheWindowHoldsOnlyItsOwnId() async throws {
-        let dir = TempDir()
-        let hour: Int64 = 3_600_000, window = 24 * hour
-        let clock = ManualClock(10 * hour)
-        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: clock.now)
+        let (dir, clock, spool) = try spoolOnManualClock()
         _ = try await spool.append([record("stuck", at: clock.now())])
         // Eight hours later (a third of the window) it goes out with a call just received.
         clock.advance(8 * hour)
@@ -179,6 +187,7 @@ extension SpoolReader {
         // its own id, not every id of the window.
         clock.advance(hour + SpoolSQL.deliveryMarginMillis + 1)
         #expect(try await spool.append([record("stuck", at: clock.now()), record("prompt", at: clock.now())]) == [.stored, .stored])
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)), "the moved id and the new ones counted once each")
         await spool.close()
     }
 
