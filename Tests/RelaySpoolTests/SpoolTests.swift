@@ -504,7 +504,7 @@ extension SpoolReader {
     }
 
     #if os(Linux)
-    @Test func theWriterThreadIsNamedForTopAndPs() async throws {
+    @Test func theWriterAndCheckpointThreadsAreNamedForTopAndPs() async throws {
         let dir = TempDir()
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
         _ = try await spool.append([record("m1")])  // the writer has run
@@ -512,6 +512,7 @@ extension SpoolReader {
             (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)) ?? ""
         }
         #expect(names.contains("spool-writer\n"), "thread names: \(names)")
+        #expect(names.contains("spool-checkpt\n"), "the thread that copies the WAL back; thread names: \(names)")
         await spool.close()
     }
     #endif
