@@ -187,7 +187,7 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
             out = []
             for family in text_string_to_metric_families(open(sys.argv[1]).read()):
                 for s in family.samples:
-                    out.append({"family": family.name, "type": family.type, "sample": s.name, "labels": s.labels, "value": s.value})
+                    out.append({"family": family.name, "type": family.type, "help": family.documentation, "sample": s.name, "labels": s.labels, "value": s.value})
             print(json.dumps(out))
             """, file], executable: "/usr/bin/python3")
         #expect(parse.status == 0, "python3-prometheus-client (scripts/setup.sh installs it): \(parse.out)")
@@ -197,6 +197,7 @@ private func operatorConfig(_ relay: RelayProcess, port: Int? = nil) throws -> [
             let name = s["sample"] as? String ?? ""
             let labels = s["labels"] as? [String: String] ?? [:]
             #expect(labels["host"]?.isEmpty == false, "\(name) has the host label")
+            #expect((s["help"] as? String)?.isEmpty == false, "\(s["family"] ?? name) says what it is (# HELP)")
             if name.hasSuffix("_total") { #expect(s["type"] as? String == "counter", "\(name) is a counter") }
         }
         let value = { (name: String) in samples.first { $0["sample"] as? String == name }?["value"] as? Double }

@@ -92,7 +92,7 @@ final class RelayObserver: Sendable {
                 last[i] = now[i]
             }
         }
-        return Telemetry.registry.emitToBuffer()
+        return Telemetry.documented(Telemetry.registry.emitToBuffer())
     }
 
     func status() -> [UInt8] {
@@ -160,6 +160,51 @@ extension Telemetry {
 
 extension Telemetry {
     static func nowMillis() -> Int64 { Spool.wallClockMillis() }
+}
+
+extension Telemetry {
+    /// What each family means, for its `# HELP` line (swift-metrics, which
+    /// ingest and forward record through, has no place for it).
+    static let help: [String: String] = [
+        "plainflow_ingest_messages_total": "Calls answered, by result: stored, duplicate, invalid, unavailable (503: the spool could not take it), key_refused (503: the upstream refuses the app's write key).",
+        "plainflow_ingest_requests_unauthorized_total": "Requests refused for their write key.",
+        "plainflow_ingest_ack_duration_seconds": "From a request's body in hand to its answer after the durable commit.",
+        "plainflow_spool_messages": "Messages queued in the spool.",
+        "plainflow_spool_bytes": "Bytes of the messages queued in the spool.",
+        "plainflow_spool_oldest_age_seconds": "Age of the oldest queued message (0 when none).",
+        "plainflow_spool_dead_letters": "Dead letters kept (see plainflow-relay dead-letters list).",
+        "plainflow_spool_dead_letter_bytes": "Bytes of the dead letters kept.",
+        "plainflow_spool_dedupe_ids": "Message ids remembered for the dedupe window.",
+        "plainflow_spool_commits_total": "Spool transactions committed.",
+        "plainflow_spool_dropped_total": "Queued messages deleted to make room under on_full = drop_oldest.",
+        "plainflow_spool_expired_total": "Queued messages moved to dead letters for being older than max_age.",
+        "plainflow_upstream_requests_total": "Requests sent upstream.",
+        "plainflow_upstream_request_duration_seconds": "How long each upstream request took, answered or not.",
+        "plainflow_upstream_delivered_messages_total": "Messages the upstream accepted.",
+        "plainflow_upstream_dead_lettered_messages_total": "Messages the upstream refused for good (moved to dead letters).",
+        "plainflow_upstream_app_key_refusals_total": "Batches held back because the upstream refused the app's own write key.",
+        "plainflow_upstream_app_keys_held": "Apps' write keys the upstream refuses now (their calls wait for the next try).",
+        "plainflow_upstream_consecutive_failures": "Failed upstream attempts in a row (0 while delivering).",
+    ]
+
+    /// The exposition `text` with a `# HELP` line before the `# TYPE` line
+    /// of each family `help` describes.
+    static func documented(_ text: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count + 2048)
+        var lineStart = text.startIndex
+        while lineStart < text.endIndex {
+            let lineEnd = text[lineStart...].firstIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? text.endIndex
+            let line = text[lineStart..<lineEnd]
+            if line.starts(with: "# TYPE ".utf8) {
+                let name = String(decoding: line.dropFirst(7).prefix { $0 != UInt8(ascii: " ") }, as: UTF8.self)
+                if let text = help[name] { out += "# HELP \(name) \(text)\n".utf8 }
+            }
+            out += line
+            lineStart = lineEnd
+        }
+        return out
+    }
 }
 
 /// The relay's version string.
