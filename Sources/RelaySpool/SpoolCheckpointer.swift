@@ -19,8 +19,17 @@
 //   writer copies that tail itself between two turns (`takeTailRequest`):
 //   at most what SQLite's own checkpoint copied on the writer every 1,000
 //   frames, once a WAL of `startFrames`.
-// - Bounded: from `maxFrames` on, the writer copies whatever is left itself
-//   (SpoolWriter), whether or not this thread keeps up.
+// - Bounded: from `maxFrames` on, this thread stops and the writer copies
+//   whatever is left itself, waiting for a copy under way to end.
+// - No checkpoint of ours starts while the WAL may be starting over: SQLite
+//   up to 3.51.2 (Debian 12 ships 3.40.1) can lose committed frames when a
+//   checkpoint starts while another connection's commit resets a WAL that
+//   a checkpoint had just copied whole (sqlite.org/wal.html, "the WAL-reset
+//   bug"). Every checkpoint of ours runs under `gate`; one that copies the
+//   whole WAL sets `resetPending`, and then no checkpoint starts until the
+//   writer has written a transaction under `gate` (`writing`), the only
+//   kind that can reset it. Operator commands on their own connections
+//   (import, replay) still checkpoint at SQLite's 1,000 pages, as before.
 
 import Logging
 import Synchronization
@@ -36,7 +45,12 @@ final class SpoolCheckpointer: Sendable {
     /// The WAL's size from which the writer copies it back itself.
     var maxFrames: Int { startFrames * 4 }
 
-    private let connection: Mutex<SQLiteConnection?>
+    /// Held by every checkpoint of ours (this thread's connection inside),
+    /// and by a writer's transaction that may reset the WAL.
+    private let gate: Mutex<SQLiteConnection?>
+    /// A checkpoint of ours copied the whole WAL, and the writer has not
+    /// written since: its next transaction may start the WAL over.
+    private let resetPending = Atomic<Bool>(false)
     private let wakes = BlockingQueue<Wake>()
     private enum Wake { case copy, stop }
     private let finished = BlockingQueue<Void>()
@@ -44,6 +58,7 @@ final class SpoolCheckpointer: Sendable {
     private let latestFrames = Atomic<Int>(0)
     /// A copy is asked for or running (the writer wakes this thread once).
     private let copying = Atomic<Bool>(false)
+    private let started = Atomic<Bool>(false)
     /// A copy came within `tailFrames` of the end: the writer copies the rest.
     private let tailWanted = Atomic<Bool>(false)
     private let logger: Logger
@@ -63,8 +78,9 @@ final class SpoolCheckpointer: Sendable {
         tailFrames = min(1_000, startFrames / 2)
         do {
             let db = try SQLiteConnection(path: path, create: false)
+            db.retryWhileBusy(maxMillis: 5000)
             try db.execute("PRAGMA synchronous = FULL; PRAGMA journal_mode")  // (the latter opens the WAL)
-            connection = Mutex(db)
+            gate = Mutex(db)
         } catch {
             throw SpoolError.storage(error)
         }
@@ -72,6 +88,7 @@ final class SpoolCheckpointer: Sendable {
 
     /// Starts the thread.
     func start() {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
         startThread(name: "spool-checkpt") { [self] in
             run()
             _ = finished.push(())
@@ -81,8 +98,8 @@ final class SpoolCheckpointer: Sendable {
     /// Stops the thread (a copy under way finishes first) and closes its connection.
     func stop() {
         guard wakes.pushAndClose(.stop) else { return }
-        while finished.takeAll(lingerNanos: 0, idleNanos: 1_000_000_000, enough: { _ in true })?.isEmpty ?? false {}
-        connection.withLock { $0 = nil }
+        while started.load(ordering: .acquiring), finished.takeAll(lingerNanos: 0, idleNanos: 1_000_000_000, enough: { _ in true })?.isEmpty ?? false {}
+        gate.withLock { $0 = nil }
     }
 
     /// The writer committed and the WAL now holds `walFrames` frames (writer thread).
@@ -91,6 +108,30 @@ final class SpoolCheckpointer: Sendable {
         if walFrames >= startFrames, !copying.exchange(true, ordering: .acquiringAndReleasing) {
             if !wakes.push(.copy) { copying.store(false, ordering: .relaxed) }
         }
+    }
+
+    /// Runs the writer's transaction `body`, under `gate` when it may start
+    /// the WAL over (a checkpoint of ours copied it whole since the writer
+    /// last wrote); `wroteFrames` says afterwards whether it wrote any.
+    func writing(_ body: () -> SQLiteError?, wroteFrames: () -> Bool) -> SQLiteError? {
+        guard resetPending.load(ordering: .acquiring) else { return body() }
+        return gate.withLock { _ in
+            let failed = body()
+            if wroteFrames() { resetPending.store(false, ordering: .releasing) }
+            return failed
+        }
+    }
+
+    /// A checkpoint on the writer's connection `db`, under the rules of this
+    /// thread's: nil when the WAL was copied whole already, when a copy was
+    /// under way (unless `wait`: then after it), or when it failed.
+    func copy(on db: SQLiteConnection, wait: Bool) -> SQLiteConnection.Checkpoint? {
+        func run() -> SQLiteConnection.Checkpoint? {
+            guard !resetPending.load(ordering: .acquiring), let copy = try? db.checkpointPassive() else { return nil }
+            if copy.copied >= copy.frames { resetPending.store(true, ordering: .releasing) }
+            return copy
+        }
+        return wait ? gate.withLock { _ in run() } : gate.withLockIfAvailable { _ in run() } ?? nil
     }
 
     /// True once: a copy came close enough to the WAL's end for the writer to copy the rest.
@@ -106,6 +147,7 @@ final class SpoolCheckpointer: Sendable {
             var lastCopied = -1
             while let copy = copyOnce(&failures) {
                 let latest = latestFrames.load(ordering: .relaxed)
+                if latest >= maxFrames { break }  // the writer copies it now
                 // The WAL started over (latest < copied), or only a tail is left.
                 if latest < copy.copied || latest - copy.copied <= tailFrames {
                     tailWanted.store(true, ordering: .releasing)
@@ -120,12 +162,17 @@ final class SpoolCheckpointer: Sendable {
         }
     }
 
-    /// One PASSIVE checkpoint; nil when another one was running (the
-    /// writer copying a tail), when it failed (logged), or once closed.
+    /// One PASSIVE checkpoint; nil when the WAL was copied whole already
+    /// (the writer's next transaction starts it over), when another one was
+    /// running, when it failed (logged), or once closed.
     private func copyOnce(_ failures: inout ThrottledLog) -> SQLiteConnection.Checkpoint? {
-        let result = connection.withLock { db -> Result<SQLiteConnection.Checkpoint?, SQLiteError> in
-            guard let db else { return .success(nil) }
-            return Result { () throws(SQLiteError) in try db.checkpointPassive() }
+        let result = gate.withLock { db -> Result<SQLiteConnection.Checkpoint?, SQLiteError> in
+            guard let db, !resetPending.load(ordering: .acquiring) else { return .success(nil) }
+            return Result { () throws(SQLiteError) in
+                let copy = try db.checkpointPassive()
+                if let copy, copy.copied >= copy.frames { resetPending.store(true, ordering: .releasing) }
+                return copy
+            }
         }
         switch result {
         case .success(let copy): return copy

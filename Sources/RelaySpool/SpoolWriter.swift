@@ -295,6 +295,11 @@ final class SpoolWriter {
     /// and commits; publishes the new stats. Returns the error (after
     /// ROLLBACK, logged) when it did not commit, nil when it did.
     private func transaction(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> SQLiteError? {
+        let walCommits = db.walCommits
+        return checkpointer.writing({ transactionNow(shared, turn: &turn, body) }, wroteFrames: { db.walCommits != walCommits })
+    }
+
+    private func transactionNow(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> SQLiteError? {
         do {
             try beginStatement.run()
             try body(&turn)
@@ -321,16 +326,18 @@ final class SpoolWriter {
 
     /// Copies the WAL back itself between two turns: the tail a copy on the
     /// checkpoint thread came close to (so that the WAL can start over at
-    /// the next commit), or all of it once it reached `maxFrames`.
+    /// the next commit; skipped while that thread copies), or, once it
+    /// reached `maxFrames`, all of it (after a copy under way).
     private func copyWALIfDue() {
         let frames = db.walFrames
         let tail = checkpointer.takeTailRequest()
-        guard frames != walFramesAtOwnCopy, tail || frames >= checkpointer.maxFrames else { return }
-        if !tail, let (times, _) = walBehind.note(1, nowMillis: Spool.wallClockMillis()) {
-            logger.warning("spool: the WAL grew to \(frames) pages before it could be copied back into the database file; the writer copies it itself, and acknowledgements wait meanwhile (logged once a minute while it lasts)",
+        let behind = frames >= checkpointer.maxFrames
+        guard frames != walFramesAtOwnCopy, tail || behind else { return }
+        if behind, let (times, _) = walBehind.note(1, nowMillis: Spool.wallClockMillis()) {
+            logger.warning("spool: the WAL grew to \(frames) pages before it was copied back into the database file (a slow disk, or a long read holding it); the writer copies what it can itself, and acknowledgements wait meanwhile (logged once a minute while it lasts)",
                            metadata: ["path": "\(options.path)", "times": "\(times)"])
         }
-        guard (try? db.checkpointPassive()) != nil else { return }  // (busy: the checkpoint thread is copying)
+        guard checkpointer.copy(on: db, wait: behind) != nil else { return }
         walFramesAtOwnCopy = frames
     }
 

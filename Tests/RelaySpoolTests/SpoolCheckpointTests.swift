@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 @testable import RelaySpool
@@ -10,6 +11,31 @@ import Testing
     /// Version-4-shaped random ids, as the SDKs send: each new id lands on a
     /// page of the id index of its own, the WAL's worst case.
     private static func randomIDs(_ n: Int) -> [String] { (0..<n).map { _ in UUID().uuidString.lowercased() } }
+
+    /// SQLite up to 3.51.2 can lose committed frames when a checkpoint starts
+    /// while another connection's commit resets a WAL just copied whole (the
+    /// WAL-reset bug): once one of our checkpoints copied it whole, none
+    /// starts until the writer has written again.
+    @Test func noCheckpointStartsBetweenACopyOfTheWholeWALAndTheWritersNextWrite() throws {
+        let dir = TempDir()
+        let db = try SQLiteConnection(path: dir.db)
+        try db.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+        db.trackWAL()
+        let checkpointer = try SpoolCheckpointer(path: dir.db, pageSize: 4096, maxBytes: 64 << 20, logger: Logger(label: "test"))
+        try db.execute("INSERT INTO t VALUES (1)")
+        let whole = try #require(checkpointer.copy(on: db, wait: true))
+        #expect(whole.frames > 0 && whole.copied == whole.frames)
+        #expect(checkpointer.copy(on: db, wait: true) == nil, "copied whole: nothing starts until the writer writes")
+        let idle = db.walCommits
+        _ = checkpointer.writing({ nil }, wroteFrames: { db.walCommits != idle })
+        #expect(checkpointer.copy(on: db, wait: true) == nil, "a transaction that wrote nothing cannot have started the WAL over")
+        let before = db.walCommits
+        _ = checkpointer.writing({ (try? db.execute("INSERT INTO t VALUES (2)")) == nil ? SQLiteError(code: 1, message: "insert") : nil },
+                                 wroteFrames: { db.walCommits != before })
+        #expect(db.walFrames < whole.frames + 2, "the write started the WAL over")
+        #expect(checkpointer.copy(on: db, wait: true) != nil, "after the writer's write, checkpoints go on")
+        checkpointer.stop()
+    }
 
     @Test func theWALStaysBoundedAndStartsOverWhileAppendsKeepComing() async throws {
         let dir = TempDir()

@@ -244,7 +244,7 @@ extension RelayConfig {
         if let v = positive(upstream?.batch_max_bytes, "upstream.batch_max_bytes") { forward.maxBatchBytes = v }
         if let v = positive(upstream?.flush_interval_ms, "upstream.flush_interval_ms") { forward.flushIntervalMillis = Int64(v) }
         if let v = upstream?.max_requests_per_second?.value {
-            if v <= 0 { problems.append("upstream.max_requests_per_second: must be positive, got \(v)") } else { forward.maxRequestsPerSecond = v }
+            if !(v > 0) || !v.isFinite { problems.append("upstream.max_requests_per_second: must be a positive number, got \(v)") } else { forward.maxRequestsPerSecond = v }
         }
         if let v = positive(upstream?.connect_timeout_ms, "upstream.connect_timeout_ms") { forward.transport.connectTimeoutMillis = v }
         if let v = positive(upstream?.timeout_ms, "upstream.timeout_ms") { forward.transport.totalTimeoutMillis = v }

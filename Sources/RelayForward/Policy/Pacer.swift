@@ -4,8 +4,8 @@
 // in any `burst` intervals, where `burst` is the largest number up to 10
 // for which no window of one second can hold more starts than the rate:
 // 10 at 100 requests/s (at most 10 starts in any 100 ms, so at most 100 in
-// any second); mostly 1, strict spacing, at rates that are not whole
-// numbers. Two starts are always at least half an interval apart, so after
+// any second); 1, strict spacing, below 1 request a second. A rate that
+// is not a whole number counts as the whole number below it. Two starts are always at least half an interval apart, so after
 // a quiet spell the upstream sees no burst at once. A round that started late (reading and encoding the next
 // batches took longer than an interval) lets the next requests start
 // sooner instead of losing that time for good, so a backlog drains at the
@@ -25,9 +25,13 @@ struct Pacer: Sendable, Hashable {
         self.requestsPerSecond = requestsPerSecond
     }
 
-    /// The interval: `burst` starts take at least `burst` of them.
+    /// The interval: `burst` starts take at least `burst` of them. A rate
+    /// of 1 or more counts as the whole number below it (7.5: 7 a second),
+    /// so that no second holds more starts than asked; at most a day.
     var intervalMillis: Int64 {
-        requestsPerSecond > 0 ? Int64((1000.0 / requestsPerSecond).rounded(.up)) : 0
+        guard requestsPerSecond > 0, requestsPerSecond.isFinite else { return 0 }
+        let perSecond = requestsPerSecond >= 1 ? requestsPerSecond.rounded(.down) : requestsPerSecond
+        return Int64(min((1000 / perSecond).rounded(.up), 86_400_000))
     }
 
     /// How many requests may start within `burst` intervals: the most, up

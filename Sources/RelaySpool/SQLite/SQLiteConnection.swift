@@ -73,8 +73,10 @@ final class SQLiteConnection {
 
     /// Frames in the WAL after this connection's last commit, once `trackWAL()` was called.
     var walFrames: Int { walCounter?.frames ?? 0 }
+    /// Commits that wrote to the WAL, once `trackWAL()` was called.
+    var walCommits: Int { walCounter?.commits ?? 0 }
     private var walCounter: WALCounter?
-    private final class WALCounter { var frames = 0 }
+    private final class WALCounter { var frames = 0, commits = 0 }
 
     /// Keeps `walFrames` after each commit (`sqlite3_wal_hook`). This also
     /// turns SQLite's automatic checkpoint off on this connection: whoever
@@ -83,14 +85,16 @@ final class SQLiteConnection {
         let counter = WALCounter()
         walCounter = counter  // lives as long as the connection
         sqlite3_wal_hook(handle, { context, _, _, frames in
-            Unmanaged<WALCounter>.fromOpaque(context!).takeUnretainedValue().frames = Int(frames)
+            let counter = Unmanaged<WALCounter>.fromOpaque(context!).takeUnretainedValue()
+            counter.frames = Int(frames)
+            counter.commits += 1
             return SQLITE_OK
         }, Unmanaged.passUnretained(counter).toOpaque())
     }
 
     /// What a checkpoint found: frames in the WAL, and how many of them are
     /// now copied into the database file.
-    struct Checkpoint { var frames: Int; var copied: Int }
+    struct Checkpoint: Sendable { var frames: Int; var copied: Int }
 
     /// One PASSIVE checkpoint (`sqlite3_wal_checkpoint_v2`): copies what no
     /// reader still needs, waiting for nobody. Nil when another connection's
