@@ -26,10 +26,12 @@
 //   checkpoint starts while another connection's commit resets a WAL that
 //   a checkpoint had just copied whole (sqlite.org/wal.html, "the WAL-reset
 //   bug"). Every checkpoint of ours runs under `gate`; one that copies the
-//   whole WAL sets `resetPending`, and then no checkpoint starts until the
-//   writer has written a transaction under `gate` (`writing`), the only
-//   kind that can reset it. Operator commands on their own connections
-//   (import, replay) still checkpoint at SQLite's 1,000 pages, as before.
+//   whole WAL sets `resetPending`, and then this thread starts none until
+//   the writer has written a transaction under `gate` (`writing`), the only
+//   kind that can reset it. The writer's own copies run between its
+//   transactions, so they cannot race its resets. Operator commands on
+//   their own connections (import, replay) still checkpoint at SQLite's
+//   1,000 pages, as before this thread existed.
 
 import Logging
 import Synchronization
@@ -122,17 +124,22 @@ final class SpoolCheckpointer: Sendable {
         }
     }
 
-    /// A checkpoint on the writer's connection `db`, under the rules of this
-    /// thread's: nil when the WAL was copied whole already, when a copy was
-    /// under way (unless `wait`: then after it), or when it failed.
+    /// A checkpoint on the writer's connection `db`, between two of its
+    /// transactions (so it cannot race the writer's own reset of the WAL):
+    /// nil when a copy was under way (unless `wait`: then after it) or when
+    /// it failed. One that copies the WAL whole holds this thread's until
+    /// the writer has written.
     func copy(on db: SQLiteConnection, wait: Bool) -> SQLiteConnection.Checkpoint? {
         func run() -> SQLiteConnection.Checkpoint? {
-            guard !resetPending.load(ordering: .acquiring), let copy = try? db.checkpointPassive() else { return nil }
+            guard let copy = try? db.checkpointPassive() else { return nil }
             if copy.copied >= copy.frames { resetPending.store(true, ordering: .releasing) }
             return copy
         }
         return wait ? gate.withLock { _ in run() } : gate.withLockIfAvailable { _ in run() } ?? nil
     }
+
+    /// Whether this thread may start a copy now (not while the WAL may be starting over).
+    var mayStartCopy: Bool { !resetPending.load(ordering: .acquiring) }
 
     /// True once: a copy came close enough to the WAL's end for the writer to copy the rest.
     func takeTailRequest() -> Bool {
@@ -167,7 +174,7 @@ final class SpoolCheckpointer: Sendable {
     /// running, when it failed (logged), or once closed.
     private func copyOnce(_ failures: inout ThrottledLog) -> SQLiteConnection.Checkpoint? {
         let result = gate.withLock { db -> Result<SQLiteConnection.Checkpoint?, SQLiteError> in
-            guard let db, !resetPending.load(ordering: .acquiring) else { return .success(nil) }
+            guard let db, mayStartCopy else { return .success(nil) }
             return Result { () throws(SQLiteError) in
                 let copy = try db.checkpointPassive()
                 if let copy, copy.copied >= copy.frames { resetPending.store(true, ordering: .releasing) }

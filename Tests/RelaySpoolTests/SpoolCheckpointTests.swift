@@ -25,15 +25,15 @@ import Testing
         try db.execute("INSERT INTO t VALUES (1)")
         let whole = try #require(checkpointer.copy(on: db, wait: true))
         #expect(whole.frames > 0 && whole.copied == whole.frames)
-        #expect(checkpointer.copy(on: db, wait: true) == nil, "copied whole: nothing starts until the writer writes")
+        #expect(!checkpointer.mayStartCopy, "copied whole: the thread starts none until the writer writes")
         let idle = db.walCommits
         _ = checkpointer.writing({ nil }, wroteFrames: { db.walCommits != idle })
-        #expect(checkpointer.copy(on: db, wait: true) == nil, "a transaction that wrote nothing cannot have started the WAL over")
+        #expect(!checkpointer.mayStartCopy, "a transaction that wrote nothing cannot have started the WAL over")
         let before = db.walCommits
         _ = checkpointer.writing({ (try? db.execute("INSERT INTO t VALUES (2)")) == nil ? SQLiteError(code: 1, message: "insert") : nil },
                                  wroteFrames: { db.walCommits != before })
         #expect(db.walFrames < whole.frames + 2, "the write started the WAL over")
-        #expect(checkpointer.copy(on: db, wait: true) != nil, "after the writer's write, checkpoints go on")
+        #expect(checkpointer.mayStartCopy, "after the writer's write, the thread's copies go on")
         checkpointer.stop()
     }
 
