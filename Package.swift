@@ -90,7 +90,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "RelayMessageTests", dependencies: ["RelayMessage"]),
-        .testTarget(name: "RelaySpoolTests", dependencies: ["RelaySpool", .product(name: "Logging", package: "swift-log")], exclude: ["Fixtures"]),
+        .testTarget(name: "RelaySpoolTests", dependencies: ["RelaySpool"], exclude: ["Fixtures"]),
         .testTarget(name: "RelayForwardTests", dependencies: ["RelayForward", "RelaySpool", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RelayIngestTests", dependencies: [
             "RelayIngest", "RelayMessage", "RelaySpool",

@@ -29,10 +29,6 @@
 //   group commits.
 // - A row whose batch is in flight (leased) is never expired or dropped
 //   (LeaseTable).
-// - The writer does not copy the WAL back into the file at its commits: a
-//   thread of its own does (SpoolCheckpointer), from a sixteenth of
-//   `max_bytes` (at most 10,000 pages); the writer copies only the last
-//   tail, so the WAL can start over, or all of it past four times that.
 //
 // On-disk layout: see Schema.swift. States of a message:
 //   appended ─► queued ─► leased (memory) ─► deleted (id stays in message_ids)

@@ -42,11 +42,6 @@ final class SpoolWriter {
     /// The hour and lag this connection last wrote to `delivery_lag` (a
     /// wait no longer in the same hour writes nothing); nil after a rollback.
     private var notedLag: (hour: Int64, lagMillis: Int64)?
-    /// Copies the WAL back into the database beside this thread's commits.
-    private let checkpointer: SpoolCheckpointer
-    /// `db.walFrames` when this thread last copied the WAL itself.
-    private var walFramesAtOwnCopy = -1
-    private var walBehind = ThrottledLog()
     private var commitFailures = ThrottledLog()
     private var drops = ThrottledLog()
     private var lagReadFailures = ThrottledLog()
@@ -111,13 +106,7 @@ final class SpoolWriter {
             throw SpoolError.durabilityNotApplied(path: options.path, asked: options.synchronousFull ? "FULL" : "NORMAL", got: "level \(synchronousLevel)")
         }
         try Schema.migrate(db)
-        let pageSize: Int
-        do { pageSize = Int(try db.scalarInt("PRAGMA page_size") ?? 4096) } catch { throw SpoolError.storage(error) }
-        checkpointer = try SpoolCheckpointer(path: options.path, pageSize: pageSize, maxBytes: options.maxBytes, logger: logger)
         do {
-            db.trackWAL()  // (SpoolCheckpointer copies it back, not each commit)
-            // What the WAL file is cut back to once it has started over.
-            try db.execute("PRAGMA journal_size_limit = \(checkpointer.startFrames * 2 * pageSize)")
             beginStatement = try db.prepare("BEGIN IMMEDIATE")
             commitStatement = try db.prepare("COMMIT")
             insert = try db.prepare(SpoolSQL.insertOutbox)
@@ -187,8 +176,6 @@ final class SpoolWriter {
     func run(_ shared: Spool.Shared) -> [@Sendable () -> Void] {
         let maxPerCommit = options.maxMessagesPerCommit
         readDeliveryLag(nowMillis: shared.nowMillis())  // before the first claim
-        checkpointer.start()
-        defer { checkpointer.stop() }  // (the shutdown stops it first, before the last copy)
         while let ops = shared.queue.takeAll(lingerNanos: options.commitLingerNanos,
                                              idleNanos: maintenanceBacklog ? 0 : 1_000_000_000,
                                              enough: { ops in
@@ -213,10 +200,8 @@ final class SpoolWriter {
             noticeOtherWriters(shared)
             if !work.isEmpty { apply(work, shared) }
             maintain(shared)
-            copyWALIfDue()
             barriers.forEach { $0() }
             if !shutdown.isEmpty {
-                checkpointer.stop()
                 // Best effort: fold the WAL back into the database, but do not
                 // hold up shutdown for a reader (status, an operator command).
                 _ = try? db.execute("PRAGMA busy_timeout = 100; PRAGMA wal_checkpoint(TRUNCATE)")
@@ -295,11 +280,6 @@ final class SpoolWriter {
     /// and commits; publishes the new stats. Returns the error (after
     /// ROLLBACK, logged) when it did not commit, nil when it did.
     private func transaction(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> SQLiteError? {
-        let walCommits = db.walCommits
-        return checkpointer.writing({ transactionNow(shared, turn: &turn, body) }, wroteFrames: { db.walCommits != walCommits })
-    }
-
-    private func transactionNow(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> SQLiteError? {
         do {
             try beginStatement.run()
             try body(&turn)
@@ -320,25 +300,7 @@ final class SpoolWriter {
         }
         shared.commits.add(1, ordering: .releasing)
         publish(shared, turn: turn)
-        checkpointer.committed(walFrames: db.walFrames)
         return nil
-    }
-
-    /// Copies the WAL back itself between two turns: the tail a copy on the
-    /// checkpoint thread came close to (so that the WAL can start over at
-    /// the next commit; skipped while that thread copies), or, once it
-    /// reached `maxFrames`, all of it (after a copy under way).
-    private func copyWALIfDue() {
-        let frames = db.walFrames
-        let tail = checkpointer.takeTailRequest()
-        let behind = frames >= checkpointer.maxFrames
-        guard frames != walFramesAtOwnCopy, tail || behind else { return }
-        if behind, let (times, _) = walBehind.note(1, nowMillis: Spool.wallClockMillis()) {
-            logger.warning("spool: the WAL grew to \(frames) pages before it was copied back into the database file (a slow disk, or a long read holding it); the writer copies what it can itself, and acknowledgements wait meanwhile (logged once a minute while it lasts)",
-                           metadata: ["path": "\(options.path)", "times": "\(times)"])
-        }
-        guard checkpointer.copy(on: db, wait: behind) != nil else { return }
-        walFramesAtOwnCopy = frames
     }
 
     private func publish(_ shared: Spool.Shared, turn: Turn) {

@@ -73,8 +73,7 @@ private final class CrashLoopState: @unchecked Sendable {
         defer { upstream.stop() }
         // Flapping: every third batch is refused with 503 (retried later).
         upstream.setScript((0..<10_000).map { $0 % 3 == 2 ? .status(503) : .status(200) })
-        // 64 MiB: the WAL is copied back from its 1,024th page on (SpoolCheckpointer), so kills land during copies too.
-        let config = testConfig().replacingOccurrences(of: "retry_cap_ms = 800", with: "retry_cap_ms = 300") + "\n[spool]\nmax_bytes = 67108864\n"
+        let config = testConfig().replacingOccurrences(of: "retry_cap_ms = 800", with: "retry_cap_ms = 300")
         var relays = [try RelayProcess(upstream: upstream.url, config: config)]
         try relays[0].start()
         let state = CrashLoopState(unixPath: relays[0].socketPath)

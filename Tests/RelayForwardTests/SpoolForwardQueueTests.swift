@@ -7,7 +7,7 @@ import Testing
 @testable import RelayForward
 import RelaySpool
 
-@Suite(.timeLimit(.minutes(1))) struct SpoolForwardQueueTests {
+@Suite(.timeLimit(.minutes(5))) struct SpoolForwardQueueTests {
     static func freshSpool() throws -> (Spool, String) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwdq-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

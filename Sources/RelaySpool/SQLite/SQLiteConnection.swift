@@ -71,42 +71,6 @@ final class SQLiteConnection {
         }, UnsafeMutableRawPointer(bitPattern: maxMillis * 5))
     }
 
-    /// Frames in the WAL after this connection's last commit, once `trackWAL()` was called.
-    var walFrames: Int { walCounter?.frames ?? 0 }
-    /// Commits that wrote to the WAL, once `trackWAL()` was called.
-    var walCommits: Int { walCounter?.commits ?? 0 }
-    private var walCounter: WALCounter?
-    private final class WALCounter { var frames = 0, commits = 0 }
-
-    /// Keeps `walFrames` after each commit (`sqlite3_wal_hook`). This also
-    /// turns SQLite's automatic checkpoint off on this connection: whoever
-    /// tracks the WAL copies it back (SpoolCheckpointer).
-    func trackWAL() {
-        let counter = WALCounter()
-        walCounter = counter  // lives as long as the connection
-        sqlite3_wal_hook(handle, { context, _, _, frames in
-            let counter = Unmanaged<WALCounter>.fromOpaque(context!).takeUnretainedValue()
-            counter.frames = Int(frames)
-            counter.commits += 1
-            return SQLITE_OK
-        }, Unmanaged.passUnretained(counter).toOpaque())
-    }
-
-    /// What a checkpoint found: frames in the WAL, and how many of them are
-    /// now copied into the database file.
-    struct Checkpoint: Sendable { var frames: Int; var copied: Int }
-
-    /// One PASSIVE checkpoint (`sqlite3_wal_checkpoint_v2`): copies what no
-    /// reader still needs, waiting for nobody. Nil when another connection's
-    /// checkpoint is running.
-    func checkpointPassive() throws(SQLiteError) -> Checkpoint? {
-        var frames: Int32 = 0, copied: Int32 = 0
-        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied)
-        if rc & 0xff == SQLITE_BUSY { return nil }
-        guard rc == SQLITE_OK else { throw SQLiteError(code: rc, db: handle, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
-        return Checkpoint(frames: Int(frames), copied: Int(copied))
-    }
-
     /// Rows changed by the last statement.
     var changes: Int { Int(sqlite3_changes(handle)) }
 
