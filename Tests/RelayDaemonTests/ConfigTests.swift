@@ -218,6 +218,15 @@ import RelaySpool
         #expect(a.spool.maxAgeMillis == 5_400_000)
     }
 
+    @Test func aRequestRateThatIsNotAFinitePositiveNumberIsRefusedByName() throws {
+        for value in ["inf", "nan", "0", "-5"] {
+            let cfg = try RelayConfig.parse(toml: "[upstream]\nmax_requests_per_second = \(value)\n", path: "r.toml")
+            #expect { try cfg.resolve() } throws: { error in
+                "\(error)".contains("r.toml:2: upstream.max_requests_per_second: must be a positive number")
+            }
+        }
+    }
+
     @Test func anEmptyWriteKeyMeansAppsSendTheirOwn() throws {
         let s = try RelayConfig.parse(toml: "[upstream]\nwrite_key = \"\"\n", path: "r.toml").resolve()
         #expect(s.forward.writeKey == nil)

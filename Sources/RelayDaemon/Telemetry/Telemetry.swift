@@ -198,7 +198,7 @@ extension Telemetry {
             let line = text[lineStart..<lineEnd]
             if line.starts(with: "# TYPE ".utf8) {
                 let name = String(decoding: line.dropFirst(7).prefix { $0 != UInt8(ascii: " ") }, as: UTF8.self)
-                if let text = help[name] { out += "# HELP \(name) \(text)\n".utf8 }
+                if let meaning = help[name] { out += "# HELP \(name) \(meaning)\n".utf8 }
             }
             out += line
             lineStart = lineEnd

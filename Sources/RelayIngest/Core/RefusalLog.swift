@@ -35,10 +35,6 @@ struct RefusalLog {
     /// episode by itself: for refusals that no stored call ends (those of
     /// one app's key, while the other apps' calls are stored).
     let quietEndsEpisode: Bool
-
-    init(quietEndsEpisode: Bool = false) {
-        self.quietEndsEpisode = quietEndsEpisode
-    }
     /// Refused since the last line, by reason, in first-seen order, and
     /// for the reasons past the first `maxReasons`.
     private var sinceLine: [(reason: String, count: Int)] = []
@@ -46,6 +42,10 @@ struct RefusalLog {
     private var refusedTotal = 0
     private var lastLineMillis: Int64 = 0
     private var lastRefusalMillis: Int64 = 0
+
+    init(quietEndsEpisode: Bool = false) {
+        self.quietEndsEpisode = quietEndsEpisode
+    }
 
     /// `count` calls were refused for `reason`.
     mutating func refused(_ count: Int, reason: String, nowMillis: Int64) -> Line? {
