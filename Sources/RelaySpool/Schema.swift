@@ -177,6 +177,41 @@ enum Schema {
             lag_ms INTEGER NOT NULL                            -- the longest any of them had waited since receipt
         );
         """,
+        // v7: an append writes the outbox's table and one index, not three
+        // b-trees and sqlite_sequence. Historical imports' rows move to seqs
+        // from 2^62 (`SpoolPriority.seqs`), so seq order is FIFO order within
+        // each priority and reads, drop_oldest and the forwarder's cursor
+        // need no `(priority, seq)` index; the seq counter that AUTOINCREMENT
+        // kept in `sqlite_sequence` (a page written every commit) is
+        // `totals.last_seq`, in the row every commit writes anyway, and every
+        // writer numbers its rows from it, so a seq is still never used twice.
+        // (A C probe of the spool's schema: 1.2-2.9 us less a row, 10-20%.)
+        // The outbox is copied once into the new table.
+        """
+        CREATE TABLE outbox_v7 (
+            seq              INTEGER PRIMARY KEY,              -- FIFO order within a priority: SpoolPriority.seqs
+            message_id       TEXT    NOT NULL,
+            write_key        TEXT    NOT NULL DEFAULT '',      -- '' = the relay's configured key
+            priority         INTEGER NOT NULL DEFAULT 0,       -- 0 live, 1 historical import
+            received_at      INTEGER NOT NULL,                 -- unix ms, relay clock
+            payload          BLOB    NOT NULL,                 -- canonical JSON
+            bytes            INTEGER NOT NULL,
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at  INTEGER NOT NULL DEFAULT 0,       -- unix ms
+            first_attempt_at INTEGER,                          -- unix ms
+            last_error       TEXT
+        );
+        INSERT INTO outbox_v7
+            SELECT seq + priority * 4611686018427387904, message_id, write_key, priority, received_at, payload, bytes,
+                   attempts, next_attempt_at, first_attempt_at, last_error
+            FROM outbox ORDER BY seq;
+        ALTER TABLE totals ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; -- the last seq's number (SpoolPriority.seq)
+        UPDATE totals SET last_seq = max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+                                         COALESCE((SELECT max(seq) FROM outbox), 0));
+        DROP TABLE outbox;
+        ALTER TABLE outbox_v7 RENAME TO outbox;
+        CREATE INDEX outbox_received_at ON outbox(received_at);
+        """,
     ]
 
     static var currentVersion: Int64 { Int64(migrations.count) }
@@ -189,7 +224,8 @@ enum Schema {
     static func keepTotals(_ db: SQLiteConnection) throws(SQLiteError) {
         try db.execute("""
             CREATE TEMP TRIGGER IF NOT EXISTS outbox_added AFTER INSERT ON outbox BEGIN
-                UPDATE totals SET outbox_count = outbox_count + 1, outbox_bytes = outbox_bytes + NEW.bytes;
+                UPDATE totals SET outbox_count = outbox_count + 1, outbox_bytes = outbox_bytes + NEW.bytes,
+                                  last_seq = max(last_seq, NEW.seq & 4611686018427387903);
             END;
             CREATE TEMP TRIGGER IF NOT EXISTS outbox_removed AFTER DELETE ON outbox BEGIN
                 UPDATE totals SET outbox_count = outbox_count - 1, outbox_bytes = outbox_bytes - OLD.bytes;

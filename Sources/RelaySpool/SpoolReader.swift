@@ -65,7 +65,7 @@ public final class SpoolReader {
             // cursor passes must be remembered, so it cannot be filtered out unseen.
             rows = try db.prepare("""
                 SELECT seq, message_id, write_key, received_at, attempts, payload, next_attempt_at
-                FROM outbox WHERE priority = ?1 AND seq > ?2 ORDER BY seq
+                FROM outbox WHERE seq > ?1 AND seq < ?2 ORDER BY seq
                 """)
         } catch {
             throw SpoolError.storage(error)
@@ -123,8 +123,7 @@ public final class SpoolReader {
             read: for priority in [SpoolPriority.live, .bulk] {
                 let p = Int(priority.rawValue)
                 defer { rows.reset() }
-                try rows.bind(1, priority.rawValue)
-                try rows.bind(2, start.after[p])
+                try bindRows(priority, after: start.after[p])
                 var inRun = true
                 var through = start.after[p]
                 defer { runs.append((p, through)) }
@@ -218,8 +217,7 @@ public final class SpoolReader {
         do {
             read: for priority in [SpoolPriority.live, .bulk] where from[Int(priority.rawValue)] != .max {
                 defer { rows.reset() }
-                try rows.bind(1, priority.rawValue)
-                try rows.bind(2, from[Int(priority.rawValue)] - 1)
+                try bindRows(priority, after: from[Int(priority.rawValue)] - 1)
                 while try rows.step() {
                     steps -= 1
                     if steps <= 0 { break read }
@@ -238,6 +236,12 @@ public final class SpoolReader {
         }
         let refused = shared.leases.withLock { $0.endRead(leasing: batch.map(\.seq)) }
         return refused.isEmpty ? batch : batch.filter { !refused.contains($0.seq) }
+    }
+
+    /// Sets `rows` to read `priority`'s rows past `seq`.
+    private func bindRows(_ priority: SpoolPriority, after seq: Int64) throws(SQLiteError) {
+        try rows.bind(1, max(seq, priority.seqs.lowerBound - 1))
+        try rows.bind(2, priority.seqs.upperBound)
     }
 
     /// Most write keys held at once.
@@ -295,7 +299,7 @@ public final class SpoolReader {
         if holds[key] != nil {  // held (again): these rows wait with the others passed over, until the hold ends
             let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map(\.seq), rewind: false), t.leasedThrough) }
             var rows = Passed(from: from)
-            if let lowest { for p in cursor.indices where cursor[p] >= lowest { rows.from[p] = min(rows.from[p], lowest) } }
+            if let lowest { for p in lowest.indices where cursor[p] >= lowest[p] { rows.from[p] = min(rows.from[p], lowest[p]) } }
             if rows.from != Passed().from { remember(.held(key), rows) }
         } else {  // read again at once; after a probe the upstream took, all its key's rows passed over too
             shared.leases.withLock { t in

@@ -19,11 +19,13 @@ enum SpoolSQL {
     static let insertID = "INSERT INTO message_ids (message_id, seen_at) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING"
     static let takeOverID = "UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1 AND seen_at < ?3"
 
-    /// One message into the outbox: ?1 message_id, ?2 write_key, ?3 priority,
+    /// One message into the outbox, numbered after `totals.last_seq` (for
+    /// an operator command's connection, whose `Schema.keepTotals` trigger
+    /// moves `last_seq` on): ?1 message_id, ?2 write_key, ?3 priority,
     /// ?4 received_at, ?5 payload, ?6 bytes.
     static let insertOutbox = """
-        INSERT INTO outbox (message_id, write_key, priority, received_at, payload, bytes)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        INSERT INTO outbox (seq, message_id, write_key, priority, received_at, payload, bytes)
+        VALUES ((SELECT last_seq + 1 FROM totals) + ?3 * \(SpoolPriority.bulkSeqBase), ?1, ?2, ?3, ?4, ?5, ?6)
         """
 
     /// `insertID` for `rows` ids at once (?1 id, ?2 seen_at for the first,
@@ -34,13 +36,15 @@ enum SpoolSQL {
             + " ON CONFLICT (message_id) DO NOTHING"
     }
 
-    /// `insertOutbox` for `rows` messages at once, six parameters each in
-    /// the same order. One statement for many rows costs SQLite a third
-    /// less than one per row (a C probe of the spool's schema, 1,000 rows
-    /// a transaction: 3.6-5.0 us a row against 5.3-8.2).
+    /// `rows` messages into the outbox with the seqs given (the spool
+    /// writer numbers them itself), seven parameters a row: ?1 message_id,
+    /// ?2 write_key, ?3 priority, ?4 received_at, ?5 payload, ?6 bytes,
+    /// ?7 seq, then ?8... for the next row. One statement for many rows costs
+    /// SQLite a third less than one per row (a C probe of the spool's schema,
+    /// 1,000 rows a transaction: 3.6-5.0 us a row against 5.3-8.2).
     static func insertOutbox(rows: Int) -> String {
-        "INSERT INTO outbox (message_id, write_key, priority, received_at, payload, bytes) VALUES "
-            + (0..<rows).map { r in "(" + (1...6).map { "?\(r * 6 + $0)" }.joined(separator: ", ") + ")" }.joined(separator: ", ")
+        "INSERT INTO outbox (message_id, write_key, priority, received_at, payload, bytes, seq) VALUES "
+            + (0..<rows).map { r in "(" + (1...7).map { "?\(r * 7 + $0)" }.joined(separator: ", ") + ")" }.joined(separator: ", ")
     }
 
     /// The oldest queued message's receipt time (by index): a claim never
@@ -104,21 +108,33 @@ extension SQLiteStatement {
     /// Runs `SpoolSQL.insertOutbox` (prepared in this statement) for `m`.
     /// The id, key and payload are bound in place, not copied.
     func insertOutbox(_ m: SpoolAppend) throws(SQLiteError) {
-        try insertOutbox(rows: 1) { _ in m }
+        try insertOutbox(rows: 1, columns: 6) { _ in (m, 0) }
+    }
+
+    /// Runs `SpoolSQL.insertOutbox(rows: 1)` (prepared in this statement)
+    /// for `m`, numbered `number`.
+    func insertOutbox(_ m: SpoolAppend, number: Int64) throws(SQLiteError) {
+        try insertOutbox(rows: 1, columns: 7) { _ in (m, m.priority.seq(number)) }
     }
 
     /// Runs `SpoolSQL.insertOutbox(rows: messages.count)` (prepared in this
-    /// statement) for `messages`, their ids, keys and payloads bound in place.
-    func insertOutbox(_ messages: ArraySlice<SpoolAppend>) throws(SQLiteError) {
-        try insertOutbox(rows: messages.count) { messages[messages.startIndex + $0] }
+    /// statement) for `messages`, numbered from `firstNumber` on (the
+    /// counter's numbers: `SpoolPriority.seq`), their ids, keys and payloads
+    /// bound in place.
+    func insertOutbox(_ messages: ArraySlice<SpoolAppend>, firstNumber: Int64) throws(SQLiteError) {
+        try insertOutbox(rows: messages.count, columns: 7) {
+            let m = messages[messages.startIndex + $0]
+            return (m, m.priority.seq(firstNumber + Int64($0)))
+        }
     }
 
-    private func insertOutbox(rows: Int, _ row: (Int) -> SpoolAppend) throws(SQLiteError) {
+    private func insertOutbox(rows: Int, columns: Int, _ row: (Int) -> (SpoolAppend, seq: Int64)) throws(SQLiteError) {
         // One row's values, then the next rows' inside: every pointer bound
         // stays valid until the statement has run.
         func bindRows(from r: Int) throws(SQLiteError) {
             guard r < rows else { try run(); return }
-            let m = row(r), first = Int32(r * 6 + 1)
+            let (m, seq) = row(r), first = Int32(r * columns + 1)
+            if columns == 7 { try bind(first + 6, seq) }
             try bind(first + 2, m.priority.rawValue)
             try bind(first + 3, m.receivedAtMillis)
             try bind(first + 5, Int64(m.payload.count))

@@ -1,7 +1,30 @@
 /// Which queue a message waits in: live calls go before a historical import.
-public enum SpoolPriority: Int64, Sendable {
+public enum SpoolPriority: Int64, Sendable, CaseIterable {
     case live = 0
     case bulk = 1
+
+    /// The outbox seqs of this priority (schema v7): live rows from 1,
+    /// historical imports from 2^62, both numbered by one counter
+    /// (`totals.last_seq`), so FIFO order within a priority is seq order
+    /// and the forwarder reads live rows first with no index but the table's.
+    var seqs: Range<Int64> {
+        switch self {
+        case .live: return 1..<Self.bulkSeqBase
+        case .bulk: return Self.bulkSeqBase..<Int64.max
+        }
+    }
+
+    /// The seq of this priority numbered `number` by the counter.
+    func seq(_ number: Int64) -> Int64 { self == .bulk ? Self.bulkSeqBase + number : number }
+
+    /// The counter's number of `seq` (whatever its priority).
+    static func number(ofSeq seq: Int64) -> Int64 { seq >= bulkSeqBase ? seq - bulkSeqBase : seq }
+
+    /// The priority whose seqs hold `seq`.
+    static func of(seq: Int64) -> SpoolPriority { seq >= bulkSeqBase ? .bulk : .live }
+
+    /// Where historical imports' seqs start.
+    static let bulkSeqBase: Int64 = 1 << 62
 }
 
 /// A message to store.

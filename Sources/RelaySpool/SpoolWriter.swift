@@ -50,6 +50,12 @@ final class SpoolWriter {
     private let beginStatement: SQLiteStatement
     private let commitStatement: SQLiteStatement
     private let insert: SQLiteStatement
+    private let readLastSeq: SQLiteStatement
+    /// The number of the last seq given (`SpoolPriority.seq`), read from
+    /// `totals.last_seq` at this transaction's first append (an operator
+    /// command may have added rows since our last one) and written back with
+    /// the totals; nil until then.
+    private var lastSeqNumber: Int64?
     private let insertID: SQLiteStatement
     private let takeOverID: SQLiteStatement
     private let delete: SQLiteStatement
@@ -109,7 +115,8 @@ final class SpoolWriter {
         do {
             beginStatement = try db.prepare("BEGIN IMMEDIATE")
             commitStatement = try db.prepare("COMMIT")
-            insert = try db.prepare(SpoolSQL.insertOutbox)
+            insert = try db.prepare(SpoolSQL.insertOutbox(rows: 1))
+            readLastSeq = try db.prepare("SELECT last_seq FROM totals")
             savepoint = try db.prepare("SAVEPOINT append_chunk")
             releaseSavepoint = try db.prepare("RELEASE append_chunk")
             rollbackToSavepoint = try db.prepare("ROLLBACK TO append_chunk")
@@ -121,7 +128,7 @@ final class SpoolWriter {
             deleteRange = try db.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2")
             addTotals = try db.prepare("""
                 UPDATE totals SET outbox_count = outbox_count + ?1, outbox_bytes = outbox_bytes + ?2,
-                    ids_count = ids_count + ?3, ids_bytes = ids_bytes + ?4
+                    ids_count = ids_count + ?3, ids_bytes = ids_bytes + ?4, last_seq = max(last_seq, ?5)
                 """)
             refreshID = try db.prepare("UPDATE message_ids SET seen_at = ?2 WHERE message_id = ?1")
             noteLag = try db.prepare("""
@@ -144,7 +151,7 @@ final class SpoolWriter {
                 FROM outbox WHERE seq = ?1
                 """)
             insertRejected = try db.prepare("INSERT INTO rejected (received_at, errors, sample) VALUES (?1, ?2, ?3)")
-            oldestOfPriority = try db.prepare("SELECT seq, bytes FROM outbox WHERE priority = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4")
+            oldestOfPriority = try db.prepare("SELECT seq, bytes FROM outbox WHERE seq > ?1 AND seq < ?2 ORDER BY seq LIMIT ?3")
             expiredRows = try db.prepare("SELECT seq FROM outbox WHERE received_at < ?1 ORDER BY received_at LIMIT ?2")
             // Both only ever touch ids seen before ?1, which callers keep at or
             // below the oldest queued message: a queued message's id stays.
@@ -224,9 +231,10 @@ final class SpoolWriter {
         var expired: Int64 = 0
         var evicted: Int64 = 0
         var rejected = false
-        /// The first outbox row this turn inserted: drop_oldest never drops
-        /// it or later ones (they are about to be acknowledged).
-        var firstInsertedSeq: Int64?
+        /// The number of the first outbox row this turn inserted: drop_oldest
+        /// never drops it or later ones, of either priority (they are about
+        /// to be acknowledged).
+        var firstInsertedNumber: Int64?
         /// Leased rows this turn removed for good (delivered, dead-lettered):
         /// their leases end once it has committed.
         var removedLeased: [Int64] = []
@@ -281,6 +289,7 @@ final class SpoolWriter {
     /// ROLLBACK, logged) when it did not commit, nil when it did.
     private func transaction(_ shared: Spool.Shared, turn: inout Turn, _ body: (inout Turn) throws(SQLiteError) -> Void) -> SQLiteError? {
         do {
+            lastSeqNumber = nil
             try beginStatement.run()
             try body(&turn)
             try refreshTotals()
@@ -470,8 +479,8 @@ final class SpoolWriter {
     /// Stores `m` unless its id is held (`.duplicate`).
     private func appendOne(_ m: SpoolAppend, turn: inout Turn) throws(SQLiteError) -> AppendOutcome {
         guard try claim(m.messageID, seenAt: m.receivedAtMillis) else { return .duplicate }
-        try insert.insertOutbox(m)
-        if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID }
+        let number = try numbers(1, turn: &turn)
+        try insert.insertOutbox(m, number: number)
         counted(stored: CollectionOfOne(m), idsToo: false, turn: &turn)
         return .stored
     }
@@ -497,11 +506,23 @@ final class SpoolWriter {
         }
         try releaseSavepoint.run()
         guard allNew else { return false }
-        try chunkStatement(&outboxInserts, slot) { SpoolSQL.insertOutbox(rows: chunk.count) }.insertOutbox(chunk)
-        // (A statement's rows take consecutive seqs: one writer, AUTOINCREMENT.)
-        if turn.firstInsertedSeq == nil { turn.firstInsertedSeq = db.lastInsertRowID - Int64(chunk.count) + 1 }
+        let first = try numbers(chunk.count, turn: &turn)
+        try chunkStatement(&outboxInserts, slot) { SpoolSQL.insertOutbox(rows: chunk.count) }.insertOutbox(chunk, firstNumber: first)
         counted(stored: chunk, idsToo: true, turn: &turn)
         return true
+    }
+
+    /// Takes `count` numbers for new outbox rows (`SpoolPriority.seq`);
+    /// returns the first.
+    private func numbers(_ count: Int, turn: inout Turn) throws(SQLiteError) -> Int64 {
+        if lastSeqNumber == nil {
+            defer { readLastSeq.reset() }
+            lastSeqNumber = try readLastSeq.step() ? readLastSeq.int64(0) : 0
+        }
+        let first = lastSeqNumber! + 1
+        lastSeqNumber! += Int64(count)
+        if turn.firstInsertedNumber == nil { turn.firstInsertedNumber = first }
+        return first
     }
 
     /// Counts stored messages into the totals (their ids too unless `claim`
@@ -565,12 +586,12 @@ final class SpoolWriter {
         guard options.onFull == .dropOldest else { return false }
         // 2. drop_oldest: historical import first, then live; never a row in flight.
         for priority in [SpoolPriority.bulk, .live] {
-            var after: Int64 = -1
+            var after = priority.seqs.lowerBound - 1
+            let before = turn.firstInsertedNumber.map(priority.seq) ?? priority.seqs.upperBound
             while try excess() > 0 {
-                try oldestOfPriority.bind(1, priority.rawValue)
-                try oldestOfPriority.bind(2, after)
-                try oldestOfPriority.bind(3, turn.firstInsertedSeq ?? .max)
-                try oldestOfPriority.bind(4, 64)
+                try oldestOfPriority.bind(1, after)
+                try oldestOfPriority.bind(2, before)
+                try oldestOfPriority.bind(3, 64)
                 var rows: [(seq: Int64, bytes: Int64)] = []
                 while try oldestOfPriority.step() { rows.append((oldestOfPriority.int64(0), oldestOfPriority.int64(1))) }
                 oldestOfPriority.reset()
@@ -676,6 +697,7 @@ final class SpoolWriter {
         try addTotals.bind(2, uncounted.bytes)
         try addTotals.bind(3, uncounted.ids)
         try addTotals.bind(4, uncounted.idBytes)
+        try addTotals.bind(5, lastSeqNumber ?? 0)
         try addTotals.run()
         uncounted = Uncounted()
     }

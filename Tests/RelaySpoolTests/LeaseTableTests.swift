@@ -52,8 +52,19 @@ import Testing
     @Test func aReleaseWithoutRewindEndsTheLeaseAndLeavesTheCursor() {
         var table = LeaseTable()
         _ = table.endRead(leasing: [1, 2, 3], start: table.beginRead(committedBeforeRead: 0), runs: [(0, 3)])
-        #expect(table.release([2, 3], rewind: false) == 2, "the lowest passed: the caller remembers it")
+        #expect(table.release([2, 3], rewind: false) == [2, .max], "the lowest passed: the caller remembers it")
         #expect(table.leased == [1] && table.leasedThrough[0] == 3)
         #expect(table.release([1], removed: true) == nil)
+    }
+
+    @Test func aRowGivenBackMovesOnlyTheCursorOfItsPriority() {
+        var table = LeaseTable()
+        let bulk = SpoolPriority.bulk.seq(7)
+        _ = table.endRead(leasing: [5, 6, bulk], start: table.beginRead(committedBeforeRead: 0), runs: [(0, 6), (1, bulk)])
+        #expect(table.leasedThrough == [6, bulk])
+        table.release([6])  // a live row given back: the live rows are read again from it, the bulk ones go on
+        #expect(table.leasedThrough == [5, bulk])
+        #expect(table.release([bulk], rewind: false) == [.max, bulk])
+        #expect(table.leasedThrough == [5, bulk])
     }
 }

@@ -303,6 +303,42 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         await spool.close()
     }
 
+    /// A v6 file (AUTOINCREMENT seqs, live and imported rows mixed, its
+    /// newest rows delivered): v7 moves imported rows to their own seqs and
+    /// keeps the counter, so the order holds and no seq is used twice.
+    @Test func aV6SpoolOpensWithItsOrderAndNeverReusesASeq() async throws {
+        let dir = TempDir()
+        let db = try SQLiteConnection(path: dir.db)
+        try db.execute("PRAGMA journal_mode = WAL")
+        for step in Schema.migrations.prefix(6) { try db.execute(step) }
+        try db.execute("PRAGMA user_version = 6")
+        for (i, priority) in [0, 1, 0, 1, 0, 0, 0].enumerated() {
+            try db.execute("""
+                INSERT INTO message_ids VALUES ('v6-\(i)', 1000);
+                INSERT INTO outbox (message_id, priority, received_at, payload, bytes) VALUES ('v6-\(i)', \(priority), 1000, x'7b7d', 2)
+                """)
+        }
+        try db.execute("DELETE FROM outbox WHERE seq >= 6")  // the newest two, delivered: seq 7 was used
+        try db.execute(SpoolSQL.recountOutbox)
+        try db.execute("UPDATE totals SET ids_count = 7, ids_bytes = 7 * (4 + 16)")
+        #expect(try db.scalarInt("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") == 7)
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        #expect(try SQLiteConnection(path: dir.db).scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_order'") == 0)
+        #expect(try await spool.append([record("v7-live", at: 2_000)]) == [.stored])
+        let importer = try SpoolImporter(path: dir.db, maxBytes: 1 << 30)
+        #expect(try importer.commit([record("v7-bulk", priority: .bulk, at: 2_000)], run: nil, atMillis: 2_000) == (stored: 1, duplicates: 0))
+        _ = try await spool.append([record("v7-live-2", at: 2_000)])
+        // Live first, each priority in the order it came, whoever wrote it.
+        let reader = try spool.makeReader()
+        let leased = try reader.leaseBatch(nowMillis: 3_000, maxCount: 20, maxBytes: 1 << 20)
+        #expect(leased.map(\.messageID) == ["v6-0", "v6-2", "v6-4", "v7-live", "v7-live-2", "v6-1", "v6-3", "v7-bulk"])
+        #expect(leased.map { SpoolPriority.number(ofSeq: $0.seq) } == [1, 3, 5, 8, 10, 2, 4, 9],
+                "numbered on from the v6 counter (7), by the daemon and the importer alike")
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        await spool.close()
+    }
+
     @Test func operatorReplayAndPurgeWorkInSlicesAndSayWhatTheyDid() async throws {
         let dir = TempDir()
         let clock = ManualClock(1_000)

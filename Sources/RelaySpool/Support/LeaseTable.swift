@@ -23,8 +23,10 @@
 //   if no row went back to the queue meanwhile (`cursorMoves`); releasing a
 //   row that is still queued moves it back below that row, unless the reader
 //   takes it as passed over (`release(_:rewind: false)`). Removed rows need
-//   not move it. This relies on a seq never being used twice (the outbox's
-//   AUTOINCREMENT): a new row always lands past every cursor.
+//   not move it. This relies on a seq never being used twice (every writer
+//   numbers new rows after `totals.last_seq`): a new row always lands past
+//   its priority's cursor. Each priority has its own seqs
+//   (`SpoolPriority.seqs`) and its own cursor.
 
 /// The in-flight rows and the rows being removed.
 struct LeaseTable {
@@ -88,18 +90,25 @@ struct LeaseTable {
     }
 
     /// Ends these leases. Rows still queued (`removed` false: retried or
-    /// given back) will be read again: the cursor moves back below them,
-    /// unless `rewind` is false (the caller rewinds when they may be due).
-    /// Returns the lowest of them still queued that a cursor had passed.
+    /// given back) will be read again: their priority's cursor moves back
+    /// below them, unless `rewind` is false (the caller rewinds when they
+    /// may be due). Returns, per priority, the lowest of them still queued
+    /// that its cursor had passed (`.max`: none), or nil when there is none.
     @discardableResult
-    mutating func release(_ seqs: some Sequence<Int64>, removed: Bool = false, rewind: Bool = true) -> Int64? {
-        var lowest: Int64?
-        for seq in seqs where leased.remove(seq) != nil { lowest = min(lowest ?? seq, seq) }
-        guard !removed, let lowest else { return nil }
+    mutating func release(_ seqs: some Sequence<Int64>, removed: Bool = false, rewind: Bool = true) -> [Int64]? {
+        var lowest: [Int64] = [.max, .max]
+        for seq in seqs where leased.remove(seq) != nil {
+            let p = Int(SpoolPriority.of(seq: seq).rawValue)
+            lowest[p] = min(lowest[p], seq)
+        }
+        guard !removed, lowest.contains(where: { $0 != .max }) else { return nil }
         cursorMoves += 1
-        guard leasedThrough.contains(where: { $0 >= lowest }) else { return nil }
-        if rewind { for p in leasedThrough.indices where leasedThrough[p] >= lowest { leasedThrough[p] = lowest - 1 } }
-        return lowest
+        var passed: [Int64] = [.max, .max]
+        for p in lowest.indices where lowest[p] != .max && leasedThrough[p] >= lowest[p] {
+            passed[p] = lowest[p]
+            if rewind { leasedThrough[p] = lowest[p] - 1 }
+        }
+        return passed.contains(where: { $0 != .max }) ? passed : nil
     }
 
     /// Marks for removal by commit `commit` those of `rows` that are not
