@@ -186,31 +186,15 @@ enum Schema {
         // `totals.last_seq`, in the row every commit writes anyway, and every
         // writer numbers its rows from it, so a seq is still never used twice.
         // (A C probe of the spool's schema: 1.2-2.9 us less a row, 10-20%.)
-        // The outbox is copied once into the new table.
+        // The table itself loses AUTOINCREMENT in `rebuildOutbox`, once it is
+        // small: copying a million queued rows would hold up a start for 15 s
+        // and take twice their space on disk.
         """
-        CREATE TABLE outbox_v7 (
-            seq              INTEGER PRIMARY KEY,              -- FIFO order within a priority: SpoolPriority.seqs
-            message_id       TEXT    NOT NULL,
-            write_key        TEXT    NOT NULL DEFAULT '',      -- '' = the relay's configured key
-            priority         INTEGER NOT NULL DEFAULT 0,       -- 0 live, 1 historical import
-            received_at      INTEGER NOT NULL,                 -- unix ms, relay clock
-            payload          BLOB    NOT NULL,                 -- canonical JSON
-            bytes            INTEGER NOT NULL,
-            attempts         INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at  INTEGER NOT NULL DEFAULT 0,       -- unix ms
-            first_attempt_at INTEGER,                          -- unix ms
-            last_error       TEXT
-        );
-        INSERT INTO outbox_v7
-            SELECT seq + priority * 4611686018427387904, message_id, write_key, priority, received_at, payload, bytes,
-                   attempts, next_attempt_at, first_attempt_at, last_error
-            FROM outbox ORDER BY seq;
         ALTER TABLE totals ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; -- the last seq's number (SpoolPriority.seq)
         UPDATE totals SET last_seq = max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
                                          COALESCE((SELECT max(seq) FROM outbox), 0));
-        DROP TABLE outbox;
-        ALTER TABLE outbox_v7 RENAME TO outbox;
-        CREATE INDEX outbox_received_at ON outbox(received_at);
+        UPDATE outbox SET seq = seq + 4611686018427387904 WHERE priority = 1;
+        DROP INDEX outbox_order;
         """,
     ]
 
@@ -238,6 +222,55 @@ enum Schema {
             END;
             """)
     }
+
+    /// The outbox without AUTOINCREMENT (schema v7 numbers rows itself),
+    /// copied from the table that v1 made.
+    static let rebuildOutboxSQL = """
+        CREATE TABLE outbox_v7 (
+            seq              INTEGER PRIMARY KEY,              -- FIFO order within a priority: SpoolPriority.seqs
+            message_id       TEXT    NOT NULL,
+            write_key        TEXT    NOT NULL DEFAULT '',      -- '' = the relay's configured key
+            priority         INTEGER NOT NULL DEFAULT 0,       -- 0 live, 1 historical import
+            received_at      INTEGER NOT NULL,                 -- unix ms, relay clock
+            payload          BLOB    NOT NULL,                 -- canonical JSON
+            bytes            INTEGER NOT NULL,
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at  INTEGER NOT NULL DEFAULT 0,       -- unix ms
+            first_attempt_at INTEGER,                          -- unix ms
+            last_error       TEXT
+        );
+        INSERT INTO outbox_v7 SELECT * FROM outbox ORDER BY seq;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_v7 RENAME TO outbox;
+        CREATE INDEX outbox_received_at ON outbox(received_at);
+        """
+
+    /// Drops the outbox's AUTOINCREMENT (an UPDATE of `sqlite_sequence` at
+    /// every commit, which v7 no longer needs) by copying the table, when
+    /// it holds at most `maxRows` rows (a new spool: none); a larger one
+    /// waits for a later start. True when the table has no AUTOINCREMENT
+    /// left. At the current version only.
+    @discardableResult
+    static func rebuildOutbox(_ db: SQLiteConnection, ifAtMost maxRows: Int64) throws(SpoolError) -> Bool {
+        do {
+            let sql = try db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
+            let text = try sql.step() ? sql.string(0) ?? "" : ""
+            sql.reset()  // (no statement may be under way when the table is dropped)
+            guard text.uppercased().contains("AUTOINCREMENT") else { return true }
+            guard (try db.scalarInt("SELECT outbox_count FROM totals") ?? 0) <= maxRows else { return false }
+            try db.execute("BEGIN IMMEDIATE")
+            try db.execute(rebuildOutboxSQL)
+            try db.execute("COMMIT")
+            return true
+        } catch {
+            try? db.execute("ROLLBACK")
+            throw SpoolError.migrationFailed(path: db.path, toVersion: currentVersion, underlying: error)
+        }
+    }
+
+    /// The most outbox rows `rebuildOutbox` copies when a spool opens (in
+    /// about a tenth of a second).
+    static let rebuildOutboxMaxRows: Int64 = 10_000
 
     /// Brings the database to the current version.
     static func migrate(_ db: SQLiteConnection) throws(SpoolError) {

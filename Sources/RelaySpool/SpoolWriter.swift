@@ -111,7 +111,12 @@ final class SpoolWriter {
         if synchronousLevel < (options.synchronousFull ? 2 : 1) {
             throw SpoolError.durabilityNotApplied(path: options.path, asked: options.synchronousFull ? "FULL" : "NORMAL", got: "level \(synchronousLevel)")
         }
+        if let found = try? db.scalarInt("PRAGMA user_version"), found > 0, found < Schema.currentVersion {
+            logger.notice("upgrading the spool file's schema (once; with many messages queued this takes seconds)",
+                          metadata: ["path": "\(options.path)", "from_version": "\(found)", "to_version": "\(Schema.currentVersion)"])
+        }
         try Schema.migrate(db)
+        try Schema.rebuildOutbox(db, ifAtMost: Schema.rebuildOutboxMaxRows)
         do {
             beginStatement = try db.prepare("BEGIN IMMEDIATE")
             commitStatement = try db.prepare("COMMIT")

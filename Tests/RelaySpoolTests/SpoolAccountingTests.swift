@@ -308,23 +308,13 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
     /// keeps the counter, so the order holds and no seq is used twice.
     @Test func aV6SpoolOpensWithItsOrderAndNeverReusesASeq() async throws {
         let dir = TempDir()
-        let db = try SQLiteConnection(path: dir.db)
-        try db.execute("PRAGMA journal_mode = WAL")
-        for step in Schema.migrations.prefix(6) { try db.execute(step) }
-        try db.execute("PRAGMA user_version = 6")
-        for (i, priority) in [0, 1, 0, 1, 0, 0, 0].enumerated() {
-            try db.execute("""
-                INSERT INTO message_ids VALUES ('v6-\(i)', 1000);
-                INSERT INTO outbox (message_id, priority, received_at, payload, bytes) VALUES ('v6-\(i)', \(priority), 1000, x'7b7d', 2)
-                """)
-        }
-        try db.execute("DELETE FROM outbox WHERE seq >= 6")  // the newest two, delivered: seq 7 was used
-        try db.execute(SpoolSQL.recountOutbox)
-        try db.execute("UPDATE totals SET ids_count = 7, ids_bytes = 7 * (4 + 16)")
+        let db = try v6Spool(at: dir.db)
         #expect(try db.scalarInt("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") == 7)
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
         #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
         #expect(try SQLiteConnection(path: dir.db).scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_order'") == 0)
+        #expect(try SQLiteConnection(path: dir.db).scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'outbox' AND sql LIKE '%AUTOINCREMENT%'") == 0,
+                "a small outbox is copied into a table without AUTOINCREMENT at once")
         #expect(try await spool.append([record("v7-live", at: 2_000)]) == [.stored])
         let importer = try SpoolImporter(path: dir.db, maxBytes: 1 << 30)
         #expect(try importer.commit([record("v7-bulk", priority: .bulk, at: 2_000)], run: nil, atMillis: 2_000) == (stored: 1, duplicates: 0))
@@ -337,6 +327,42 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
                 "numbered on from the v6 counter (7), by the daemon and the importer alike")
         #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
         await spool.close()
+    }
+
+    /// A v6 file whose outbox holds live and imported rows v6-0...v6-4
+    /// (imported: 1 and 3), its newest two rows (seq 6 and 7) delivered.
+    private func v6Spool(at path: String) throws -> SQLiteConnection {
+        let db = try SQLiteConnection(path: path)
+        try db.execute("PRAGMA journal_mode = WAL")
+        for step in Schema.migrations.prefix(6) { try db.execute(step) }
+        try db.execute("PRAGMA user_version = 6")
+        for (i, priority) in [0, 1, 0, 1, 0, 0, 0].enumerated() {
+            try db.execute("""
+                INSERT INTO message_ids VALUES ('v6-\(i)', 1000);
+                INSERT INTO outbox (message_id, priority, received_at, payload, bytes) VALUES ('v6-\(i)', \(priority), 1000, x'7b7d', 2)
+                """)
+        }
+        try db.execute("DELETE FROM outbox WHERE seq >= 6")
+        try db.execute(SpoolSQL.recountOutbox)
+        try db.execute("UPDATE totals SET ids_count = 7, ids_bytes = 7 * (4 + 16)")
+        return db
+    }
+
+    /// A large outbox keeps its AUTOINCREMENT table (v7 numbers rows
+    /// itself all the same) until a start finds it small.
+    @Test func aLargeOutboxIsCopiedWithoutAutoincrementOnlyOnceItIsSmall() throws {
+        let dir = TempDir()
+        let db = try v6Spool(at: dir.db)
+        try Schema.migrate(db)
+        let autoincrement = "SELECT count(*) FROM sqlite_master WHERE name = 'outbox' AND sql LIKE '%AUTOINCREMENT%'"
+        #expect(try Schema.rebuildOutbox(db, ifAtMost: 4) == false, "5 rows queued: more than 4")
+        #expect(try db.scalarInt(autoincrement) == 1)
+        #expect(try Schema.rebuildOutbox(db, ifAtMost: 5))
+        #expect(try db.scalarInt(autoincrement) == 0)
+        let seqs = try db.prepare("SELECT group_concat(seq, ' ') FROM (SELECT seq FROM outbox ORDER BY seq)")
+        #expect(try seqs.step() && seqs.string(0) == "1 3 5 \(SpoolPriority.bulk.seq(2)) \(SpoolPriority.bulk.seq(4))")
+        #expect(try db.scalarInt("SELECT last_seq FROM totals") == 7)
+        #expect(try Schema.rebuildOutbox(db, ifAtMost: 0), "nothing left to copy")
     }
 
     @Test func operatorReplayAndPurgeWorkInSlicesAndSayWhatTheyDid() async throws {
