@@ -56,6 +56,7 @@ public final class SpoolAdmin {
         do {
             db = try SQLiteConnection(path: path, readOnly: false, create: false)
             try db.execute("PRAGMA busy_timeout = 5000")
+            SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)
             version = try db.scalarInt("PRAGMA user_version")
         } catch {
             throw Self.readFailed(error, path: path)
@@ -188,6 +189,7 @@ public final class SpoolAdmin {
                     chunk = found
                 }
                 let list = chunk.map(String.init).joined(separator: ",")
+                SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)  // (a daemon may have started or stopped)
                 try db.execute("BEGIN IMMEDIATE")
                 // Each goes back like a new call: it claims its id, unless the relay
                 // already holds that id (queued, or delivered within the window).
@@ -239,6 +241,7 @@ public final class SpoolAdmin {
                 """)
             var purged = 0
             while true {
+                SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)  // (a daemon may have started or stopped)
                 try st.bind(1, cutoffMillis ?? .max)
                 try st.bind(2, Int64(Self.sliceRows))
                 try st.run()

@@ -47,7 +47,7 @@ public struct ImportRun: Sendable, Hashable {
 
 /// Writes imported records into a spool file.
 public final class SpoolImporter {
-    private let db: SQLiteConnection
+    let db: SQLiteConnection
     private let maxBytes: Int64
     private let dedupeWindowMillis: Int64
     private let claim: SQLiteStatement
@@ -66,6 +66,7 @@ public final class SpoolImporter {
         do {
             db = try SQLiteConnection(path: path, readOnly: false, create: false)
             db.retryWhileBusy(maxMillis: 10_000)
+            daemonRunning = SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)
             let version = try db.scalarInt("PRAGMA user_version") ?? 0
             if version != Schema.currentVersion {
                 throw version > Schema.currentVersion
@@ -130,11 +131,12 @@ public final class SpoolImporter {
     }
 
     /// Leaves the lock free for 2 ms when a daemon runs (checked once a second),
-    /// so that its writer, polling every 0.2 ms, gets its turn.
+    /// so that its writer, polling every 0.2 ms, gets its turn; and the
+    /// WAL's checkpoints to it (`SpoolLock.leaveCheckpointsToDaemon`).
     private func yieldToDaemon(now: Int64) {
         if lastDaemonCheck.map({ now - $0 >= 1000 }) ?? true {
             lastDaemonCheck = now
-            daemonRunning = SpoolLock.isHeld(spoolPath: path)
+            daemonRunning = SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)
         }
         if daemonRunning { usleep(2000) }
     }

@@ -9,6 +9,13 @@
 // Between turns it runs maintenance (expiry, the dedupe prune) in bounded
 // slices, each its own short transaction, so no acknowledgement ever waits
 // behind a sweep of the whole outbox.
+// Checkpoints: SQLite's own, after a commit of ours that passed 1,000 WAL
+// pages, and one a second at most after commits of operator commands (an
+// import beside an idle daemon would otherwise grow the WAL without end).
+// Either starts only after a commit since the last checkpoint, never on a
+// WAL copied whole, and operator commands leave checkpoints to us while we
+// run (`SpoolLock.leaveCheckpointsToDaemon`): the WAL-reset race of SQLite
+// before 3.51.3 needs a checkpoint that starts on a WAL copied whole.
 // What can happen at every commit under load (a failing disk, drop_oldest on
 // a full spool) is logged when it starts and then once a minute with its
 // count (ThrottledLog), never once per call.
@@ -26,9 +33,12 @@ final class SpoolWriter {
     private(set) var synchronousLevel: Int64 = 0
     /// The exact totals as of the last commit (mirrors `shared.counters`).
     private var stats: SpoolStats
-    /// SQLite's data_version at our last look: it changes only when another
+    /// SQLite's data_version at our last look (at each turn and after each
+    /// of our commits and checkpoints): it changes only when another
     /// connection (an operator command) committed, never for our own commits.
     private var dataVersion: Int64 = -1
+    /// When we last checkpointed after other connections' commits.
+    private var othersCheckpointMillis: Int64 = 0
     private var lastMaintenanceMillis: Int64 = 0
     /// The last slice was full: there is more to do at once.
     private var maintenanceBacklog = false
@@ -177,6 +187,7 @@ final class SpoolWriter {
             try loaded.load(from: readTotals)
             stats = loaded
             initialStats = loaded
+            dataVersion = try currentDataVersion()  // (changes from here on are commits since we opened)
         } catch {
             throw SpoolError.storage(error)
         }
@@ -214,9 +225,11 @@ final class SpoolWriter {
             maintain(shared)
             barriers.forEach { $0() }
             if !shutdown.isEmpty {
-                // Best effort: fold the WAL back into the database, but do not
-                // hold up shutdown for a reader (status, an operator command).
-                _ = try? db.execute("PRAGMA busy_timeout = 100; PRAGMA wal_checkpoint(TRUNCATE)")
+                // The WAL goes back into the database when the last connection
+                // closes (SQLite does it under an exclusive lock; not here: a
+                // TRUNCATE that waits in vain for an operator's transaction
+                // falls back to a PASSIVE checkpoint that may start on a WAL
+                // copied whole).
                 return shutdown
             }
         }
@@ -314,6 +327,9 @@ final class SpoolWriter {
         }
         shared.commits.add(1, ordering: .releasing)
         publish(shared, turn: turn)
+        // (After the commit's own checkpoint, if it ran: a change from here on
+        // is a commit since, and a checkpoint may start.)
+        if let v = try? currentDataVersion() { dataVersion = v }
         return nil
     }
 
@@ -677,10 +693,16 @@ final class SpoolWriter {
 
     /// Another connection committed (an operator replayed or purged): the
     /// totals row is exact, so reading it brings memory back in line.
+    /// They may have grown the WAL: it is checkpointed, once a second at most.
     private func noticeOtherWriters(_ shared: Spool.Shared) {
         guard let v = try? currentDataVersion(), v != dataVersion else { return }
         dataVersion = v
         if (try? refreshTotals()) != nil { publish(shared, turn: Turn()) }
+        let now = Spool.wallClockMillis()
+        guard now - othersCheckpointMillis >= 1000 else { return }
+        othersCheckpointMillis = now
+        db.checkpointPassive()
+        if let v = try? currentDataVersion() { dataVersion = v }
     }
 
     private func currentDataVersion() throws(SQLiteError) -> Int64 {

@@ -516,3 +516,43 @@ extension SpoolReader {
     }
     #endif
 }
+
+/// Who checkpoints the WAL while operator commands write beside the daemon
+/// (`SpoolLock.leaveCheckpointsToDaemon`: SQLite's WAL-reset race).
+@Suite struct SpoolCheckpointTests {
+    private func walBytes(_ dir: TempDir) -> Int {
+        var st = stat()
+        return stat(dir.db + "-wal", &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    @Test func anImportBesideARunningDaemonLeavesCheckpointsToIt() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        let importer = try SpoolImporter(path: dir.db, maxBytes: 1 << 30)
+        #expect(try importer.db.scalarInt("PRAGMA wal_autocheckpoint") == 0, "the daemon runs: the importer never checkpoints")
+        await spool.close()
+        _ = try importer.commit([], run: nil, atMillis: 10_000)  // it looks again (once a second)
+        #expect(try importer.db.scalarInt("PRAGMA wal_autocheckpoint") == 1000, "no daemon: it checkpoints as SQLite does")
+    }
+
+    @Test func anIdleDaemonCheckpointsWhatAnImportWroteSoTheWALDoesNotGrowWithTheImport() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        let importer = try SpoolImporter(path: dir.db, maxBytes: 1 << 30)
+        func importSlices(_ name: String) throws {
+            for slice in 0..<12 {
+                let records = (0..<250).map { record("\(name)-\(slice)-\($0)", priority: .bulk, at: 2_000, size: 600) }
+                #expect(try importer.commit(records, run: nil, atMillis: 2_000).stored == 250)
+            }
+        }
+        try importSlices("a")
+        let afterFirst = walBytes(dir)
+        await spool.settle()  // a turn of the idle daemon: it notices the import's commits and checkpoints them
+        try importSlices("b")  // the WAL, copied whole, starts again from its beginning
+        #expect(walBytes(dir) < afterFirst * 3 / 2, "WAL \(walBytes(dir)) bytes after the second import, \(afterFirst) after the first")
+        await spool.settle()
+        #expect(spool.stats.depth == 6_000)
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        await spool.close()
+    }
+}

@@ -79,6 +79,17 @@ final class SQLiteConnection {
 
     /// True while a transaction is open.
     var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    /// Sets how many WAL pages a commit on this connection leaves before it
+    /// checkpoints (`PRAGMA wal_autocheckpoint`; 0: never).
+    func autocheckpoint(pages: Int32) { sqlite3_wal_autocheckpoint(handle, pages) }
+
+    /// One PASSIVE checkpoint: copies what no reader still needs, waits for
+    /// nothing. False when SQLite reports an error or another checkpoint.
+    @discardableResult
+    func checkpointPassive() -> Bool {
+        sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil) == SQLITE_OK
+    }
 }
 
 /// One prepared statement. Bind with 1-based indexes, read columns 0-based.

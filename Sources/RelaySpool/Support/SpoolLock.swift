@@ -49,6 +49,26 @@ final class SpoolLock {
         close(fd)
     }
 
+    /// Leaves the WAL's checkpoints to the daemon while one holds the spool:
+    /// `db` (an operator command's connection) checkpoints at SQLite's
+    /// 1,000 pages only while none does. Returns whether one does.
+    ///
+    /// SQLite before 3.51.3 (Debian 12 has 3.40.1) can lose a commit when a
+    /// checkpoint starts on a WAL copied whole and another connection's
+    /// transaction restarts the WAL inside a window of a few instructions
+    /// (the "WAL-reset bug"). The daemon's writer starts a checkpoint only
+    /// after a commit that wrote to the WAL (its own, or one it noticed by
+    /// `PRAGMA data_version` since its last look), never on a WAL copied
+    /// whole, provided no other connection copies it meanwhile: so operator
+    /// commands run beside it do not checkpoint. Call it when the command
+    /// opens and again from time to time (a daemon may start or stop).
+    @discardableResult
+    static func leaveCheckpointsToDaemon(_ db: SQLiteConnection, spoolPath: String) -> Bool {
+        let running = isHeld(spoolPath: spoolPath)
+        db.autocheckpoint(pages: running ? 0 : 1000)
+        return running
+    }
+
     /// Whether a daemon holds the spool now (a probe: takes nothing).
     static func isHeld(spoolPath: String) -> Bool {
         let fd = open(spoolPath + ".lock", O_RDONLY | O_CLOEXEC)
