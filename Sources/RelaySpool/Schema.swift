@@ -249,22 +249,24 @@ enum Schema {
     /// every commit, which v7 no longer needs) by copying the table, when
     /// it holds at most `maxRows` rows (a new spool: none); a larger one
     /// waits for a later start. True when the table has no AUTOINCREMENT
-    /// left. At the current version only.
+    /// left. At the current version only. Throws only what SQLite reported
+    /// (nothing changed then): the spool works either way.
     @discardableResult
-    static func rebuildOutbox(_ db: SQLiteConnection, ifAtMost maxRows: Int64) throws(SpoolError) -> Bool {
-        do {
+    static func rebuildOutbox(_ db: SQLiteConnection, ifAtMost maxRows: Int64) throws(SQLiteError) -> Bool {
+        do throws(SQLiteError) {
+            try db.execute("BEGIN IMMEDIATE")
             let sql = try db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
             let text = try sql.step() ? sql.string(0) ?? "" : ""
             sql.reset()  // (no statement may be under way when the table is dropped)
-            guard text.uppercased().contains("AUTOINCREMENT") else { return true }
-            guard (try db.scalarInt("SELECT outbox_count FROM totals") ?? 0) <= maxRows else { return false }
-            try db.execute("BEGIN IMMEDIATE")
-            try db.execute(rebuildOutboxSQL)
+            let autoincrement = text.uppercased().contains("AUTOINCREMENT")
+            var rebuild = false
+            if autoincrement { rebuild = (try db.scalarInt("SELECT outbox_count FROM totals") ?? 0) <= maxRows }
+            if rebuild { try db.execute(rebuildOutboxSQL) }
             try db.execute("COMMIT")
-            return true
+            return rebuild || !autoincrement
         } catch {
             try? db.execute("ROLLBACK")
-            throw SpoolError.migrationFailed(path: db.path, toVersion: currentVersion, underlying: error)
+            throw error
         }
     }
 

@@ -251,7 +251,8 @@ public final class Spool: Sendable {
         _ = lock.withLock { $0.take() }  // the file is closed: another relay may own it now
     }
 
-    private func submit<T>(_ op: Op, _ completion: Completion<T>) {
+    /// Queues `op` for the writer (`completion` fails at once when closed).
+    func submit<T>(_ op: Op, _ completion: Completion<T>) {
         if !queue.push(op) { completion(.failure(.closed)) }
     }
 

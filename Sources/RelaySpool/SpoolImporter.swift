@@ -54,7 +54,6 @@ public final class SpoolImporter {
     private let insert: SQLiteStatement
     private let saveRun: SQLiteStatement
     private let path: String
-    private var lastDaemonCheck: Int64?
     private var daemonRunning = false
 
     /// Opens an existing spool at the current schema (the daemon, or
@@ -126,18 +125,13 @@ public final class SpoolImporter {
     /// input), in one transaction. Returns the records stored and the duplicates.
     public func commit(_ records: [SpoolAppend], run: ImportRun?, atMillis now: Int64) throws(SpoolError) -> (stored: Int64, duplicates: Int64) {
         let result = try write(run, records: records, atMillis: now)
-        yieldToDaemon(now: now)
+        yieldToDaemon()
         return result
     }
 
-    /// Leaves the lock free for 2 ms when a daemon runs (checked once a second),
-    /// so that its writer, polling every 0.2 ms, gets its turn; and the
-    /// WAL's checkpoints to it (`SpoolLock.leaveCheckpointsToDaemon`).
-    private func yieldToDaemon(now: Int64) {
-        if lastDaemonCheck.map({ now - $0 >= 1000 }) ?? true {
-            lastDaemonCheck = now
-            daemonRunning = SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)
-        }
+    /// Leaves the lock free for 2 ms when a daemon runs (as seen before
+    /// the commit), so that its writer, polling every 0.2 ms, gets its turn.
+    private func yieldToDaemon() {
         if daemonRunning { usleep(2000) }
     }
 
@@ -153,6 +147,8 @@ public final class SpoolImporter {
         var stored: Int64 = 0
         var duplicates: Int64 = 0
         do {
+            // Before every commit: a daemon that started since must not meet a checkpoint of ours.
+            daemonRunning = SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)
             try db.execute("BEGIN IMMEDIATE")
             if !records.isEmpty {
                 let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: now, windowMillis: dedupeWindowMillis)

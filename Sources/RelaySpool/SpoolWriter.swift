@@ -11,11 +11,15 @@
 // behind a sweep of the whole outbox.
 // Checkpoints: SQLite's own, after a commit of ours that passed 1,000 WAL
 // pages, and one a second at most after commits of operator commands (an
-// import beside an idle daemon would otherwise grow the WAL without end).
-// Either starts only after a commit since the last checkpoint, never on a
-// WAL copied whole, and operator commands leave checkpoints to us while we
-// run (`SpoolLock.leaveCheckpointsToDaemon`): the WAL-reset race of SQLite
-// before 3.51.3 needs a checkpoint that starts on a WAL copied whole.
+// import beside an idle daemon would otherwise grow the WAL without end):
+// a RESTART, which copies the whole WAL with the write lock held, so the
+// import's next transaction writes the WAL from its start. Either starts
+// only after a commit since our last commit or checkpoint, never on a WAL
+// copied whole (also when the RESTART does not get the lock in time and
+// SQLite makes it PASSIVE), and operator commands leave checkpoints to us
+// while we run (`SpoolLock.leaveCheckpointsToDaemon`): the WAL-reset race
+// of SQLite before 3.51.3 needs a checkpoint that starts on a WAL copied
+// whole.
 // What can happen at every commit under load (a failing disk, drop_oldest on
 // a full spool) is logged when it starts and then once a minute with its
 // count (ThrottledLog), never once per call.
@@ -35,8 +39,12 @@ final class SpoolWriter {
     private var stats: SpoolStats
     /// SQLite's data_version at our last look (at each turn and after each
     /// of our commits and checkpoints): it changes only when another
-    /// connection (an operator command) committed, never for our own commits.
-    private var dataVersion: Int64 = -1
+    /// connection (an operator command) committed, never for our own
+    /// commits. Nil when a read failed: the next one only records it.
+    private var dataVersion: Int64?
+    /// Another connection committed since our last commit or checkpoint
+    /// ended: the WAL is not copied whole, a checkpoint may start.
+    private var othersWrote = false
     /// When we last checkpointed after other connections' commits.
     private var othersCheckpointMillis: Int64 = 0
     private var lastMaintenanceMillis: Int64 = 0
@@ -62,9 +70,9 @@ final class SpoolWriter {
     private let insert: SQLiteStatement
     private let readLastSeq: SQLiteStatement
     /// The number of the last seq given (`SpoolPriority.seq`), read from
-    /// `totals.last_seq` at this transaction's first append (an operator
-    /// command may have added rows since our last one) and written back with
-    /// the totals; nil until then.
+    /// `totals.last_seq` (and the highest seq of each priority) at this
+    /// transaction's first append (an operator command may have added rows
+    /// since our last one) and written back with the totals; nil until then.
     private var lastSeqNumber: Int64?
     private let insertID: SQLiteStatement
     private let takeOverID: SQLiteStatement
@@ -93,6 +101,9 @@ final class SpoolWriter {
     private var uncounted = Uncounted()
     private struct Uncounted: Equatable {
         var rows: Int64 = 0, bytes: Int64 = 0, ids: Int64 = 0, idBytes: Int64 = 0
+        /// The last number given since the last flush (`totals.last_seq`):
+        /// written even when the counts of a turn cancel out.
+        var lastSeq: Int64?
     }
     private let readDataVersion: SQLiteStatement
     /// Multi-row inserts of ids and of outbox rows, by chunk size (2, 4, ... 32 rows).
@@ -126,12 +137,23 @@ final class SpoolWriter {
                           metadata: ["path": "\(options.path)", "from_version": "\(found)", "to_version": "\(Schema.currentVersion)"])
         }
         try Schema.migrate(db)
-        try Schema.rebuildOutbox(db, ifAtMost: Schema.rebuildOutboxMaxRows)
+        do {
+            try Schema.rebuildOutbox(db, ifAtMost: Schema.rebuildOutboxMaxRows)
+        } catch {
+            logger.warning("could not copy the spool's outbox into its leaner table (it works as it is; the next start tries again)",
+                           metadata: ["path": "\(options.path)", "error": "\(error)"])
+        }
         do {
             beginStatement = try db.prepare("BEGIN IMMEDIATE")
             commitStatement = try db.prepare("COMMIT")
             insert = try db.prepare(SpoolSQL.insertOutbox(rows: 1))
-            readLastSeq = try db.prepare("SELECT last_seq FROM totals")
+            // (Also past any row a writer that does not keep last_seq added:
+            // a relay from before v7 still importing while this one migrated.)
+            readLastSeq = try db.prepare("""
+                SELECT max(last_seq, COALESCE((SELECT max(seq) FROM outbox WHERE seq < ?1), 0),
+                       COALESCE((SELECT max(seq) FROM outbox WHERE seq >= ?1), ?1) - ?1)
+                FROM totals
+                """)
             savepoint = try db.prepare("SAVEPOINT append_chunk")
             releaseSavepoint = try db.prepare("RELEASE append_chunk")
             rollbackToSavepoint = try db.prepare("ROLLBACK TO append_chunk")
@@ -329,7 +351,8 @@ final class SpoolWriter {
         publish(shared, turn: turn)
         // (After the commit's own checkpoint, if it ran: a change from here on
         // is a commit since, and a checkpoint may start.)
-        if let v = try? currentDataVersion() { dataVersion = v }
+        othersWrote = false
+        dataVersion = try? currentDataVersion()
         return nil
     }
 
@@ -538,10 +561,12 @@ final class SpoolWriter {
     private func numbers(_ count: Int, turn: inout Turn) throws(SQLiteError) -> Int64 {
         if lastSeqNumber == nil {
             defer { readLastSeq.reset() }
+            try readLastSeq.bind(1, SpoolPriority.bulkSeqBase)
             lastSeqNumber = try readLastSeq.step() ? readLastSeq.int64(0) : 0
         }
         let first = lastSeqNumber! + 1
         lastSeqNumber! += Int64(count)
+        uncounted.lastSeq = lastSeqNumber
         if turn.firstInsertedNumber == nil { turn.firstInsertedNumber = first }
         return first
     }
@@ -695,14 +720,19 @@ final class SpoolWriter {
     /// totals row is exact, so reading it brings memory back in line.
     /// They may have grown the WAL: it is checkpointed, once a second at most.
     private func noticeOtherWriters(_ shared: Spool.Shared) {
-        guard let v = try? currentDataVersion(), v != dataVersion else { return }
+        guard let v = try? currentDataVersion() else { return }
+        let seen = dataVersion
         dataVersion = v
-        if (try? refreshTotals()) != nil { publish(shared, turn: Turn()) }
+        if v != seen {
+            if seen != nil { othersWrote = true }
+            if (try? refreshTotals()) != nil { publish(shared, turn: Turn()) }
+        }
         let now = Spool.wallClockMillis()
-        guard now - othersCheckpointMillis >= 1000 else { return }
+        guard othersWrote, now - othersCheckpointMillis >= 1000 else { return }
         othersCheckpointMillis = now
-        db.checkpointPassive()
-        if let v = try? currentDataVersion() { dataVersion = v }
+        db.checkpointRestart(maxWaitMillis: 50)
+        othersWrote = false
+        dataVersion = try? currentDataVersion()
     }
 
     private func currentDataVersion() throws(SQLiteError) -> Int64 {
@@ -724,7 +754,7 @@ final class SpoolWriter {
         try addTotals.bind(2, uncounted.bytes)
         try addTotals.bind(3, uncounted.ids)
         try addTotals.bind(4, uncounted.idBytes)
-        try addTotals.bind(5, lastSeqNumber ?? 0)
+        try addTotals.bind(5, uncounted.lastSeq ?? 0)
         try addTotals.run()
         uncounted = Uncounted()
     }

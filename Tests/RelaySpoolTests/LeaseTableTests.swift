@@ -68,3 +68,15 @@ import Testing
         #expect(table.leasedThrough == [5, bulk])
     }
 }
+
+extension LeaseTableTests {
+    @Test func aRefusedRowStopsOnlyTheCursorOfItsPriority() {
+        var table = LeaseTable()
+        let bulk = SpoolPriority.bulk.seq(9)
+        _ = table.claimForRemoval([(seq: 2, bytes: 10)], byCommit: 1)  // the writer expires live row 2
+        let start = table.beginRead(committedBeforeRead: 0)
+        let refused = table.endRead(leasing: [1, 2, bulk], start: start, runs: [(0, 2), (1, bulk)])
+        #expect(refused == [2])
+        #expect(table.leasedThrough == [1, bulk], "the bulk rows read go on")
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Synchronization
 @testable import RelaySpool
 
 /// A temporary directory removed when the test ends.
@@ -520,9 +521,11 @@ extension SpoolReader {
 /// Who checkpoints the WAL while operator commands write beside the daemon
 /// (`SpoolLock.leaveCheckpointsToDaemon`: SQLite's WAL-reset race).
 @Suite struct SpoolCheckpointTests {
-    private func walBytes(_ dir: TempDir) -> Int {
+    private func walBytes(_ dir: TempDir) -> Int { Self.bytes(of: dir.db + "-wal") }
+
+    private static func bytes(of path: String) -> Int {
         var st = stat()
-        return stat(dir.db + "-wal", &st) == 0 ? Int(st.st_size) : 0
+        return stat(path, &st) == 0 ? Int(st.st_size) : 0
     }
 
     @Test func anImportBesideARunningDaemonLeavesCheckpointsToIt() async throws {
@@ -552,6 +555,89 @@ extension SpoolReader {
         #expect(walBytes(dir) < afterFirst * 3 / 2, "WAL \(walBytes(dir)) bytes after the second import, \(afterFirst) after the first")
         await spool.settle()
         #expect(spool.stats.depth == 6_000)
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        await spool.close()
+    }
+
+    /// An import that commits without pause beside an idle daemon: the
+    /// daemon's checkpoint (once a second) copies the whole WAL with the
+    /// write lock held, so the WAL starts over and keeps to about a second
+    /// of the import instead of all of it.
+    @Test func anImportBesideAnIdleDaemonKeepsTheWALToAboutASecondOfIt() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        final class Import: @unchecked Sendable {  // used by one thread at a time
+            let importer: SpoolImporter
+            var stored = 0, slices = 0, perSlice = 0
+            init(_ path: String) throws { importer = try SpoolImporter(path: path, maxBytes: 1 << 40) }
+            func slice() throws {
+                let records = (0..<250).map { record("i-\(slices)-\($0)", priority: .bulk, at: 2_000, size: 600) }
+                stored += Int(try importer.commit(records, run: nil, atMillis: 2_000).stored)
+                slices += 1
+            }
+        }
+        let job = try Import(dir.db)
+        let walPath = dir.db + "-wal"
+        // On a thread of its own for 4 s (not one of the few the tests share).
+        let failure: String? = await withCheckedContinuation { done in
+            Thread.detachNewThread {
+                do {
+                    // What the WAL grows a slice when nothing copies it back (the daemon's first look is up to a second away).
+                    let before = Self.bytes(of: walPath)
+                    for _ in 0..<8 { try job.slice() }
+                    job.perSlice = (Self.bytes(of: walPath) - before) / 8
+                    let end = ContinuousClock.now + .seconds(4)
+                    while ContinuousClock.now < end { try job.slice() }
+                    done.resume(returning: nil)
+                } catch {
+                    done.resume(returning: "\(error)")
+                }
+            }
+        }
+        #expect(failure == nil)
+        #expect(job.stored == job.slices * 250)
+        let (slices, perSlice) = (job.slices, job.perSlice)
+        let grown = slices * perSlice
+        #expect(walBytes(dir) < grown / 2, "WAL \(walBytes(dir)) bytes after \(slices) slices of about \(perSlice) bytes of WAL each")
+        await spool.settle()
+        #expect(spool.stats.depth == Int64(slices * 250))
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        await spool.close()
+    }
+}
+
+/// The seq counter (`totals.last_seq`, schema v7).
+@Suite struct SpoolSeqTests {
+    /// An append and a dead letter of the same sizes in one transaction
+    /// leave the counts as they were; the counter still moves on, so the
+    /// next append neither meets the row's seq nor reuses it.
+    @Test func aTurnWhoseCountsCancelOutStillMovesTheSeqCounter() async throws {
+        let dir = TempDir()
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        _ = try await spool.append([record("old-1", at: 2_000)])
+        let reader = try spool.makeReader()
+        let leased = try reader.leaseBatch(nowMillis: 2_000, maxCount: 1, maxBytes: 1 << 20)
+        #expect(leased.map(\.messageID) == ["old-1"])
+        // Hold the write lock, so that the writer's next turn takes the next two operations together.
+        let blocker = try SQLiteConnection(path: dir.db)
+        try blocker.execute("BEGIN IMMEDIATE")
+        let outcomes = Mutex<[String]>([])
+        spool.append([record("new-0", at: 2_000)]) { r in outcomes.withLock { $0.append("new-0 \(r)") } }
+        usleep(100_000)  // the writer has taken it and waits for the lock (at most 5 s)
+        spool.append([record("new-1", at: 2_000)]) { r in outcomes.withLock { $0.append("new-1 \(r)") } }  // same sizes as old-1
+        spool.submit(.deadLetter(leased, DeadLetterReason(reason: "test"), nowMillis: 2_000) { r in outcomes.withLock { $0.append("dead \(r)") } },
+                     { (_: Result<Void, SpoolError>) in })
+        try blocker.execute("COMMIT")
+        await spool.settle()
+        #expect(outcomes.withLock { $0 } == ["new-0 success([RelaySpool.AppendOutcome.stored])",
+                                            "new-1 success([RelaySpool.AppendOutcome.stored])", "dead success()"])
+        // Both delivered: the outbox is empty, and only the counter remembers 3.
+        let sent = try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(sent.map { SpoolPriority.number(ofSeq: $0.seq) } == [2, 3])
+        try await spool.acknowledge(sent, atMillis: 2_000)
+        #expect(try await spool.append([record("new-2", at: 2_000)]) == [.stored])
+        let next = try reader.leaseBatch(nowMillis: 2_000, maxCount: 10, maxBytes: 1 << 20)
+        #expect(next.map { SpoolPriority.number(ofSeq: $0.seq) } == [4], "a seq never used, past the reader's cursor")
         #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
         await spool.close()
     }

@@ -63,6 +63,7 @@ final class SQLiteConnection {
     /// tries, so a writer could wait tens of milliseconds past a short
     /// transaction of an operator command or an import).
     func retryWhileBusy(maxMillis: Int) {
+        busyMillis = maxMillis
         sqlite3_busy_handler(handle, { context, tries in
             let maxTries = Int32(truncatingIfNeeded: Int(bitPattern: context))
             guard tries < maxTries else { return 0 }
@@ -84,11 +85,22 @@ final class SQLiteConnection {
     /// checkpoints (`PRAGMA wal_autocheckpoint`; 0: never).
     func autocheckpoint(pages: Int32) { sqlite3_wal_autocheckpoint(handle, pages) }
 
-    /// One PASSIVE checkpoint: copies what no reader still needs, waits for
-    /// nothing. False when SQLite reports an error or another checkpoint.
+    /// The longest `retryWhileBusy` waits; nil: SQLite's default (no wait).
+    private(set) var busyMillis: Int?
+
+    /// One RESTART checkpoint: with the write lock (waited for up to
+    /// `maxWaitMillis`), copies the whole WAL and waits as long for readers
+    /// to leave it, so that the next transaction writes it from its start.
+    /// Without the lock in time SQLite makes it PASSIVE: it copies what it
+    /// can and waits for nothing. False when SQLite reports an error or busy.
     @discardableResult
-    func checkpointPassive() -> Bool {
-        sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil) == SQLITE_OK
+    func checkpointRestart(maxWaitMillis: Int) -> Bool {
+        let restore = busyMillis
+        retryWhileBusy(maxMillis: maxWaitMillis)
+        defer {
+            if let restore { retryWhileBusy(maxMillis: restore) } else { sqlite3_busy_handler(handle, nil, nil); busyMillis = nil }
+        }
+        return sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_RESTART, nil, nil) == SQLITE_OK
     }
 }
 

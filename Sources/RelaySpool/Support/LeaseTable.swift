@@ -83,8 +83,14 @@ struct LeaseTable {
             if removing[seq] != nil || leased.contains(seq) { refused.insert(seq) } else { leased.insert(seq) }
         }
         if let start, start.cursorMoves == cursorMoves {
-            let firstRefused = refused.min() ?? .max
-            for run in runs { leasedThrough[run.priority] = max(leasedThrough[run.priority], min(run.through, firstRefused - 1)) }
+            var firstRefused: [Int64] = [.max, .max]
+            for seq in refused {
+                let p = Int(SpoolPriority.of(seq: seq).rawValue)
+                firstRefused[p] = min(firstRefused[p], seq)
+            }
+            for run in runs {
+                leasedThrough[run.priority] = max(leasedThrough[run.priority], min(run.through, firstRefused[run.priority] - 1))
+            }
         }
         return refused
     }

@@ -57,11 +57,12 @@ final class SpoolLock {
     /// checkpoint starts on a WAL copied whole and another connection's
     /// transaction restarts the WAL inside a window of a few instructions
     /// (the "WAL-reset bug"). The daemon's writer starts a checkpoint only
-    /// after a commit that wrote to the WAL (its own, or one it noticed by
-    /// `PRAGMA data_version` since its last look), never on a WAL copied
-    /// whole, provided no other connection copies it meanwhile: so operator
-    /// commands run beside it do not checkpoint. Call it when the command
-    /// opens and again from time to time (a daemon may start or stop).
+    /// after a commit that wrote to the WAL (its own, or another one it
+    /// noticed by `PRAGMA data_version` since its own last commit or
+    /// checkpoint), never on a WAL copied whole, provided no other
+    /// connection copies it meanwhile: so operator commands run beside it
+    /// do not checkpoint. Call it before every write transaction (a daemon
+    /// may have started or stopped since the last).
     @discardableResult
     static func leaveCheckpointsToDaemon(_ db: SQLiteConnection, spoolPath: String) -> Bool {
         let running = isHeld(spoolPath: spoolPath)
