@@ -10,10 +10,13 @@
 // slices, each its own short transaction, so no acknowledgement ever waits
 // behind a sweep of the whole outbox.
 // Checkpoints: SQLite's own, after a commit of ours that passed 1,000 WAL
-// pages, and one a second at most after commits of operator commands (an
-// import beside an idle daemon would otherwise grow the WAL without end):
-// a RESTART, which copies the whole WAL with the write lock held, so the
-// import's next transaction writes the WAL from its start. Either starts
+// pages, and one after commits of operator commands once the WAL file
+// holds 4 MiB, or a second after the last (an import beside an idle daemon
+// would otherwise grow the WAL without end; an idle writer looks every
+// 250 ms, every 50 ms while they write): a TRUNCATE, which copies the whole WAL with the write
+// lock held and empties the file, so the import's next transaction writes
+// the WAL from its start, and a live call waits for about 4 MiB of copy at
+// most. Either starts
 // only after a commit since our last commit or checkpoint, never on a WAL
 // copied whole (also when the RESTART does not get the lock in time and
 // SQLite makes it PASSIVE), and operator commands leave checkpoints to us
@@ -27,6 +30,9 @@
 import CSQLite
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 final class SpoolWriter {
     private let db: SQLiteConnection
@@ -37,16 +43,21 @@ final class SpoolWriter {
     private(set) var synchronousLevel: Int64 = 0
     /// The exact totals as of the last commit (mirrors `shared.counters`).
     private var stats: SpoolStats
-    /// SQLite's data_version at our last look (at each turn and after each
-    /// of our commits and checkpoints): it changes only when another
-    /// connection (an operator command) committed, never for our own
-    /// commits. Nil when a read failed: the next one only records it.
-    private var dataVersion: Int64?
-    /// Another connection committed since our last commit or checkpoint
-    /// ended: the WAL is not copied whole, a checkpoint may start.
-    private var othersWrote = false
-    /// When we last checkpointed after other connections' commits.
+    /// SQLite's data_version (it changes only when another connection, an
+    /// operator command, committed; never for our own commits) when we last
+    /// read the totals for such commits...
+    private var totalsVersion: Int64 = -1
+    /// ...and right after our last commit or checkpoint: once it differs,
+    /// another connection has committed since, the WAL is not copied whole,
+    /// and a checkpoint may start. Nil when that read failed: none may.
+    private var checkpointVersion: Int64?
+    /// When we last checkpointed after other connections' commits, and
+    /// when we last noticed one.
     private var othersCheckpointMillis: Int64 = 0
+    private var othersNoticedMillis: Int64 = 0
+    /// The WAL file past which other connections' commits are checkpointed
+    /// at once (SQLite's own checkpoint comes at 1,000 pages).
+    static let othersCheckpointBytes = 4 << 20
     private var lastMaintenanceMillis: Int64 = 0
     /// The last slice was full: there is more to do at once.
     private var maintenanceBacklog = false
@@ -209,7 +220,8 @@ final class SpoolWriter {
             try loaded.load(from: readTotals)
             stats = loaded
             initialStats = loaded
-            dataVersion = try currentDataVersion()  // (changes from here on are commits since we opened)
+            totalsVersion = try currentDataVersion()  // (changes from here on are commits since we opened)
+            checkpointVersion = totalsVersion
         } catch {
             throw SpoolError.storage(error)
         }
@@ -222,7 +234,7 @@ final class SpoolWriter {
         let maxPerCommit = options.maxMessagesPerCommit
         readDeliveryLag(nowMillis: shared.nowMillis())  // before the first claim
         while let ops = shared.queue.takeAll(lingerNanos: options.commitLingerNanos,
-                                             idleNanos: maintenanceBacklog ? 0 : 1_000_000_000,
+                                             idleNanos: maintenanceBacklog ? 0 : othersWriting ? 50_000_000 : 250_000_000,
                                              enough: { ops in
             var n = 0
             for case .append(let m, _, _) in ops { n += m.count }
@@ -351,8 +363,7 @@ final class SpoolWriter {
         publish(shared, turn: turn)
         // (After the commit's own checkpoint, if it ran: a change from here on
         // is a commit since, and a checkpoint may start.)
-        othersWrote = false
-        dataVersion = try? currentDataVersion()
+        checkpointVersion = try? currentDataVersion()
         return nil
     }
 
@@ -721,18 +732,27 @@ final class SpoolWriter {
     /// They may have grown the WAL: it is checkpointed, once a second at most.
     private func noticeOtherWriters(_ shared: Spool.Shared) {
         guard let v = try? currentDataVersion() else { return }
-        let seen = dataVersion
-        dataVersion = v
-        if v != seen {
-            if seen != nil { othersWrote = true }
+        let now = Spool.wallClockMillis()
+        if v != totalsVersion {
+            totalsVersion = v
+            othersNoticedMillis = now
             if (try? refreshTotals()) != nil { publish(shared, turn: Turn()) }
         }
-        let now = Spool.wallClockMillis()
-        guard othersWrote, now - othersCheckpointMillis >= 1000 else { return }
+        let since = now - othersCheckpointMillis
+        guard let last = checkpointVersion, v != last,
+              since >= 1000 || (since >= 50 && Self.fileBytes(options.path + "-wal") >= Self.othersCheckpointBytes) else { return }
         othersCheckpointMillis = now
-        db.checkpointRestart(maxWaitMillis: 50)
-        othersWrote = false
-        dataVersion = try? currentDataVersion()
+        db.checkpointTruncate(maxWaitMillis: 50)
+        checkpointVersion = try? currentDataVersion()
+    }
+
+    /// Another connection committed within the last 5 s: the writer looks
+    /// every 50 ms, not every 250, while idle.
+    private var othersWriting: Bool { Spool.wallClockMillis() - othersNoticedMillis < 5_000 }
+
+    private static func fileBytes(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : 0
     }
 
     private func currentDataVersion() throws(SQLiteError) -> Int64 {

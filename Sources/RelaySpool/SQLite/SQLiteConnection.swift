@@ -88,19 +88,20 @@ final class SQLiteConnection {
     /// The longest `retryWhileBusy` waits; nil: SQLite's default (no wait).
     private(set) var busyMillis: Int?
 
-    /// One RESTART checkpoint: with the write lock (waited for up to
-    /// `maxWaitMillis`), copies the whole WAL and waits as long for readers
-    /// to leave it, so that the next transaction writes it from its start.
-    /// Without the lock in time SQLite makes it PASSIVE: it copies what it
-    /// can and waits for nothing. False when SQLite reports an error or busy.
+    /// One TRUNCATE checkpoint: with the write lock (waited for up to
+    /// `maxWaitMillis`), copies the whole WAL, waits as long for readers to
+    /// leave it, and empties the file, so that the next transaction writes
+    /// it from its start. Without the lock in time SQLite makes it PASSIVE:
+    /// it copies what it can and waits for nothing. False when SQLite
+    /// reports an error or busy.
     @discardableResult
-    func checkpointRestart(maxWaitMillis: Int) -> Bool {
+    func checkpointTruncate(maxWaitMillis: Int) -> Bool {
         let restore = busyMillis
         retryWhileBusy(maxMillis: maxWaitMillis)
         defer {
             if let restore { retryWhileBusy(maxMillis: restore) } else { sqlite3_busy_handler(handle, nil, nil); busyMillis = nil }
         }
-        return sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_RESTART, nil, nil) == SQLITE_OK
+        return sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil) == SQLITE_OK
     }
 }
 
