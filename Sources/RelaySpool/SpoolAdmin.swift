@@ -189,8 +189,8 @@ public final class SpoolAdmin {
                     chunk = found
                 }
                 let list = chunk.map(String.init).joined(separator: ",")
-                SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)  // (a daemon may have started or stopped)
                 try db.execute("BEGIN IMMEDIATE")
+                SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)  // (with the write lock held: a daemon may have started)
                 // Each goes back like a new call: it claims its id, unless the relay
                 // already holds that id (queued, or delivered within the window).
                 let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: nowMillis, windowMillis: dedupeWindowMillis)
@@ -241,15 +241,18 @@ public final class SpoolAdmin {
                 """)
             var purged = 0
             while true {
-                SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)  // (a daemon may have started or stopped)
+                try db.execute("BEGIN IMMEDIATE")
+                SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)  // (with the write lock held: a daemon may have started)
                 try st.bind(1, cutoffMillis ?? .max)
                 try st.bind(2, Int64(Self.sliceRows))
                 try st.run()
                 let n = db.changes
+                try db.execute("COMMIT")
                 purged += n
                 if n < Self.sliceRows { return purged }
             }
         } catch {
+            if db.inTransaction { try? db.execute("ROLLBACK") }
             throw SpoolError.storage(error)
         }
     }

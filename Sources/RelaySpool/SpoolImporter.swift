@@ -147,9 +147,10 @@ public final class SpoolImporter {
         var stored: Int64 = 0
         var duplicates: Int64 = 0
         do {
-            // Before every commit: a daemon that started since must not meet a checkpoint of ours.
-            daemonRunning = SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)
             try db.execute("BEGIN IMMEDIATE")
+            // With the write lock held (a daemon takes its lock before its first write):
+            // a daemon that started since the last commit never meets a checkpoint of ours.
+            daemonRunning = SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)
             if !records.isEmpty {
                 let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: now, windowMillis: dedupeWindowMillis)
                 var added: Int64 = 0

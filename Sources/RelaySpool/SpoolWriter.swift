@@ -10,13 +10,13 @@
 // slices, each its own short transaction, so no acknowledgement ever waits
 // behind a sweep of the whole outbox.
 // Checkpoints: SQLite's own, after a commit of ours that passed 1,000 WAL
-// pages, and one after commits of operator commands once the WAL file
-// holds 4 MiB, or a second after the last (an import beside an idle daemon
-// would otherwise grow the WAL without end; an idle writer looks every
-// 250 ms, every 50 ms while they write): a TRUNCATE, which copies the whole WAL with the write
-// lock held and empties the file, so the import's next transaction writes
-// the WAL from its start, and a live call waits for about 4 MiB of copy at
-// most. Either starts
+// pages, and one every 200 ms at most after commits of operator commands
+// (an import beside an idle daemon would otherwise grow the WAL without
+// end; an idle writer looks every 250 ms, every 50 ms while they write): a
+// TRUNCATE, which copies the whole WAL with the write lock held and empties
+// the file, so the import's next transaction writes the WAL from its
+// start; a live call waits for that copy (about 200 ms of an import) and
+// up to 50 ms for the lock and the readers. Either starts
 // only after a commit since our last commit or checkpoint, never on a WAL
 // copied whole (also when the RESTART does not get the lock in time and
 // SQLite makes it PASSIVE), and operator commands leave checkpoints to us
@@ -30,9 +30,6 @@
 import CSQLite
 import Logging
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 final class SpoolWriter {
     private let db: SQLiteConnection
@@ -55,9 +52,7 @@ final class SpoolWriter {
     /// when we last noticed one.
     private var othersCheckpointMillis: Int64 = 0
     private var othersNoticedMillis: Int64 = 0
-    /// The WAL file past which other connections' commits are checkpointed
-    /// at once (SQLite's own checkpoint comes at 1,000 pages).
-    static let othersCheckpointBytes = 4 << 20
+    private var checkpointFailures = ThrottledLog()
     private var lastMaintenanceMillis: Int64 = 0
     /// The last slice was full: there is more to do at once.
     private var maintenanceBacklog = false
@@ -734,26 +729,31 @@ final class SpoolWriter {
         guard let v = try? currentDataVersion() else { return }
         let now = Spool.wallClockMillis()
         if v != totalsVersion {
-            totalsVersion = v
             othersNoticedMillis = now
-            if (try? refreshTotals()) != nil { publish(shared, turn: Turn()) }
+            if (try? refreshTotals()) != nil {
+                totalsVersion = v  // (else read again at the next turn)
+                publish(shared, turn: Turn())
+            }
         }
-        let since = now - othersCheckpointMillis
-        guard let last = checkpointVersion, v != last,
-              since >= 1000 || (since >= 50 && Self.fileBytes(options.path + "-wal") >= Self.othersCheckpointBytes) else { return }
+        guard let last = checkpointVersion else {
+            // The read after our last commit or checkpoint failed: this one is
+            // the baseline (only we checkpoint, so the WAL cannot have been
+            // copied whole since by anyone else).
+            checkpointVersion = v
+            return
+        }
+        guard v != last, now - othersCheckpointMillis >= 200 else { return }
         othersCheckpointMillis = now
-        db.checkpointTruncate(maxWaitMillis: 50)
+        if !db.checkpointTruncate(maxWaitMillis: 50), let (times, _) = checkpointFailures.note(1, nowMillis: now) {
+            logger.notice("spool: could not fold the WAL back while an operator command writes (busy or failed; retried every 200 ms, logged once a minute while it lasts)",
+                          metadata: ["path": "\(options.path)", "times": "\(times)"])
+        }
         checkpointVersion = try? currentDataVersion()
     }
 
     /// Another connection committed within the last 5 s: the writer looks
     /// every 50 ms, not every 250, while idle.
     private var othersWriting: Bool { Spool.wallClockMillis() - othersNoticedMillis < 5_000 }
-
-    private static func fileBytes(_ path: String) -> Int {
-        var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_size) : 0
-    }
 
     private func currentDataVersion() throws(SQLiteError) -> Int64 {
         defer { readDataVersion.reset() }

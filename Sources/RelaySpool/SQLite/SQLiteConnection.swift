@@ -88,12 +88,12 @@ final class SQLiteConnection {
     /// The longest `retryWhileBusy` waits; nil: SQLite's default (no wait).
     private(set) var busyMillis: Int?
 
-    /// One TRUNCATE checkpoint: with the write lock (waited for up to
-    /// `maxWaitMillis`), copies the whole WAL, waits as long for readers to
-    /// leave it, and empties the file, so that the next transaction writes
-    /// it from its start. Without the lock in time SQLite makes it PASSIVE:
-    /// it copies what it can and waits for nothing. False when SQLite
-    /// reports an error or busy.
+    /// One TRUNCATE checkpoint: with the write lock, copies the whole WAL,
+    /// waits for readers to leave it and empties the file, so that the next
+    /// transaction writes it from its start; the waits for the lock and for
+    /// the readers share one budget of about `maxWaitMillis`. Without the
+    /// lock in time SQLite makes it PASSIVE: it copies what it can and waits
+    /// for nothing. False when SQLite reports an error or busy.
     @discardableResult
     func checkpointTruncate(maxWaitMillis: Int) -> Bool {
         let restore = busyMillis
