@@ -14,15 +14,15 @@
 // (an import beside an idle daemon would otherwise grow the WAL without
 // end; an idle writer looks every 250 ms, every 50 ms while they write): a
 // TRUNCATE, which copies the whole WAL with the write lock held and empties
-// the file, so the import's next transaction writes the WAL from its
-// start; a live call waits for that copy (about 200 ms of an import) and
-// up to 50 ms for the lock and the readers. Either starts
-// only after a commit since our last commit or checkpoint, never on a WAL
-// copied whole (also when the RESTART does not get the lock in time and
-// SQLite makes it PASSIVE), and operator commands leave checkpoints to us
-// while we run (`SpoolLock.leaveCheckpointsToDaemon`): the WAL-reset race
-// of SQLite before 3.51.3 needs a checkpoint that starts on a WAL copied
-// whole.
+// the file, so the import's next transaction writes the WAL from its start.
+// A live call waits for that copy (about 200 ms of an import) and for one
+// budget of 250 tries 0.2 ms apart (50-75 ms) for the lock and the readers.
+// Either starts only after a commit since our last commit or checkpoint,
+// never on a WAL copied whole (also when the TRUNCATE does not get the lock
+// in time and SQLite makes it PASSIVE), and operator commands leave
+// checkpoints to us while we run (`SpoolLock.leaveCheckpointsToDaemon`):
+// the WAL-reset race of SQLite before 3.51.3 needs a checkpoint that starts
+// on a WAL copied whole.
 // What can happen at every commit under load (a failing disk, drop_oldest on
 // a full spool) is logged when it starts and then once a minute with its
 // count (ThrottledLog), never once per call.
