@@ -209,7 +209,7 @@ enum Schema {
         try db.execute("""
             CREATE TEMP TRIGGER IF NOT EXISTS outbox_added AFTER INSERT ON outbox BEGIN
                 UPDATE totals SET outbox_count = outbox_count + 1, outbox_bytes = outbox_bytes + NEW.bytes,
-                                  last_seq = max(last_seq, NEW.seq & 4611686018427387903);
+                                  last_seq = max(last_seq, NEW.seq & \(SpoolPriority.bulkSeqBase - 1));
             END;
             CREATE TEMP TRIGGER IF NOT EXISTS outbox_removed AFTER DELETE ON outbox BEGIN
                 UPDATE totals SET outbox_count = outbox_count - 1, outbox_bytes = outbox_bytes - OLD.bytes;
@@ -223,27 +223,25 @@ enum Schema {
             """)
     }
 
-    /// The outbox without AUTOINCREMENT (schema v7 numbers rows itself),
-    /// copied from the table that v1 made.
-    static let rebuildOutboxSQL = """
-        CREATE TABLE outbox_v7 (
-            seq              INTEGER PRIMARY KEY,              -- FIFO order within a priority: SpoolPriority.seqs
-            message_id       TEXT    NOT NULL,
-            write_key        TEXT    NOT NULL DEFAULT '',      -- '' = the relay's configured key
-            priority         INTEGER NOT NULL DEFAULT 0,       -- 0 live, 1 historical import
-            received_at      INTEGER NOT NULL,                 -- unix ms, relay clock
-            payload          BLOB    NOT NULL,                 -- canonical JSON
-            bytes            INTEGER NOT NULL,
-            attempts         INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at  INTEGER NOT NULL DEFAULT 0,       -- unix ms
-            first_attempt_at INTEGER,                          -- unix ms
-            last_error       TEXT
-        );
-        INSERT INTO outbox_v7 SELECT * FROM outbox ORDER BY seq;
-        DROP TABLE outbox;
-        ALTER TABLE outbox_v7 RENAME TO outbox;
-        CREATE INDEX outbox_received_at ON outbox(received_at);
-        """
+    /// The statements that copy the outbox into a table defined as `ddl`
+    /// (the file's own definition, AUTOINCREMENT left out) and put it in
+    /// its place: the same columns whatever migrations the file went
+    /// through, so `SELECT *` fits.
+    static func rebuildOutboxSQL(fromDefinition ddl: String) -> String? {
+        // (SQLite keeps the text as written, its leading CREATE TABLE in capitals.)
+        guard let name = ddl.firstRange(of: "CREATE TABLE outbox"),
+              let keyword = ddl.firstRange(of: " AUTOINCREMENT") else { return nil }
+        var lean = ddl
+        lean.removeSubrange(keyword)
+        lean.replaceSubrange(name, with: "CREATE TABLE outbox_v7")
+        return lean + """
+            ;
+            INSERT INTO outbox_v7 SELECT * FROM outbox ORDER BY seq;
+            DROP TABLE outbox;
+            ALTER TABLE outbox_v7 RENAME TO outbox;
+            CREATE INDEX outbox_received_at ON outbox(received_at);
+            """
+    }
 
     /// Drops the outbox's AUTOINCREMENT (an UPDATE of `sqlite_sequence` at
     /// every commit, which v7 no longer needs) by copying the table, when
@@ -258,12 +256,12 @@ enum Schema {
             let sql = try db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
             let text = try sql.step() ? sql.string(0) ?? "" : ""
             sql.reset()  // (no statement may be under way when the table is dropped)
-            let autoincrement = text.uppercased().contains("AUTOINCREMENT")
+            let copy = rebuildOutboxSQL(fromDefinition: text)
             var rebuild = false
-            if autoincrement { rebuild = (try db.scalarInt("SELECT outbox_count FROM totals") ?? 0) <= maxRows }
-            if rebuild { try db.execute(rebuildOutboxSQL) }
+            if copy != nil { rebuild = (try db.scalarInt("SELECT outbox_count FROM totals") ?? 0) <= maxRows }
+            if rebuild, let copy { try db.execute(copy) }
             try db.execute("COMMIT")
-            return rebuild || !autoincrement
+            return rebuild || copy == nil
         } catch {
             try? db.execute("ROLLBACK")
             throw error

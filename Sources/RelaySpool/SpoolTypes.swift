@@ -1,5 +1,5 @@
 /// Which queue a message waits in: live calls go before a historical import.
-public enum SpoolPriority: Int64, Sendable, CaseIterable {
+public enum SpoolPriority: Int64, Sendable {
     case live = 0
     case bulk = 1
 

@@ -75,9 +75,6 @@ final class SQLiteConnection {
     /// Rows changed by the last statement.
     var changes: Int { Int(sqlite3_changes(handle)) }
 
-    /// The rowid of the last row inserted on this connection.
-    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
-
     /// True while a transaction is open.
     var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 

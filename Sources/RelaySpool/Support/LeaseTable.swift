@@ -83,11 +83,7 @@ struct LeaseTable {
             if removing[seq] != nil || leased.contains(seq) { refused.insert(seq) } else { leased.insert(seq) }
         }
         if let start, start.cursorMoves == cursorMoves {
-            var firstRefused: [Int64] = [.max, .max]
-            for seq in refused {
-                let p = Int(SpoolPriority.of(seq: seq).rawValue)
-                firstRefused[p] = min(firstRefused[p], seq)
-            }
+            let firstRefused = Self.lowestByPriority(refused)
             for run in runs {
                 leasedThrough[run.priority] = max(leasedThrough[run.priority], min(run.through, firstRefused[run.priority] - 1))
             }
@@ -102,11 +98,9 @@ struct LeaseTable {
     /// that its cursor had passed (`.max`: none), or nil when there is none.
     @discardableResult
     mutating func release(_ seqs: some Sequence<Int64>, removed: Bool = false, rewind: Bool = true) -> [Int64]? {
-        var lowest: [Int64] = [.max, .max]
-        for seq in seqs where leased.remove(seq) != nil {
-            let p = Int(SpoolPriority.of(seq: seq).rawValue)
-            lowest[p] = min(lowest[p], seq)
-        }
+        var ended: [Int64] = []
+        for seq in seqs where leased.remove(seq) != nil { ended.append(seq) }
+        let lowest = Self.lowestByPriority(ended)
         guard !removed, lowest.contains(where: { $0 != .max }) else { return nil }
         cursorMoves += 1
         var passed: [Int64] = [.max, .max]
@@ -115,6 +109,16 @@ struct LeaseTable {
             if rewind { leasedThrough[p] = lowest[p] - 1 }
         }
         return passed.contains(where: { $0 != .max }) ? passed : nil
+    }
+
+    /// The lowest of `seqs` per priority (index = `SpoolPriority.rawValue`; `.max`: none).
+    private static func lowestByPriority(_ seqs: some Sequence<Int64>) -> [Int64] {
+        var lowest: [Int64] = [.max, .max]
+        for seq in seqs {
+            let p = Int(SpoolPriority.of(seq: seq).rawValue)
+            lowest[p] = min(lowest[p], seq)
+        }
+        return lowest
     }
 
     /// Marks for removal by commit `commit` those of `rows` that are not
