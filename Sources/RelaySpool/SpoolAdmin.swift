@@ -189,36 +189,35 @@ public final class SpoolAdmin {
                     chunk = found
                 }
                 let list = chunk.map(String.init).joined(separator: ",")
-                try db.execute("BEGIN IMMEDIATE")
-                SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)  // (with the write lock held: a daemon may have started)
-                // Each goes back like a new call: it claims its id, unless the relay
-                // already holds that id (queued, or delivered within the window).
-                let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: nowMillis, windowMillis: dedupeWindowMillis)
-                let rows = try db.prepare("SELECT message_id, write_key, priority, payload FROM dead_letters WHERE id IN (\(list)) ORDER BY id")
-                while try rows.step() {
-                    let messageID = rows.string(0) ?? ""
-                    try claim.bind(1, messageID)
-                    try claim.bind(2, nowMillis)
-                    try claim.bind(3, holdFrom)
-                    try claim.run()
-                    guard db.changes == 1 else { result.alreadyQueued += 1; continue }
-                    let payload = rows.bytes(3)
-                    try insert.bind(1, messageID)
-                    try insert.bind(2, rows.string(1) ?? "")
-                    try insert.bind(3, rows.int64(2))
-                    try insert.bind(4, nowMillis)
-                    try insert.bind(5, bytes: payload)
-                    try insert.bind(6, Int64(payload.count))
-                    try insert.run()
-                    result.replayed += 1
+                try SpoolLock.operatorTransaction(db, spoolPath: path) { _ in
+                    // Each goes back like a new call: it claims its id, unless the relay
+                    // already holds that id (queued, or delivered within the window).
+                    let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: nowMillis, windowMillis: dedupeWindowMillis)
+                    let rows = try db.prepare("SELECT message_id, write_key, priority, payload FROM dead_letters WHERE id IN (\(list)) ORDER BY id")
+                    while try rows.step() {
+                        let messageID = rows.string(0) ?? ""
+                        try claim.bind(1, messageID)
+                        try claim.bind(2, nowMillis)
+                        try claim.bind(3, holdFrom)
+                        try claim.run()
+                        guard db.changes == 1 else { result.alreadyQueued += 1; continue }
+                        let payload = rows.bytes(3)
+                        try insert.bind(1, messageID)
+                        try insert.bind(2, rows.string(1) ?? "")
+                        try insert.bind(3, rows.int64(2))
+                        try insert.bind(4, nowMillis)
+                        try insert.bind(5, bytes: payload)
+                        try insert.bind(6, Int64(payload.count))
+                        try insert.run()
+                        result.replayed += 1
+                    }
+                    try db.execute("DELETE FROM dead_letters WHERE id IN (\(list))")
                 }
-                try db.execute("DELETE FROM dead_letters WHERE id IN (\(list))")
-                try db.execute("COMMIT")
             }
             return result
         } catch {
             if db.inTransaction { try? db.execute("ROLLBACK") }
-            throw SpoolError.storage(error)
+            throw SpoolError.wrapping(error, path: path)
         }
     }
 
@@ -241,19 +240,17 @@ public final class SpoolAdmin {
                 """)
             var purged = 0
             while true {
-                try db.execute("BEGIN IMMEDIATE")
-                SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)  // (with the write lock held: a daemon may have started)
-                try st.bind(1, cutoffMillis ?? .max)
-                try st.bind(2, Int64(Self.sliceRows))
-                try st.run()
-                let n = db.changes
-                try db.execute("COMMIT")
+                let n = try SpoolLock.operatorTransaction(db, spoolPath: path) { _ in
+                    try st.bind(1, cutoffMillis ?? .max)
+                    try st.bind(2, Int64(Self.sliceRows))
+                    try st.run()
+                    return db.changes
+                }
                 purged += n
                 if n < Self.sliceRows { return purged }
             }
         } catch {
-            if db.inTransaction { try? db.execute("ROLLBACK") }
-            throw SpoolError.storage(error)
+            throw SpoolError.wrapping(error, path: path)
         }
     }
 

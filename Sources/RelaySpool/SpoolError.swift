@@ -17,6 +17,9 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
     case locked(path: String, ownerPID: Int32?)
     /// A file of the spool could not be created or opened.
     case cannotOpen(path: String, reason: String)
+    /// Another operator command's write transaction held the spool's
+    /// operator turn for longer than this one waits.
+    case operatorBusy(path: String, holderPID: Int32?, waitedMillis: Int)
     /// SQLite did not apply the durability setting asked for.
     case durabilityNotApplied(path: String, asked: String, got: String)
     /// An operator command found no spool file at `path`.
@@ -63,6 +66,9 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
             return "\(path) is in use by another plainflow-relay (\(owner)); one relay owns a spool: stop that one, or give this one its own spool (--spool or spool.path). Operator commands work beside it"
         case .cannotOpen(let path, let reason):
             return "cannot open \(path): \(reason); check that the directory exists and is writable by this user"
+        case .operatorBusy(let path, let pid, let waited):
+            let holder = pid.map { "process \($0)" } ?? "another process"
+            return "another operator command (\(holder)) is writing to \(path), and this one waited \(waited / 1000) s for its turn (each of its transactions takes milliseconds): is it stopped (Ctrl-Z) or hung? Let it finish, or stop it, then run this command again"
         case .durabilityNotApplied(let path, let asked, let got):
             return "\(path): asked SQLite for synchronous=\(asked) but it runs with \(got); refusing to acknowledge calls with weaker durability"
         case .notFound(let path):
@@ -77,12 +83,22 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `error` as a spool error: itself when it is one, SQLite's as
+    /// `storage`, anything else as a failure to open `path`.
+    static func wrapping(_ error: any Error, path: String) -> SpoolError {
+        switch error {
+        case let e as SpoolError: return e
+        case let e as SQLiteError: return .storage(e)
+        default: return .cannotOpen(path: path, reason: "\(error)")
+        }
+    }
+
     /// True when the app should simply retry later (HTTP 503).
     public var isTransient: Bool {
         switch self {
         case .full, .closed: return true
         case .storage(let e): return e.isStorageRefusal
-        case .newerSchema, .olderSchema, .migrationFailed, .locked, .cannotOpen, .durabilityNotApplied, .notFound, .permissionDenied, .notASpool, .cannotRead: return false
+        case .newerSchema, .olderSchema, .migrationFailed, .locked, .cannotOpen, .operatorBusy, .durabilityNotApplied, .notFound, .permissionDenied, .notASpool, .cannotRead: return false
         }
     }
 }

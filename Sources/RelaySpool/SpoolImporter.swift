@@ -146,11 +146,8 @@ public final class SpoolImporter {
     private func write(_ run: ImportRun?, records: [SpoolAppend], atMillis now: Int64) throws(SpoolError) -> (stored: Int64, duplicates: Int64) {
         var stored: Int64 = 0
         var duplicates: Int64 = 0
-        do {
-            try db.execute("BEGIN IMMEDIATE")
-            // With the write lock held (a daemon takes its lock before its first write):
-            // a daemon that started since the last commit never meets a checkpoint of ours.
-            daemonRunning = SpoolLock.leaveCheckpointsToDaemon(db, spoolPath: path)
+        try SpoolLock.operatorTransaction(db, spoolPath: path) { daemon in
+            daemonRunning = daemon
             if !records.isEmpty {
                 let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: now, windowMillis: dedupeWindowMillis)
                 var added: Int64 = 0
@@ -165,8 +162,7 @@ public final class SpoolImporter {
                     added += Int64(r.payload.count)
                 }
                 if added > 0, (try db.scalarInt(SpoolSQL.heldBytes) ?? 0) > maxBytes {
-                    try db.execute("ROLLBACK")
-                    throw SpoolError.full(limitBytes: maxBytes)
+                    throw SpoolError.full(limitBytes: maxBytes)  // (rolled back)
                 }
             }
             if var progress = run {
@@ -174,13 +170,6 @@ public final class SpoolImporter {
                 progress.duplicates += duplicates
                 try record(progress, atMillis: now)
             }
-            try db.execute("COMMIT")
-        } catch let error as SpoolError {
-            throw error
-        } catch {
-            if db.inTransaction { try? db.execute("ROLLBACK") }
-            if let e = error as? SQLiteError { throw SpoolError.storage(e) }
-            throw SpoolError.cannotOpen(path: db.path, reason: "\(error)")
         }
         return (stored, duplicates)
     }

@@ -604,6 +604,99 @@ extension SpoolReader {
     }
 }
 
+/// Operator commands writing one spool with no daemon take turns
+/// (`OperatorTurn`), so that their checkpoints never run beside each other.
+@Suite struct OperatorTurnTests {
+    /// A spool made by the daemon, which has stopped since.
+    private func stoppedSpool(_ dir: TempDir) async throws {
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        _ = try await spool.append([record("live-1", at: 2_000)])
+        await spool.close()
+    }
+
+    /// Runs `work` on a thread of its own (it blocks), reporting its error.
+    private static func onThread(_ work: @escaping @Sendable () throws -> Void) async -> String? {
+        await withCheckedContinuation { done in
+            Thread.detachNewThread {
+                do { try work(); done.resume(returning: nil) } catch { done.resume(returning: "\(error)") }
+            }
+        }
+    }
+
+    @Test func anImportWaitsWhileAnotherOperatorCommandWritesThenStores() async throws {
+        let dir = TempDir()
+        try await stoppedSpool(dir)
+        let importer = try SpoolImporter(path: dir.db, maxBytes: 1 << 30)
+        let turn = try OperatorTurn(spoolPath: dir.db, waitMillis: 0)  // another command's transaction
+        let lockFile = dir.db + ".operators.lock"
+        var st = stat()
+        #expect(stat(lockFile, &st) == 0 && st.st_mode & 0o077 == 0, "the operator lock is private to the relay's user")
+        #expect((try? String(contentsOfFile: lockFile, encoding: .utf8)) == "\(getpid())\n", "it names the command whose turn it is")
+        let stored = Mutex<Int64?>(nil)
+        nonisolated(unsafe) let job = importer  // one thread uses it at a time
+        async let imported = Self.onThread {
+            let r = try job.commit((0..<50).map { record("imp-\($0)", priority: .bulk, at: 2_000) }, run: nil, atMillis: 2_000)
+            stored.withLock { $0 = r.stored }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(stored.withLock { $0 } == nil, "the import waits for the other command's turn")
+        #expect(try recount(dir.db).depth == 1, "nothing of the import is in the spool yet")
+        turn.end()
+        #expect(await imported == nil)
+        #expect(stored.withLock { $0 } == 50)
+        #expect(try recount(dir.db).depth == 51)
+    }
+
+    @Test func aCommandThatWaitsTooLongForItsTurnSaysWhoHoldsIt() async throws {
+        let dir = TempDir()
+        try await stoppedSpool(dir)
+        let turn = try OperatorTurn(spoolPath: dir.db, waitMillis: 0)
+        defer { turn.end() }
+        let db = try SQLiteConnection(path: dir.db, create: false)
+        let began = ContinuousClock.now
+        do {
+            try SpoolLock.operatorTransaction(db, spoolPath: dir.db, waitMillis: 200) { _ in
+                try db.execute("DELETE FROM outbox")
+            }
+            Issue.record("the transaction ran while another command had its turn")
+        } catch {
+            #expect(ContinuousClock.now - began >= .milliseconds(200), "it waited before giving up")
+            #expect(error.description.contains("another operator command (process \(getpid())) is writing to \(dir.db)"), "\(error)")
+            #expect(!error.description.contains("SpoolError"))
+        }
+        #expect(try recount(dir.db).depth == 1, "nothing was deleted")
+    }
+
+    /// Two imports at once, with no daemon: each checkpoints at its own
+    /// commits, in turns; every record of both is stored and counted.
+    @Test func twoImportsAtOnceWithNoDaemonStoreEverything() async throws {
+        let dir = TempDir()
+        try await stoppedSpool(dir)
+        let first = try SpoolImporter(path: dir.db, maxBytes: 1 << 40)
+        let second = try SpoolImporter(path: dir.db, maxBytes: 1 << 40)
+        #expect(try first.db.scalarInt("PRAGMA wal_autocheckpoint") == 1000, "no daemon: operators checkpoint")
+        func importer(_ job: SpoolImporter, _ name: String) async -> String? {
+            nonisolated(unsafe) let job = job  // one thread uses it
+            return await Self.onThread {
+                for slice in 0..<40 {
+                    let records = (0..<250).map { record("\(name)-\(slice)-\($0)", priority: .bulk, at: 2_000, size: 600) }
+                    let r = try job.commit(records, run: nil, atMillis: 2_000)
+                    guard r.stored == 250 else { throw SpoolError.cannotRead(path: name, reason: "stored \(r.stored) of 250") }
+                }
+            }
+        }
+        async let a = importer(first, "a")
+        async let b = importer(second, "b")
+        let (ra, rb) = await (a, b)
+        #expect(ra == nil && rb == nil)
+        let after = try recount(dir.db)
+        #expect(after.depth == 1 + 2 * 40 * 250)
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
+        #expect(onDisk(spool.stats) == onDisk(after), "the totals the daemon starts from are exact")
+        await spool.close()
+    }
+}
+
 /// The seq counter (`totals.last_seq`, schema v7).
 @Suite struct SpoolSeqTests {
     /// An append and a dead letter of the same sizes in one transaction

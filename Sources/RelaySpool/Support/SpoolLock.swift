@@ -4,8 +4,9 @@
 // runs; the file holds the owner's PID so that a second daemon can say who
 // owns it. The kernel drops the lock when the process dies (kill -9
 // included), so a stale lock file never blocks a restart. Operator commands
-// (SpoolAdmin) do not take it: they work beside the running daemon through
-// SQLite's own locking.
+// (SpoolAdmin, SpoolImporter) do not take it: they work beside the running
+// daemon through SQLite's own locking, one write transaction at a time
+// among themselves (`OperatorTurn`, `<spool>.operators.lock`).
 //
 // The spool's files are private: they hold write keys and personal data.
 // The database is created 0600 before SQLite opens it (SQLite gives its
@@ -70,6 +71,31 @@ final class SpoolLock {
         return running
     }
 
+    /// Runs `body` as one write transaction of an operator command
+    /// (`import`, `dead-letters replay`, `dead-letters purge`): in its
+    /// operator turn (`OperatorTurn`), BEGIN IMMEDIATE, the checkpoint rule
+    /// (`leaveCheckpointsToDaemon`, looked at with the write lock held: a
+    /// daemon that started since the last transaction never meets a
+    /// checkpoint of ours), `body` (told whether a daemon runs), then COMMIT,
+    /// where SQLite may checkpoint, still in the turn. ROLLBACK when `body`
+    /// throws (a `SpoolError` from it passes through; SQLite's errors become
+    /// `SpoolError.storage`).
+    static func operatorTransaction<T>(_ db: SQLiteConnection, spoolPath: String,
+                                       waitMillis: Int = OperatorTurn.defaultWaitMillis,
+                                       _ body: (_ daemonRunning: Bool) throws -> T) throws(SpoolError) -> T {
+        let turn = try OperatorTurn(spoolPath: spoolPath, waitMillis: waitMillis)
+        defer { turn.end() }
+        do {
+            try db.execute("BEGIN IMMEDIATE")
+            let result = try body(leaveCheckpointsToDaemon(db, spoolPath: spoolPath))
+            try db.execute("COMMIT")
+            return result
+        } catch {
+            if db.inTransaction { try? db.execute("ROLLBACK") }
+            throw SpoolError.wrapping(error, path: spoolPath)
+        }
+    }
+
     /// Whether a daemon holds the spool now (a probe: takes nothing).
     static func isHeld(spoolPath: String) -> Bool {
         let fd = open(spoolPath + ".lock", O_RDONLY | O_CLOEXEC)
@@ -80,7 +106,7 @@ final class SpoolLock {
         return false
     }
 
-    private static func readPID(_ fd: Int32) -> Int32? {
+    fileprivate static func readPID(_ fd: Int32) -> Int32? {
         var buf = [UInt8](repeating: 0, count: 32)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return nil }
@@ -93,5 +119,66 @@ final class SpoolLock {
         if fd >= 0 { close(fd); return }
         if errno == EEXIST { return }
         throw SpoolError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+    }
+}
+
+/// One operator command's turn to write a spool: an exclusive `flock` on
+/// `<spool>.operators.lock`, held for one write transaction (a slice of at
+/// most `SpoolAdmin.sliceRows` rows) and the checkpoint SQLite may run at
+/// its commit.
+///
+/// Why: with no daemon running, operator connections checkpoint at SQLite's
+/// 1,000 pages. Two commands writing at once (two imports, an import and a
+/// replay) would checkpoint beside each other: one could start a checkpoint
+/// on a WAL the other had just copied whole while the other's next commit
+/// starts the WAL over, SQLite's WAL-reset race before 3.51.3 (see
+/// `leaveCheckpointsToDaemon`), which can lose committed rows. In turns,
+/// each operator checkpoint follows its own commit with no other
+/// operator's commit or checkpoint in between. A daemon does not take
+/// turns: while one runs, operators do not checkpoint at all.
+///
+/// The file holds the PID of the command whose turn it is, for the message
+/// of one that waited too long. Created 0600 and, when root creates it,
+/// given the spool file's owner (as SQLite does for the -wal and -shm
+/// files), so that the relay's user can take turns after root did.
+final class OperatorTurn {
+    /// How long a command waits for another's turn to end: a turn lasts
+    /// milliseconds, so this much means the other command is stuck or stopped.
+    static let defaultWaitMillis = 10_000
+
+    private let fd: Int32
+
+    /// Waits up to `waitMillis` for the turn; throws
+    /// `SpoolError.operatorBusy` naming the command that holds it.
+    init(spoolPath: String, waitMillis: Int) throws(SpoolError) {
+        let lockPath = spoolPath + ".operators.lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw SpoolError.cannotOpen(path: lockPath, reason: String(cString: strerror(errno)))
+        }
+        if geteuid() == 0 {
+            var owner = stat()
+            if stat(spoolPath, &owner) == 0 { _ = fchown(fd, owner.st_uid, owner.st_gid) }
+        }
+        var waited = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR, waited < waitMillis else {
+                let holder = SpoolLock.readPID(fd)
+                close(fd)
+                throw SpoolError.operatorBusy(path: spoolPath, holderPID: holder, waitedMillis: waited)
+            }
+            usleep(1_000)
+            waited += 1
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        self.fd = fd
+    }
+
+    /// Ends the turn (once; the next command may take it).
+    func end() {
+        flock(fd, LOCK_UN)
+        close(fd)
     }
 }
