@@ -193,11 +193,13 @@ public final class SpoolAdmin {
                     // Each goes back like a new call: it claims its id, unless the relay
                     // already holds that id (queued, or delivered within the window).
                     let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: nowMillis, windowMillis: dedupeWindowMillis)
+                    var floor = try ReceivedAtFloor.read(db)
                     let rows = try db.prepare("SELECT message_id, write_key, priority, payload FROM dead_letters WHERE id IN (\(list)) ORDER BY id")
                     while try rows.step() {
                         let messageID = rows.string(0) ?? ""
+                        let receivedAt = floor.stamp(nowMillis, SpoolPriority(rawValue: rows.int64(2)) ?? .live)
                         try claim.bind(1, messageID)
-                        try claim.bind(2, nowMillis)
+                        try claim.bind(2, receivedAt)
                         try claim.bind(3, holdFrom)
                         try claim.run()
                         guard db.changes == 1 else { result.alreadyQueued += 1; continue }
@@ -205,7 +207,7 @@ public final class SpoolAdmin {
                         try insert.bind(1, messageID)
                         try insert.bind(2, rows.string(1) ?? "")
                         try insert.bind(3, rows.int64(2))
-                        try insert.bind(4, nowMillis)
+                        try insert.bind(4, receivedAt)
                         try insert.bind(5, bytes: payload)
                         try insert.bind(6, Int64(payload.count))
                         try insert.run()

@@ -150,8 +150,10 @@ public final class SpoolImporter {
             daemonRunning = daemon
             if !records.isEmpty {
                 let holdFrom = try SpoolSQL.holdFrom(db, nowMillis: now, windowMillis: dedupeWindowMillis)
+                var floor = try ReceivedAtFloor.read(db)
                 var added: Int64 = 0
-                for r in records {
+                for var r in records {
+                    r.receivedAtMillis = floor.stamp(r.receivedAtMillis, r.priority)
                     try claim.bind(1, r.messageID)
                     try claim.bind(2, r.receivedAtMillis)
                     try claim.bind(3, holdFrom)

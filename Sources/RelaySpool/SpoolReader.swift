@@ -313,10 +313,10 @@ public final class SpoolReader {
 
 extension SpoolStats {
     /// The counts as the file holds them (`totals`, exact after every commit) and the
-    /// oldest message (by index): constant time whatever the spool holds.
+    /// oldest message (the first row of each priority): constant time whatever the spool holds.
     static let totalsSQL = """
         SELECT outbox_count, outbox_bytes, dead_count, dead_bytes, ids_count, ids_bytes, rejected_count,
-               (SELECT min(received_at) FROM outbox)
+               (\(SpoolSQL.oldestQueued))
         FROM totals
         """
 

@@ -47,9 +47,26 @@ enum SpoolSQL {
             + (0..<rows).map { r in "(" + (1...7).map { "?\(r * 7 + $0)" }.joined(separator: ", ") + ")" }.joined(separator: ", ")
     }
 
-    /// The oldest queued message's receipt time (by index): a claim never
-    /// takes over an id seen after it, so a queued message's id stays held.
-    static let oldestQueued = "SELECT min(received_at) FROM outbox"
+    /// The oldest queued message's receipt time: the first row of either
+    /// priority (`received_at` is in seq order within each; `ReceivedAtFloor`),
+    /// two row seeks. A claim never takes over an id seen after it, so a
+    /// queued message's id stays held.
+    static let oldestQueued = """
+        SELECT min(received_at) FROM (
+            SELECT * FROM (SELECT received_at FROM outbox WHERE seq < \(SpoolPriority.bulkSeqBase) ORDER BY seq LIMIT 1)
+            UNION ALL
+            SELECT * FROM (SELECT received_at FROM outbox WHERE seq >= \(SpoolPriority.bulkSeqBase) ORDER BY seq LIMIT 1))
+        """
+
+    /// The last row of each priority: its priority, the counter's number of
+    /// its seq (`SpoolPriority.number(ofSeq:)`) and its `received_at`; one row
+    /// per priority that has rows, two row seeks.
+    static let lastRows = """
+        SELECT * FROM (SELECT 0, seq, received_at FROM outbox WHERE seq < \(SpoolPriority.bulkSeqBase) ORDER BY seq DESC LIMIT 1)
+        UNION ALL
+        SELECT * FROM (SELECT 1, seq - \(SpoolPriority.bulkSeqBase), received_at FROM outbox
+                       WHERE seq >= \(SpoolPriority.bulkSeqBase) ORDER BY seq DESC LIMIT 1)
+        """
 
     // MARK: How long an id is held
 
@@ -102,6 +119,46 @@ enum SpoolSQL {
 
     /// Bytes the spool holds against max_bytes: outbox, dead letters, dedupe ids.
     static let heldBytes = "SELECT outbox_bytes + dead_bytes + ids_bytes FROM totals"
+}
+
+/// Keeps `received_at` in seq order within each priority, as every writer
+/// of the outbox stores it (schema v8): a message stamped before the last
+/// row of its priority (the wall clock was set back, or the other event loop
+/// stamped it a moment earlier and it reached the writer later) is stored,
+/// and its id seen, at that row's time. So the first row of a priority is
+/// its oldest (`SpoolSQL.oldestQueued`), and expiry reads each priority
+/// from its start and stops at the first row too young: a message is never
+/// expired before its time, at worst as late as the clock was set back.
+struct ReceivedAtFloor {
+    /// Per priority (`SpoolPriority.rawValue`): the last row's `received_at`.
+    private var last: [Int64] = [.min, .min]
+
+    /// Starts from the last rows `SpoolSQL.lastRows` read (from the
+    /// statement's current row on); returns the highest seq number among them.
+    mutating func load(lastRows st: SQLiteStatement) throws(SQLiteError) -> Int64 {
+        var highest: Int64 = 0
+        while try st.step() {
+            last[Int(st.int64(0))] = st.int64(2)
+            highest = max(highest, st.int64(1))
+        }
+        return highest
+    }
+
+    /// Reads the last rows on `db` (an operator command's connection, in its
+    /// write transaction).
+    static func read(_ db: SQLiteConnection) throws(SQLiteError) -> ReceivedAtFloor {
+        var floor = ReceivedAtFloor()
+        _ = try floor.load(lastRows: try db.prepare(SpoolSQL.lastRows))
+        return floor
+    }
+
+    /// The `received_at` to store for a message of `priority` stamped
+    /// `millis`, taken as the priority's last row.
+    mutating func stamp(_ millis: Int64, _ priority: SpoolPriority) -> Int64 {
+        let p = Int(priority.rawValue)
+        last[p] = max(last[p], millis)
+        return last[p]
+    }
 }
 
 extension SQLiteStatement {

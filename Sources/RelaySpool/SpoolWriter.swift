@@ -75,11 +75,14 @@ final class SpoolWriter {
     private let commitStatement: SQLiteStatement
     private let insert: SQLiteStatement
     private let readLastSeq: SQLiteStatement
+    private let readLastRows: SQLiteStatement
     /// The number of the last seq given (`SpoolPriority.seq`), read from
     /// `totals.last_seq` (and the highest seq of each priority) at this
     /// transaction's first append (an operator command may have added rows
     /// since our last one) and written back with the totals; nil until then.
     private var lastSeqNumber: Int64?
+    /// Each priority's last `received_at`, read with `lastSeqNumber`.
+    private var receivedAtFloor = ReceivedAtFloor()
     private let insertID: SQLiteStatement
     private let takeOverID: SQLiteStatement
     private let delete: SQLiteStatement
@@ -155,11 +158,8 @@ final class SpoolWriter {
             insert = try db.prepare(SpoolSQL.insertOutbox(rows: 1))
             // (Also past any row a writer that does not keep last_seq added:
             // a relay from before v7 still importing while this one migrated.)
-            readLastSeq = try db.prepare("""
-                SELECT max(last_seq, COALESCE((SELECT max(seq) FROM outbox WHERE seq < ?1), 0),
-                       COALESCE((SELECT max(seq) FROM outbox WHERE seq >= ?1), ?1) - ?1)
-                FROM totals
-                """)
+            readLastSeq = try db.prepare("SELECT last_seq FROM totals")
+            readLastRows = try db.prepare(SpoolSQL.lastRows)
             savepoint = try db.prepare("SAVEPOINT append_chunk")
             releaseSavepoint = try db.prepare("RELEASE append_chunk")
             rollbackToSavepoint = try db.prepare("ROLLBACK TO append_chunk")
@@ -195,7 +195,7 @@ final class SpoolWriter {
                 """)
             insertRejected = try db.prepare("INSERT INTO rejected (received_at, errors, sample) VALUES (?1, ?2, ?3)")
             oldestOfPriority = try db.prepare("SELECT seq, bytes FROM outbox WHERE seq > ?1 AND seq < ?2 ORDER BY seq LIMIT ?3")
-            expiredRows = try db.prepare("SELECT seq FROM outbox WHERE received_at < ?1 ORDER BY received_at LIMIT ?2")
+            expiredRows = try db.prepare("SELECT seq, received_at FROM outbox WHERE seq >= ?1 AND seq < ?2 ORDER BY seq LIMIT ?3")
             // Both only ever touch ids seen before ?1, which callers keep at or
             // below the oldest queued message: a queued message's id stays.
             evictOldestIDs = try db.prepare("""
@@ -499,6 +499,13 @@ final class SpoolWriter {
 
     /// Stores `messages` in chunks of up to `maxChunkRows`; what became of each.
     private func storeInChunks(_ messages: [SpoolAppend], turn: inout Turn) throws(SQLiteError) -> [AppendOutcome] {
+        try readCounters()
+        // Each stored, and its id seen, no earlier than its priority's last row.
+        var messages = messages
+        for i in messages.indices {
+            let at = receivedAtFloor.stamp(messages[i].receivedAtMillis, messages[i].priority)
+            if at != messages[i].receivedAtMillis { messages[i].receivedAtMillis = at }
+        }
         var outcomes: [AppendOutcome] = []
         outcomes.reserveCapacity(messages.count)
         var start = messages.startIndex
@@ -565,16 +572,22 @@ final class SpoolWriter {
     /// Takes `count` numbers for new outbox rows (`SpoolPriority.seq`);
     /// returns the first.
     private func numbers(_ count: Int, turn: inout Turn) throws(SQLiteError) -> Int64 {
-        if lastSeqNumber == nil {
-            defer { readLastSeq.reset() }
-            try readLastSeq.bind(1, SpoolPriority.bulkSeqBase)
-            lastSeqNumber = try readLastSeq.step() ? readLastSeq.int64(0) : 0
-        }
+        try readCounters()
         let first = lastSeqNumber! + 1
         lastSeqNumber! += Int64(count)
         uncounted.lastSeq = lastSeqNumber
         if turn.firstInsertedNumber == nil { turn.firstInsertedNumber = first }
         return first
+    }
+
+    /// Reads, once a transaction, the seq counter and each priority's last
+    /// row (`lastSeqNumber`, `receivedAtFloor`).
+    private func readCounters() throws(SQLiteError) {
+        guard lastSeqNumber == nil else { return }
+        defer { readLastSeq.reset(); readLastRows.reset() }
+        let counted = try readLastSeq.step() ? readLastSeq.int64(0) : 0
+        receivedAtFloor = ReceivedAtFloor()
+        lastSeqNumber = max(counted, try receivedAtFloor.load(lastRows: readLastRows))
     }
 
     /// Counts stored messages into the totals (their ids too unless `claim`
@@ -696,11 +709,16 @@ final class SpoolWriter {
         let commit = shared.commits.load(ordering: .acquiring) + 1
         let ok = nil == transaction(shared, turn: &turn) { (turn: inout Turn) throws(SQLiteError) in
             if expiryDue {
-                try expiredRows.bind(1, now - maxAge)
-                try expiredRows.bind(2, Int64(limit))
+                // Each priority from its first row, by seq (received_at is in
+                // that order: ReceivedAtFloor), to the first row too young.
                 var rows: [(seq: Int64, bytes: Int64)] = []
-                while try expiredRows.step() { rows.append((expiredRows.int64(0), 0)) }
-                expiredRows.reset()
+                for priority in [SpoolPriority.live, .bulk] where rows.count < limit {
+                    defer { expiredRows.reset() }
+                    try expiredRows.bind(1, priority.seqs.lowerBound)
+                    try expiredRows.bind(2, priority.seqs.upperBound)
+                    try expiredRows.bind(3, Int64(limit - rows.count))
+                    while try expiredRows.step(), expiredRows.int64(1) < now - maxAge { rows.append((expiredRows.int64(0), 0)) }
+                }
                 let free = shared.leases.withLock { $0.claimForRemoval(rows, byCommit: commit) }
                 touched = free.count  // rows in flight wait for the next round
                 let hours = Double(maxAge) / 3_600_000

@@ -313,6 +313,8 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
         #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
         #expect(try SQLiteConnection(path: dir.db).scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_order'") == 0)
+        #expect(try SQLiteConnection(path: dir.db).scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_received_at'") == 0,
+                "v8: an append writes the outbox's table alone")
         #expect(try SQLiteConnection(path: dir.db).scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'outbox' AND sql LIKE '%AUTOINCREMENT%'") == 0,
                 "a small outbox is copied into a table without AUTOINCREMENT at once")
         #expect(try await spool.append([record("v7-live", at: 2_000)]) == [.stored])

@@ -320,6 +320,41 @@ extension SpoolReader {
         await spool.close()
     }
 
+    /// The wall clock set back between two calls: the second is stored (and
+    /// its id seen) at the first's time, so the first queued is the oldest
+    /// and nothing expires before max_age has passed since the first.
+    @Test func aClockSetBackNeverExpiresACallEarly() async throws {
+        let dir = TempDir()
+        let clock = ManualClock(10_000)
+        let spool = try Spool(options: SpoolOptions(path: dir.db, maxAgeMillis: 5_000), nowMillis: clock.now)
+        _ = try await spool.append([record("first", at: 9_000)])
+        _ = try await spool.append([record("second", at: 5_500)])  // stamped after the clock went back 4 s
+        let importer = try SpoolImporter(path: dir.db, maxBytes: 1 << 30)
+        _ = try importer.commit([record("bulk-1", priority: .bulk, at: 9_500)], run: nil, atMillis: 9_500)
+        _ = try importer.commit([record("bulk-2", priority: .bulk, at: 6_000)], run: nil, atMillis: 6_000)
+        let db = try SQLiteConnection(path: dir.db)
+        func stored(_ id: String) throws -> [Int64?] {
+            [try db.scalarInt("SELECT received_at FROM outbox WHERE message_id = '\(id)'"),
+             try db.scalarInt("SELECT seen_at FROM message_ids WHERE message_id = '\(id)'")]
+        }
+        #expect(try stored("second") == [9_000, 9_000], "stored and seen at the time of the row before it")
+        #expect(try stored("bulk-2") == [9_500, 9_500], "an import keeps its priority's order too")
+        await spool.settle()
+        #expect(spool.stats.oldestReceivedAtMillis == 9_000)
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        clock.advance(3_999)  // 13,999: "second" was stamped 8.5 s ago, but reached the relay after "first"
+        _ = try await spool.append([record("tick-1", at: 13_999)])
+        await spool.settle()
+        #expect(spool.stats.expired == 0, "nothing is older than max_age yet")
+        clock.advance(1_100)  // 15,099: 6.1 s after "first", 5.6 s after "bulk-1"
+        _ = try await spool.append([record("tick-2", at: 15_099)])
+        await spool.settle()
+        #expect(spool.stats.expired == 4, "first, second and both imported rows")
+        let reader = try spool.makeReader()
+        #expect(try reader.leaseBatch(nowMillis: 15_099, maxCount: 10, maxBytes: 1 << 20).map(\.messageID) == ["tick-1", "tick-2"])
+        await spool.close()
+    }
+
     @Test func batchesNeverMixWriteKeysAndLiveGoesBeforeBulk() async throws {
         let dir = TempDir()
         let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 })
