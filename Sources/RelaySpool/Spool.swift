@@ -147,6 +147,10 @@ public final class Spool: Sendable {
         self.options = options
         self.logger = logger
         let lock = try SpoolLock(spoolPath: options.path)
+        // An operator command in the middle of a transaction, which looked for
+        // a daemon before this one held the lock, ends it (and the checkpoint
+        // at its commit) before we open the file; the next sees us running.
+        try OperatorTurn(spoolPath: options.path, waitMillis: OperatorTurn.defaultWaitMillis).end()
         let writer = try SpoolWriter(options: options, logger: logger)
         self.synchronousLevel = writer.synchronousLevel
         nonisolated(unsafe) let held = lock

@@ -68,7 +68,8 @@ public enum SpoolError: Error, Sendable, CustomStringConvertible {
             return "cannot open \(path): \(reason); check that the directory exists and is writable by this user"
         case .operatorBusy(let path, let pid, let waited):
             let holder = pid.map { "process \($0)" } ?? "another process"
-            return "another operator command (\(holder)) is writing to \(path), and this one waited \(waited / 1000) s for its turn (each of its transactions takes milliseconds): is it stopped (Ctrl-Z) or hung? Let it finish, or stop it, then run this command again"
+            let wait = waited >= 1000 ? "\(waited / 1000) s" : "\(waited) ms"
+            return "another operator command (\(holder)) is writing to \(path), and one of its transactions has lasted \(wait) (they take milliseconds): is it stopped (Ctrl-Z) or hung? Let it finish, or stop it, then run this command again (an import: with --resume)"
         case .durabilityNotApplied(let path, let asked, let got):
             return "\(path): asked SQLite for synchronous=\(asked) but it runs with \(got); refusing to acknowledge calls with weaker durability"
         case .notFound(let path):

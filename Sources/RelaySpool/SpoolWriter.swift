@@ -498,10 +498,11 @@ final class SpoolWriter {
     }
 
     /// Stores `messages` in chunks of up to `maxChunkRows`; what became of each.
-    private func storeInChunks(_ messages: [SpoolAppend], turn: inout Turn) throws(SQLiteError) -> [AppendOutcome] {
+    private func storeInChunks(_ stamped: [SpoolAppend], turn: inout Turn) throws(SQLiteError) -> [AppendOutcome] {
         try readCounters()
-        // Each stored, and its id seen, no earlier than its priority's last row.
-        var messages = messages
+        // Each stored, and its id seen, no earlier than its priority's last row
+        // (whether a held id may be taken over is still judged at its own stamp).
+        var messages = stamped
         for i in messages.indices {
             let at = receivedAtFloor.stamp(messages[i].receivedAtMillis, messages[i].priority)
             if at != messages[i].receivedAtMillis { messages[i].receivedAtMillis = at }
@@ -516,7 +517,7 @@ final class SpoolWriter {
             if rows > 1, try appendAllNew(chunk, turn: &turn) {
                 outcomes.append(contentsOf: repeatElement(.stored, count: rows))
             } else {
-                for m in chunk { outcomes.append(try appendOne(m, turn: &turn)) }
+                for k in chunk.indices { outcomes.append(try appendOne(chunk[k], stampedAt: stamped[k].receivedAtMillis, turn: &turn)) }
             }
         }
         return outcomes
@@ -533,9 +534,9 @@ final class SpoolWriter {
         stats.totalBytes + appended + size <= options.maxBytes
     }
 
-    /// Stores `m` unless its id is held (`.duplicate`).
-    private func appendOne(_ m: SpoolAppend, turn: inout Turn) throws(SQLiteError) -> AppendOutcome {
-        guard try claim(m.messageID, seenAt: m.receivedAtMillis) else { return .duplicate }
+    /// Stores `m` unless its id is held at `stampedAt` (`.duplicate`).
+    private func appendOne(_ m: SpoolAppend, stampedAt: Int64, turn: inout Turn) throws(SQLiteError) -> AppendOutcome {
+        guard try claim(m.messageID, seenAt: m.receivedAtMillis, nowMillis: stampedAt) else { return .duplicate }
         let number = try numbers(1, turn: &turn)
         try insert.insertOutbox(m, number: number)
         counted(stored: CollectionOfOne(m), idsToo: false, turn: &turn)
@@ -838,10 +839,11 @@ final class SpoolWriter {
         deliveryLagMillis = max(deliveryLagMillis, lag)
     }
 
-    /// Claims `id` for a new message seen at `seenAt`; false when the relay
-    /// still holds it: queued (seen since the oldest queued message) or
-    /// delivered within the dedupe window.
-    private func claim(_ id: String, seenAt: Int64) throws(SQLiteError) -> Bool {
+    /// Claims `id` for a new message seen at `seenAt` (its stored
+    /// `received_at`); false when the relay still holds it at `nowMillis`
+    /// (the message's own stamp): queued (seen since the oldest queued
+    /// message) or delivered within the dedupe window.
+    private func claim(_ id: String, seenAt: Int64, nowMillis: Int64) throws(SQLiteError) -> Bool {
         try insertID.bind(2, seenAt)
         try insertID.withBound(1, text: id) { () throws(SQLiteError) in try insertID.run() }
         if db.changes == 1 {
@@ -851,7 +853,7 @@ final class SpoolWriter {
         }
         // Held already: taken over only when last seen before the hold.
         try takeOverID.bind(2, seenAt)
-        try takeOverID.bind(3, holdFrom(seenAt))
+        try takeOverID.bind(3, holdFrom(nowMillis))
         try takeOverID.withBound(1, text: id) { () throws(SQLiteError) in try takeOverID.run() }
         return db.changes == 1
     }

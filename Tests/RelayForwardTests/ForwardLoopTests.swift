@@ -614,11 +614,25 @@ final class Captured<T: Sendable>: Sendable {
         #expect(p.check(nowMillis: 100, resumeRequested: false) == .resumed(.credentials))
     }
 
+    /// After the wall clock was set back, the spool stores new calls at the
+    /// time of the last one before (it keeps receipt times in order): their
+    /// batch goes a flush interval after its lease, not once the clock has
+    /// caught up with that time.
+    @Test func aBatchOfCallsStoredAheadOfTheClockGoesAFlushIntervalAfterItsLease() {
+        var b = Batcher(limits: .init(maxCount: 100, maxBytes: 1 << 20, flushIntervalMillis: 200), maxPending: 2)
+        let ahead = SpoolMessage(seq: 1, messageID: "m", writeKey: "k", receivedAtMillis: 3_605_000, attempts: 0,
+                                 payload: Array(repeating: 0x20, count: 100))  // an hour ahead of the clock
+        #expect(b.add([ahead], leasedAtMillis: 5_000).isEmpty)
+        #expect(!b.hasReady(nowMillis: 5_199))
+        #expect(b.hasReady(nowMillis: 5_200))
+        #expect(b.nextWakeMillis(nowMillis: 5_000) <= 200)
+    }
+
     @Test func theBatcherSealsABatchWhenTheNextMessageDoesNotFit() {
         var b = Batcher(limits: .init(maxCount: 100, maxBytes: 64 + 100 + 1 + 100, flushIntervalMillis: 200), maxPending: 2)
         let m = (0..<5).map { SpoolMessage(seq: Int64($0), messageID: "m\($0)", writeKey: "k", receivedAtMillis: 0, attempts: 0,
                                            payload: Array(repeating: 0x20, count: 100)) }
-        let leftover = b.add(m)
+        let leftover = b.add(m, leasedAtMillis: 0)
         #expect(b.pending.map { $0.messages.map(\.messageID) } == [["m0", "m1"], ["m2", "m3"]])
         #expect(leftover.map(\.messageID) == ["m4"], "beyond maxPending: given back")
         #expect(b.pending.allSatisfy { b.isReady($0, nowMillis: 0) }, "both full")

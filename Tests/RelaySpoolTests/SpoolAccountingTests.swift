@@ -303,6 +303,41 @@ func onDisk(_ s: SpoolStats) -> [Int64?] {
         await spool.close()
     }
 
+    /// A v7 file whose rows are out of receipt order (a clock set back
+    /// before the upgrade): v8 puts each priority's in order, a row behind a
+    /// later one taking that one's time, its id's too, so the first row of
+    /// each is the oldest and nothing expires early.
+    @Test func aV7SpoolsRowsOutOfOrderArePutInOrderWhenItOpens() async throws {
+        let dir = TempDir()
+        do {
+            let db = try SQLiteConnection(path: dir.db)
+            for step in Schema.migrations.prefix(7) { try db.execute(step) }
+            try db.execute("PRAGMA user_version = 7")
+            let bulk = SpoolPriority.bulkSeqBase
+            try db.execute("""
+                INSERT INTO outbox (seq, message_id, write_key, priority, received_at, payload, bytes) VALUES
+                    (1, 'a', '', 0, 5000, '{}', 2), (2, 'b', '', 0, 4000, '{}', 2), (3, 'c', '', 0, 6000, '{}', 2),
+                    (\(bulk + 4), 'd', '', 1, 3000, '{}', 2), (\(bulk + 5), 'e', '', 1, 2500, '{}', 2);
+                INSERT INTO message_ids VALUES ('a', 5000), ('b', 4000), ('c', 6000), ('d', 3000), ('e', 2500), ('sent', 1000);
+                UPDATE totals SET outbox_count = 5, outbox_bytes = 10, ids_count = 6, ids_bytes = 5 * 17 + 20, last_seq = 5;
+                """)
+        }
+        let spool = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 7_000 })
+        let db = try SQLiteConnection(path: dir.db)
+        func column(_ sql: String) throws -> [Int64] {
+            let st = try db.prepare(sql)
+            var out: [Int64] = []
+            while try st.step() { out.append(st.int64(0)) }
+            return out
+        }
+        #expect(try column("SELECT received_at FROM outbox ORDER BY seq") == [5000, 5000, 6000, 3000, 3000])
+        #expect(try column("SELECT seen_at FROM message_ids ORDER BY message_id") == [5000, 5000, 6000, 3000, 3000, 1000])
+        #expect(try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_received_at'") == 0)
+        #expect(spool.stats.oldestReceivedAtMillis == 3000)
+        #expect(onDisk(spool.stats) == onDisk(try recount(dir.db)))
+        await spool.close()
+    }
+
     /// A v6 file (AUTOINCREMENT seqs, live and imported rows mixed, its
     /// newest rows delivered): v7 moves imported rows to their own seqs and
     /// keeps the counter, so the order holds and no seq is used twice.

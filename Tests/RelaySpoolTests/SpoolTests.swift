@@ -666,7 +666,7 @@ extension SpoolReader {
         let lockFile = dir.db + ".operators.lock"
         var st = stat()
         #expect(stat(lockFile, &st) == 0 && st.st_mode & 0o077 == 0, "the operator lock is private to the relay's user")
-        #expect((try? String(contentsOfFile: lockFile, encoding: .utf8)) == "\(getpid())\n", "it names the command whose turn it is")
+        #expect((try? String(contentsOfFile: lockFile, encoding: .utf8))?.hasPrefix("\(getpid()) ") == true, "it names the command whose turn it is")
         let stored = Mutex<Int64?>(nil)
         nonisolated(unsafe) let job = importer  // one thread uses it at a time
         async let imported = Self.onThread {
@@ -696,10 +696,57 @@ extension SpoolReader {
             Issue.record("the transaction ran while another command had its turn")
         } catch {
             #expect(ContinuousClock.now - began >= .milliseconds(200), "it waited before giving up")
-            #expect(error.description.contains("another operator command (process \(getpid())) is writing to \(dir.db)"), "\(error)")
+            #expect(error.description.contains("another operator command (process \(getpid())) is writing to \(dir.db), and one of its transactions has lasted 2"), "\(error)")
             #expect(!error.description.contains("SpoolError"))
         }
         #expect(try recount(dir.db).depth == 1, "nothing was deleted")
+    }
+
+    /// A command that keeps taking turns (a purge, slice after slice) lets
+    /// one that waits have the next turn, rather than keep it waiting until
+    /// it is done.
+    @Test func aCommandThatWaitsGetsATurnWhileAnotherKeepsTakingThem() async throws {
+        let dir = TempDir()
+        try await stoppedSpool(dir)
+        final class Shared: Sendable {
+            let waiterDone = Atomic<Bool>(false)
+            let turnsMeanwhile = Atomic<Int>(0)
+        }
+        let shared = Shared()
+        let path = dir.db
+        async let busy = Self.onThread {
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !shared.waiterDone.load(ordering: .acquiring) {
+                guard ContinuousClock.now < deadline else { throw SpoolError.cannotRead(path: path, reason: "the waiting command had no turn in 5 s") }
+                let turn = try OperatorTurn(spoolPath: path, waitMillis: 20_000)
+                usleep(300)  // a short transaction
+                turn.end()
+                shared.turnsMeanwhile.add(1, ordering: .relaxed)
+            }
+        }
+        while shared.turnsMeanwhile.load(ordering: .relaxed) < 20 { try await Task.sleep(for: .milliseconds(1)) }
+        async let waiter = Self.onThread {
+            try OperatorTurn(spoolPath: path, waitMillis: 20_000).end()
+            shared.waiterDone.store(true, ordering: .releasing)
+        }
+        #expect(await waiter == nil)
+        #expect(await busy == nil, "the waiting command had its turn while the other kept taking them")
+    }
+
+    /// The spool's directory belongs to the relay's user: a link planted
+    /// there as a lock file is never followed (root runs operator commands).
+    @Test func aLockFileThatIsALinkIsRefusedAndItsTargetLeftAlone() async throws {
+        let dir = TempDir()
+        try await stoppedSpool(dir)
+        let target = dir.path + "/precious"
+        try "keep me\n".write(toFile: target, atomically: true, encoding: .utf8)
+        for lock in [dir.db + ".operators.lock", dir.db + ".lock"] {
+            try? FileManager.default.removeItem(atPath: lock)
+            try FileManager.default.createSymbolicLink(atPath: lock, withDestinationPath: target)
+        }
+        #expect(throws: SpoolError.self) { _ = try OperatorTurn(spoolPath: dir.db, waitMillis: 0) }
+        #expect(throws: SpoolError.self) { _ = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 }) }
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "keep me\n")
     }
 
     /// Two imports at once, with no daemon: each checkpoints at its own

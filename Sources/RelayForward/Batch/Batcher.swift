@@ -12,8 +12,11 @@
 //   single message larger than that goes alone.
 // - A batch is ready when it is full (count reached, 90% of the bytes, or
 //   sealed because the next message did not fit), when its oldest message
-//   has waited `flush_interval` since `received_at`, or when it holds a
-//   retry. Ready batches go in the order they were formed.
+//   has waited `flush_interval` since `received_at` (or since it was leased,
+//   for a `received_at` ahead of the clock: the spool keeps receipt times in
+//   order, so after the clock was set back new calls carry the time of the
+//   last one before), or when it holds a retry. Ready batches go in the
+//   order they were formed.
 // - Every message held here is leased; `releaseAll` gives them all back (on
 //   shutdown, on a failure that makes the loop back off, on a pause), so
 //   the next lease starts again from the oldest due message.
@@ -47,16 +50,18 @@ struct Batcher {
         private(set) var messages: [SpoolMessage]
         /// Request body bytes before `sent_at`: envelope, payloads, commas.
         private(set) var bodyBytes: Int
+        /// Where the flush deadline counts from: the oldest `received_at`,
+        /// or the lease's time when that is earlier.
         private(set) var oldestReceivedAtMillis: Int64
         /// Holds a message tried before: goes without waiting.
         private(set) var isRetry: Bool
         /// Takes no more messages.
         var sealed: Bool
 
-        init(_ first: SpoolMessage, sealed: Bool = false) {
+        init(_ first: SpoolMessage, sealed: Bool = false, leasedAtMillis: Int64 = .max) {
             messages = [first]
             bodyBytes = BatchEncoder.envelopeBytes + first.payload.count
-            oldestReceivedAtMillis = first.receivedAtMillis
+            oldestReceivedAtMillis = min(first.receivedAtMillis, leasedAtMillis)
             isRetry = first.attempts > 0
             self.sealed = sealed
         }
@@ -64,14 +69,14 @@ struct Batcher {
         var writeKey: String { messages[0].writeKey }
 
         /// Adds a message, keeping FIFO (seq) order.
-        mutating func append(_ m: SpoolMessage) {
+        mutating func append(_ m: SpoolMessage, leasedAtMillis: Int64 = .max) {
             if let last = messages.last, last.seq > m.seq {
                 messages.insert(m, at: messages.firstIndex { $0.seq > m.seq } ?? messages.endIndex)
             } else {
                 messages.append(m)
             }
             bodyBytes += 1 + m.payload.count
-            oldestReceivedAtMillis = min(oldestReceivedAtMillis, m.receivedAtMillis)
+            oldestReceivedAtMillis = min(oldestReceivedAtMillis, m.receivedAtMillis, leasedAtMillis)
             isRetry = isRetry || m.attempts > 0
         }
     }
@@ -112,7 +117,7 @@ struct Batcher {
             let lease = try queue.leaseBatch(nowMillis: max(nowMillis, dueBy ?? nowMillis), maxCount: limits.maxCount, maxBytes: payloadBudget)
             asked = true
             if lease.isEmpty { return asked }
-            let leftover = add(lease)
+            let leftover = add(lease, leasedAtMillis: nowMillis)
             if !leftover.isEmpty {
                 queue.release(leftover)
                 return asked
@@ -123,20 +128,20 @@ struct Batcher {
         return asked
     }
 
-    /// Adds leased messages (one write key, oldest first) to the open batch
-    /// with their key, opening new batches as those fill; returns what did
-    /// not fit under `maxPending`.
-    mutating func add(_ messages: [SpoolMessage]) -> [SpoolMessage] {
+    /// Adds messages leased at `leasedAtMillis` (one write key, oldest first)
+    /// to the open batch with their key, opening new batches as those fill;
+    /// returns what did not fit under `maxPending`.
+    mutating func add(_ messages: [SpoolMessage], leasedAtMillis: Int64) -> [SpoolMessage] {
         for (k, m) in messages.enumerated() {
             if let i = pending.lastIndex(where: { !$0.sealed && $0.writeKey == m.writeKey }) {
                 if fits(m, in: pending[i]) {
-                    pending[i].append(m)
+                    pending[i].append(m, leasedAtMillis: leasedAtMillis)
                     continue
                 }
                 pending[i].sealed = true
             }
             guard pending.count < maxPending else { return Array(messages[k...]) }
-            pending.append(Pending(m))
+            pending.append(Pending(m, leasedAtMillis: leasedAtMillis))
         }
         return []
     }

@@ -29,10 +29,7 @@ final class SpoolLock {
         // throws with every property set would run deinit too, and close the
         // descriptor a second time (by then, maybe another thread's file).
         let lockPath = spoolPath + ".lock"
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw SpoolError.cannotOpen(path: lockPath, reason: String(cString: strerror(errno)))
-        }
+        let fd = try Self.openLockFile(lockPath, spoolPath: spoolPath)
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let owner = Self.readPID(fd)
             close(fd)
@@ -106,6 +103,30 @@ final class SpoolLock {
         return false
     }
 
+    /// Opens (creating it 0600 if need be) the lock file `path` beside the
+    /// spool, refusing anything but a regular file with one link owned by
+    /// this user or the spool's owner: the spool's directory belongs to the
+    /// relay's user, and root running an operator command must not follow a
+    /// link planted there (to write, truncate or chown another file). A file
+    /// root creates is given the spool file's owner, as SQLite does for the
+    /// -wal and -shm files it creates, so that the relay's user can use it too.
+    static func openLockFile(_ path: String, spoolPath: String) throws(SpoolError) -> Int32 {
+        var fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let created = fd >= 0
+        if !created && errno == EEXIST { fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC) }
+        guard fd >= 0 else { throw SpoolError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        var spool = stat()
+        let spoolOwner: uid_t? = stat(spoolPath, &spool) == 0 ? spool.st_uid : nil
+        if created, geteuid() == 0, let spoolOwner { _ = fchown(fd, spoolOwner, spool.st_gid) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 1,
+              created || st.st_uid == geteuid() || st.st_uid == spoolOwner else {
+            close(fd)
+            throw SpoolError.cannotOpen(path: path, reason: "it is not a regular file of this user or of the spool's owner; remove it (the relay makes it again)")
+        }
+        return fd
+    }
+
     fileprivate static func readPID(_ fd: Int32) -> Int32? {
         var buf = [UInt8](repeating: 0, count: 32)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
@@ -134,51 +155,84 @@ final class SpoolLock {
 /// starts the WAL over, SQLite's WAL-reset race before 3.51.3 (see
 /// `leaveCheckpointsToDaemon`), which can lose committed rows. In turns,
 /// each operator checkpoint follows its own commit with no other
-/// operator's commit or checkpoint in between. A daemon does not take
-/// turns: while one runs, operators do not checkpoint at all.
+/// operator's commit or checkpoint in between. A starting daemon waits for
+/// the turn under way once (`Spool`), so an operator that looked for a
+/// daemon before it started has checkpointed before the daemon writes;
+/// while one runs, operators do not checkpoint at all.
 ///
-/// The file holds the PID of the command whose turn it is, for the message
-/// of one that waited too long. Created 0600 and, when root creates it,
-/// given the spool file's owner (as SQLite does for the -wal and -shm
-/// files), so that the relay's user can take turns after root did.
+/// The file's first 32 bytes: the PID of the command whose turn it is and
+/// a count of turns (for the message of one that waited too long: only a
+/// single turn that lasts `waitMillis` is taken for a stuck command), then
+/// a byte a waiting command sets, so that the one whose turn ends leaves a
+/// moment for it instead of taking the next turn at once.
 final class OperatorTurn {
     /// How long a command waits for another's turn to end: a turn lasts
     /// milliseconds, so this much means the other command is stuck or stopped.
     static let defaultWaitMillis = 10_000
 
-    private let fd: Int32
+    private var fd: Int32
+    private static let headerBytes = 32
 
-    /// Waits up to `waitMillis` for the turn; throws
-    /// `SpoolError.operatorBusy` naming the command that holds it.
+    /// Waits up to `waitMillis` for one turn of another command to end;
+    /// throws `SpoolError.operatorBusy` naming the command whose turn it is.
     init(spoolPath: String, waitMillis: Int) throws(SpoolError) {
         let lockPath = spoolPath + ".operators.lock"
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw SpoolError.cannotOpen(path: lockPath, reason: String(cString: strerror(errno)))
-        }
-        if geteuid() == 0 {
-            var owner = stat()
-            if stat(spoolPath, &owner) == 0 { _ = fchown(fd, owner.st_uid, owner.st_gid) }
-        }
-        var waited = 0
+        let fd = try SpoolLock.openLockFile(lockPath, spoolPath: spoolPath)
+        var holder = Self.header(fd)
+        var since = ContinuousClock.now
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            guard errno == EWOULDBLOCK || errno == EINTR, waited < waitMillis else {
-                let holder = SpoolLock.readPID(fd)
+            let failure = errno
+            guard failure == EWOULDBLOCK || failure == EINTR else {
                 close(fd)
-                throw SpoolError.operatorBusy(path: spoolPath, holderPID: holder, waitedMillis: waited)
+                throw SpoolError.cannotOpen(path: lockPath, reason: String(cString: strerror(failure)))
             }
+            let seen = Self.header(fd)
+            if seen != holder { (holder, since) = (seen, .now) }  // another turn: the holder is moving on
+            let waited = ContinuousClock.now - since
+            if waited >= .milliseconds(waitMillis) {
+                close(fd)
+                throw SpoolError.operatorBusy(path: spoolPath, holderPID: holder.pid,
+                                              waitedMillis: Int(waited.components.seconds * 1000 + waited.components.attoseconds / 1_000_000_000_000_000))
+            }
+            _ = Self.write(fd, "1", at: Self.headerBytes)  // waiting
             usleep(1_000)
-            waited += 1
         }
-        let pid = Array("\(getpid())\n".utf8)
-        _ = ftruncate(fd, 0)
-        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        var text = "\(getpid()) \((holder.turn ?? 0) &+ 1)"
+        text += String(repeating: " ", count: max(0, Self.headerBytes - 1 - text.utf8.count)) + "\n0"
+        _ = Self.write(fd, text, at: 0)
         self.fd = fd
     }
 
-    /// Ends the turn (once; the next command may take it).
+    /// Ends the turn (once); when another command waits, leaves it a moment
+    /// to take the next one.
     func end() {
+        guard fd >= 0 else { return }
+        var flag: UInt8 = 0
+        let waiting = pread(fd, &flag, 1, off_t(Self.headerBytes)) == 1 && flag == UInt8(ascii: "1")
         flock(fd, LOCK_UN)
         close(fd)
+        fd = -1
+        if waiting { usleep(3_000) }  // (it looks every millisecond)
+    }
+
+    deinit { end() }
+
+    /// The PID and turn count the file holds (nil each when unreadable).
+    private static func header(_ fd: Int32) -> Header {
+        var buf = [UInt8](repeating: 0, count: headerBytes)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return Header(pid: nil, turn: nil) }
+        let fields = String(decoding: buf[..<n], as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        return Header(pid: fields.first.flatMap { Int32($0) }, turn: fields.dropFirst().first.flatMap { Int($0) })
+    }
+
+    private struct Header: Equatable {
+        var pid: Int32?
+        var turn: Int?
+    }
+
+    private static func write(_ fd: Int32, _ text: String, at offset: Int) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) } == bytes.count
     }
 }
