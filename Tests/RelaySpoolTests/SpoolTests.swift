@@ -667,18 +667,30 @@ extension SpoolReader {
         var st = stat()
         #expect(stat(lockFile, &st) == 0 && st.st_mode & 0o077 == 0, "the operator lock is private to the relay's user")
         #expect((try? String(contentsOfFile: lockFile, encoding: .utf8))?.hasPrefix("\(getpid()) ") == true, "it names the command whose turn it is")
-        let stored = Mutex<Int64?>(nil)
+        final class Outcome: Sendable { let stored = Mutex<Int64?>(nil) }
+        let outcome = Outcome()
         nonisolated(unsafe) let job = importer  // one thread uses it at a time
+        nonisolated(unsafe) let held = turn
+        let path = dir.db
+        // The other command's transaction lasts 300 ms, on a thread of its own
+        // (not one of the few the tests share), which looks at the spool meanwhile.
+        async let other = Self.onThread {
+            usleep(300_000)
+            let during = outcome.stored.withLock { $0 }
+            let depth = try recount(path).depth
+            held.end()
+            guard during == nil, depth == 1 else {
+                throw SpoolError.cannotRead(path: path, reason: "the import did not wait for the other command's turn: stored \(String(describing: during)), \(depth) queued")
+            }
+        }
         async let imported = Self.onThread {
             let r = try job.commit((0..<50).map { record("imp-\($0)", priority: .bulk, at: 2_000) }, run: nil, atMillis: 2_000)
-            stored.withLock { $0 = r.stored }
+            outcome.stored.withLock { $0 = r.stored }
         }
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(stored.withLock { $0 } == nil, "the import waits for the other command's turn")
-        #expect(try recount(dir.db).depth == 1, "nothing of the import is in the spool yet")
-        turn.end()
-        #expect(await imported == nil)
-        #expect(stored.withLock { $0 } == 50)
+        let (otherFailure, importFailure) = await (other, imported)
+        #expect(otherFailure == nil, "\(otherFailure ?? "")")
+        #expect(importFailure == nil, "\(importFailure ?? "")")
+        #expect(outcome.stored.withLock { $0 } == 50)
         #expect(try recount(dir.db).depth == 51)
     }
 
@@ -709,15 +721,20 @@ extension SpoolReader {
         let dir = TempDir()
         try await stoppedSpool(dir)
         final class Shared: Sendable {
+            let waiterStarted = Atomic<Bool>(false)
             let waiterDone = Atomic<Bool>(false)
             let turnsMeanwhile = Atomic<Int>(0)
         }
         let shared = Shared()
         let path = dir.db
         async let busy = Self.onThread {
-            let deadline = ContinuousClock.now + .seconds(5)
-            while !shared.waiterDone.load(ordering: .acquiring) {
-                guard ContinuousClock.now < deadline else { throw SpoolError.cannotRead(path: path, reason: "the waiting command had no turn in 5 s") }
+            let cap = ContinuousClock.now + .seconds(120)  // (the test's own bound)
+            var waitingSince: ContinuousClock.Instant?
+            while !shared.waiterDone.load(ordering: .acquiring) && ContinuousClock.now < cap {
+                if waitingSince == nil && shared.waiterStarted.load(ordering: .acquiring) { waitingSince = .now }
+                if let since = waitingSince, ContinuousClock.now - since > .seconds(5) {
+                    throw SpoolError.cannotRead(path: path, reason: "the waiting command had no turn in 5 s")
+                }
                 let turn = try OperatorTurn(spoolPath: path, waitMillis: 20_000)
                 usleep(300)  // a short transaction
                 turn.end()
@@ -726,6 +743,7 @@ extension SpoolReader {
         }
         while shared.turnsMeanwhile.load(ordering: .relaxed) < 20 { try await Task.sleep(for: .milliseconds(1)) }
         async let waiter = Self.onThread {
+            shared.waiterStarted.store(true, ordering: .releasing)
             try OperatorTurn(spoolPath: path, waitMillis: 20_000).end()
             shared.waiterDone.store(true, ordering: .releasing)
         }
