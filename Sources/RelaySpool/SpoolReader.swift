@@ -297,13 +297,13 @@ public final class SpoolReader {
             from = probe.from
         }
         if holds[key] != nil {  // held (again): these rows wait with the others passed over, until the hold ends
-            let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map(\.seq), rewind: false), t.leasedThrough) }
+            let (lowest, cursor) = shared.leases.withLock { t in (t.release(messages.lazy.map { $0.seq }, rewind: false), t.leasedThrough) }
             var rows = Passed(from: from)
             if let lowest { for p in lowest.indices where cursor[p] >= lowest[p] { rows.from[p] = min(rows.from[p], lowest[p]) } }
             if rows.from != Passed().from { remember(.held(key), rows) }
         } else {  // read again at once; after a probe the upstream took, all its key's rows passed over too
             shared.leases.withLock { t in
-                t.release(messages.lazy.map(\.seq))
+                t.release(messages.lazy.map { $0.seq })
                 for p in from.indices where from[p] != .max { t.rewind(priority: p, below: from[p]) }
             }
         }

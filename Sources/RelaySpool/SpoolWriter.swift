@@ -156,9 +156,10 @@ final class SpoolWriter {
             beginStatement = try db.prepare("BEGIN IMMEDIATE")
             commitStatement = try db.prepare("COMMIT")
             insert = try db.prepare(SpoolSQL.insertOutbox(rows: 1))
-            // (Also past any row a writer that does not keep last_seq added:
-            // a relay from before v7 still importing while this one migrated.)
             readLastSeq = try db.prepare("SELECT last_seq FROM totals")
+            // (The last rows too: the counter also goes past any row a writer
+            // that does not keep last_seq added, a relay from before v7 still
+            // importing while this one migrated.)
             readLastRows = try db.prepare(SpoolSQL.lastRows)
             savepoint = try db.prepare("SAVEPOINT append_chunk")
             releaseSavepoint = try db.prepare("RELEASE append_chunk")
@@ -743,7 +744,7 @@ final class SpoolWriter {
 
     /// Another connection committed (an operator replayed or purged): the
     /// totals row is exact, so reading it brings memory back in line.
-    /// They may have grown the WAL: it is checkpointed, once a second at most.
+    /// They may have grown the WAL: it is checkpointed, every 200 ms at most.
     private func noticeOtherWriters(_ shared: Spool.Shared) {
         guard let v = try? currentDataVersion() else { return }
         let now = Spool.wallClockMillis()

@@ -764,6 +764,11 @@ extension SpoolReader {
         }
         #expect(throws: SpoolError.self) { _ = try OperatorTurn(spoolPath: dir.db, waitMillis: 0) }
         #expect(throws: SpoolError.self) { _ = try Spool(options: SpoolOptions(path: dir.db), nowMillis: { 2_000 }) }
+        do {
+            _ = try OperatorTurn(spoolPath: dir.db, waitMillis: 0)
+        } catch {
+            #expect(error.description.contains("\(dir.db).operators.lock: it is a symbolic link, which the relay does not follow; remove it"), "\(error)")
+        }
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "keep me\n")
     }
 

@@ -83,7 +83,8 @@ struct LeaseTable {
             if removing[seq] != nil || leased.contains(seq) { refused.insert(seq) } else { leased.insert(seq) }
         }
         if let start, start.cursorMoves == cursorMoves {
-            let firstRefused = Self.lowestByPriority(refused)
+            var firstRefused: [Int64] = [.max, .max]
+            for seq in refused { Self.lower(&firstRefused, to: seq) }
             for run in runs {
                 leasedThrough[run.priority] = max(leasedThrough[run.priority], min(run.through, firstRefused[run.priority] - 1))
             }
@@ -98,10 +99,13 @@ struct LeaseTable {
     /// that its cursor had passed (`.max`: none), or nil when there is none.
     @discardableResult
     mutating func release(_ seqs: some Sequence<Int64>, removed: Bool = false, rewind: Bool = true) -> [Int64]? {
-        var ended: [Int64] = []
-        for seq in seqs where leased.remove(seq) != nil { ended.append(seq) }
-        let lowest = Self.lowestByPriority(ended)
-        guard !removed, lowest.contains(where: { $0 != .max }) else { return nil }
+        guard !removed else {
+            for seq in seqs { leased.remove(seq) }  // (gone: no cursor to move)
+            return nil
+        }
+        var lowest: [Int64] = [.max, .max]
+        for seq in seqs where leased.remove(seq) != nil { Self.lower(&lowest, to: seq) }
+        guard lowest.contains(where: { $0 != .max }) else { return nil }
         cursorMoves += 1
         var passed: [Int64] = [.max, .max]
         for p in lowest.indices where lowest[p] != .max && leasedThrough[p] >= lowest[p] {
@@ -111,14 +115,11 @@ struct LeaseTable {
         return passed.contains(where: { $0 != .max }) ? passed : nil
     }
 
-    /// The lowest of `seqs` per priority (index = `SpoolPriority.rawValue`; `.max`: none).
-    private static func lowestByPriority(_ seqs: some Sequence<Int64>) -> [Int64] {
-        var lowest: [Int64] = [.max, .max]
-        for seq in seqs {
-            let p = Int(SpoolPriority.of(seq: seq).rawValue)
-            lowest[p] = min(lowest[p], seq)
-        }
-        return lowest
+    /// Lowers `lowest` (per priority, index = `SpoolPriority.rawValue`;
+    /// `.max`: none yet) to `seq` in its priority's place, if below.
+    private static func lower(_ lowest: inout [Int64], to seq: Int64) {
+        let p = Int(SpoolPriority.of(seq: seq).rawValue)
+        lowest[p] = min(lowest[p], seq)
     }
 
     /// Marks for removal by commit `commit` those of `rows` that are not

@@ -114,7 +114,11 @@ final class SpoolLock {
         var fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         let created = fd >= 0
         if !created && errno == EEXIST { fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC) }
-        guard fd >= 0 else { throw SpoolError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        guard fd >= 0 else {
+            throw SpoolError.cannotOpen(path: path, reason: errno == ELOOP
+                ? "it is a symbolic link, which the relay does not follow; remove it (the relay makes it again)"
+                : String(cString: strerror(errno)))
+        }
         var spool = stat()
         let spoolOwner: uid_t? = stat(spoolPath, &spool) == 0 ? spool.st_uid : nil
         if created, geteuid() == 0, let spoolOwner { _ = fchown(fd, spoolOwner, spool.st_gid) }
@@ -191,8 +195,7 @@ final class OperatorTurn {
             let waited = ContinuousClock.now - since
             if waited >= .milliseconds(waitMillis) {
                 close(fd)
-                throw SpoolError.operatorBusy(path: spoolPath, holderPID: holder.pid,
-                                              waitedMillis: Int(waited.components.seconds * 1000 + waited.components.attoseconds / 1_000_000_000_000_000))
+                throw SpoolError.operatorBusy(path: spoolPath, holderPID: holder.pid, waitedMillis: Int(waited / .milliseconds(1)))
             }
             _ = Self.write(fd, "1", at: Self.headerBytes)  // waiting
             usleep(1_000)
