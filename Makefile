@@ -33,7 +33,7 @@ deb-test:
 	packaging/test-deb.sh
 
 clean:
-	rm -rf .build .build-release .build-static .build-deb run plainflow-relay_*.deb
+	rm -rf .build .build-release .build-static .build-static-fs .build-deb run plainflow-relay_*.deb
 
 bench:
 	bench/harness.sh

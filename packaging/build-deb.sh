@@ -7,8 +7,9 @@
 # RelayVersion.current, read from the built binary (`plainflow-relay
 # version`): there is no other place to change it. Everything else comes from packaging/debian/ and etc/relay.toml.
 #
-# Usage: packaging/build-deb.sh [--binary-only] [--package-version V] [--no-lintian]
+# Usage: packaging/build-deb.sh [--binary-only] [--package-version V] [--no-lintian] [--link-map FILE]
 #   --binary-only        build and strip the binary only, print its path (make release)
+#   --link-map FILE      also write the linker's map to FILE (packaging/hot-code/profile.sh)
 #   --package-version V  label the package V instead of the binary's version (the
 #                        packaging test's stand-in for an older release)
 #   --no-lintian         skip lintian
@@ -20,12 +21,13 @@ die() { echo "build-deb: $*" >&2; exit 1; }
 
 maintainer="plainflow-relay maintainers <relay@plainflow.net>"
 
-binary_only=0 package_version="" run_lintian=1
+binary_only=0 package_version="" run_lintian=1 link_map=
 while (($#)); do
   case "$1" in
     --binary-only) binary_only=1 ;;
     --package-version) (($# >= 2)) || die "--package-version needs a value"; package_version=$2; shift ;;
     --no-lintian) run_lintian=0 ;;
+    --link-map) (($# >= 2)) || die "--link-map needs a file"; link_map=$2; shift ;;
     *) die "unknown argument '$1' (see the usage at the top of $0)" ;;
   esac
   shift
@@ -35,7 +37,7 @@ done
 command -v swift >/dev/null || die "swift not found: install Swift 6 (https://www.swift.org/install/linux/)"
 
 # One scratch path per flag set: changing a flag rebuilds everything.
-scratch=.build-static
+scratch=.build-static-fs
 work=.build-deb
 mkdir -p "$work"
 # Linked by the toolchain's lld rather than gold, for two flags that keep
@@ -45,16 +47,52 @@ mkdir -p "$work"
 # reads at every start, and --no-export-dynamic undoes the static runtime's
 # -export-dynamic (1.3 MB of exported symbol names nothing looks up; the
 # runtime finds types and conformances through its own sections).
+#
+# Every function in a section of its own, so that the linker can put the code
+# a relay runs together (packaging/hot-code/: the kernel maps code 64 KiB
+# around each page touched, so scattered hot code kept 11 MiB of the binary
+# resident; measured in docs/PERFORMANCE.md). The frontend flag, not the
+# driver's -function-sections, which swift-build rejects on a rebuild.
 flags=(-c release --scratch-path "$scratch" --static-swift-stdlib --disable-local-rpath
+       -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections
        -Xswiftc -use-ld=lld -Xlinker -z -Xlinker now -Xlinker -z -Xlinker pack-relative-relocs
        -Xlinker --no-export-dynamic --product plainflow-relay)
+bin_dir=$(swift build "${flags[@]}" --show-bin-path 2>"$work/show-bin-path.log") ||
+  die "swift build --show-bin-path failed: $(tail -n 5 "$work/show-bin-path.log")"
+built=$bin_dir/plainflow-relay
+# The hot-code layout (PLAINFLOW_HOT_CODE=0 links without it, for comparisons).
+# A stale layout only places less code well: names it does not find are skipped.
+hot=packaging/hot-code
+if [ "${PLAINFLOW_HOT_CODE:-1}" != 0 ] && [ -f "$hot/relay.order.gz" ] && [ -f "$hot/relay-hot.ld.gz" ]; then
+  gunzip -c "$hot/relay.order.gz" >"$work/relay.order.new"
+  gunzip -c "$hot/relay-hot.ld.gz" >"$work/relay-hot.ld.new"
+else
+  : >"$work/relay.order.new"
+  printf 'SECTIONS { .text.hot : { } } INSERT BEFORE .text;\n' >"$work/relay-hot.ld.new"
+fi
+# swift-build does not know these files: a changed layout must relink.
+for f in relay.order relay-hot.ld; do
+  cmp -s "$work/$f.new" "$work/$f" 2>/dev/null || { mv "$work/$f.new" "$work/$f"; rm -f "$built"; }
+  rm -f "$work/$f.new"
+done
+layout_flags=(-Xlinker "--symbol-ordering-file=$root/$work/relay.order" -Xlinker --no-warn-symbol-ordering
+              -Xlinker -T -Xlinker "$root/$work/relay-hot.ld")
+if [ -n "$link_map" ]; then
+  layout_flags+=(-Xlinker "-Map=$(realpath -m "$link_map")" -Xlinker --no-demangle)
+  rm -f "$built"
+fi
+flags+=("${layout_flags[@]}")
 echo "== release build (static Swift runtime) in $scratch"
 swift build "${flags[@]}" >"$work/swift-build.log" 2>&1 || { tail -n 30 "$work/swift-build.log" >&2; die "swift build failed (full log: $work/swift-build.log)"; }
 # Warnings stay visible.
 grep -E 'warning:' "$work/swift-build.log" | sed -E 's/^.*(warning:)/   \1/' | sort -u || true
 tail -n 1 "$work/swift-build.log"
-built="$(swift build "${flags[@]}" --show-bin-path)/plainflow-relay"
 [ -x "$built" ] || die "the build reported success but $built is missing"
+if [ -s "$work/relay.order" ]; then
+  # A layout that names code the build no longer has is stale: say how much of it still applies.
+  found=$(nm --defined-only "$built" | awk 'NR == FNR { want[$1]; next } ($3 in want) { delete want[$3]; n++ } END { print n + 0 }' "$work/relay.order" -)
+  echo "   hot-code layout: $found of $(wc -l <"$work/relay.order") sections found by name (packaging/hot-code/profile.sh refreshes it)"
+fi
 
 stripped=$work/plainflow-relay
 cp "$built" "$stripped"
