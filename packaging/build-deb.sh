@@ -14,6 +14,7 @@
 #                        packaging test's stand-in for an older release)
 #   --no-lintian         skip lintian
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 root=$PWD
 
@@ -36,7 +37,7 @@ done
 ./scripts/need-packages.sh libcurl4-openssl-dev libsqlite3-dev pkg-config binutils dpkg-dev lintian
 command -v swift >/dev/null || die "swift not found: install Swift 6 (https://www.swift.org/install/linux/)"
 
-# One scratch path per flag set: changing a flag rebuilds everything.
+# One scratch path per flag set (swift-build does not notice a changed flag).
 scratch=.build-static-fs
 work=.build-deb
 mkdir -p "$work"
@@ -52,7 +53,9 @@ mkdir -p "$work"
 # a relay runs together (packaging/hot-code/: the kernel maps code 64 KiB
 # around each page touched, so scattered hot code kept 11 MiB of the binary
 # resident; measured in docs/PERFORMANCE.md). The frontend flag, not the
-# driver's -function-sections, which swift-build rejects on a rebuild.
+# driver's -function-sections, with which swift-build crashes ("unknown
+# argument") on a rebuild. swift-build does not rebuild when an -Xswiftc
+# flag changes: a new flag set needs a new scratch path.
 flags=(-c release --scratch-path "$scratch" --static-swift-stdlib --disable-local-rpath
        -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections
        -Xswiftc -use-ld=lld -Xlinker -z -Xlinker now -Xlinker -z -Xlinker pack-relative-relocs
@@ -61,24 +64,25 @@ bin_dir=$(swift build "${flags[@]}" --show-bin-path 2>"$work/show-bin-path.log")
   die "swift build --show-bin-path failed: $(tail -n 5 "$work/show-bin-path.log")"
 built=$bin_dir/plainflow-relay
 # The hot-code layout (PLAINFLOW_HOT_CODE=0 links without it, for comparisons).
-# A stale layout only places less code well: names it does not find are skipped.
+# A stale layout links and runs the same; it only places less code well.
 hot=packaging/hot-code
 if [ "${PLAINFLOW_HOT_CODE:-1}" != 0 ] && [ -f "$hot/relay.order.gz" ] && [ -f "$hot/relay-hot.ld.gz" ]; then
   gunzip -c "$hot/relay.order.gz" >"$work/relay.order.new"
   gunzip -c "$hot/relay-hot.ld.gz" >"$work/relay-hot.ld.new"
 else
+  echo "   hot-code layout: none (PLAINFLOW_HOT_CODE=0, or $hot/*.gz missing)"
   : >"$work/relay.order.new"
   printf 'SECTIONS { .text.hot : { } } INSERT BEFORE .text;\n' >"$work/relay-hot.ld.new"
 fi
 # swift-build does not know these files: a changed layout must relink.
 for f in relay.order relay-hot.ld; do
-  cmp -s "$work/$f.new" "$work/$f" 2>/dev/null || { mv "$work/$f.new" "$work/$f"; rm -f "$built"; }
+  cmp -s "$work/$f.new" "$work/$f" 2>/dev/null || { rm -f "$built"; mv "$work/$f.new" "$work/$f"; }
   rm -f "$work/$f.new"
 done
 layout_flags=(-Xlinker "--symbol-ordering-file=$root/$work/relay.order" -Xlinker --no-warn-symbol-ordering
               -Xlinker -T -Xlinker "$root/$work/relay-hot.ld")
 if [ -n "$link_map" ]; then
-  layout_flags+=(-Xlinker "-Map=$(realpath -m "$link_map")" -Xlinker --no-demangle)
+  layout_flags+=(-Xlinker "-Map=$(cd "$caller" && realpath -m -- "$link_map")" -Xlinker --no-demangle)
   rm -f "$built"
 fi
 flags+=("${layout_flags[@]}")
@@ -89,7 +93,7 @@ grep -E 'warning:' "$work/swift-build.log" | sed -E 's/^.*(warning:)/   \1/' | s
 tail -n 1 "$work/swift-build.log"
 [ -x "$built" ] || die "the build reported success but $built is missing"
 if [ -s "$work/relay.order" ]; then
-  # A layout that names code the build no longer has is stale: say how much of it still applies.
+  # A layout that names code the build no longer has is stale: say how much of its symbols still apply.
   found=$(nm --defined-only "$built" | awk 'NR == FNR { want[$1]; next } ($3 in want) { delete want[$3]; n++ } END { print n + 0 }' "$work/relay.order" -)
   echo "   hot-code layout: $found of $(wc -l <"$work/relay.order") sections found by name (packaging/hot-code/profile.sh refreshes it)"
 fi

@@ -21,7 +21,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness as h  # noqa: E402  (the benchmark harness's sink, relay and load drivers)
 
 import atexit  # noqa: E402
+import signal  # noqa: E402
 atexit.register(h.cleanup)
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, h.on_signal)  # the relay, the sink and their temp dirs go on a signal too
 
 tier = sys.argv[1] if len(sys.argv) > 1 else "idle"
 if tier not in ("idle", "work"):
@@ -54,15 +57,20 @@ try:
     if tier == "work":
         for path in ("/healthz", "/metrics", "/v1/status"):
             h.http_get(relay.port, path)
-        h.wrk(relay.port, 1, 1, h.uniq("hot1"))
-        h.wrk(relay.port, 32, 1, h.uniq("hot32"))
+        sent = 0
+        for conns in (1, 32):
+            w = h.wrk(relay.port, conns, 1, h.uniq("hot%d" % conns))
+            sent += w["requests"] - w["err_status"]
         h.loadgen("batch", "--tcp", relay.port, "--n", 3000, "--size", 100, "--conns", 4, "--seconds", 30, "--prefix", h.uniq("hotb"))
         h.loadgen("line", "--unix", relay.sock, "--n", 3000, "--window", 1000, "--seconds", 30, "--prefix", h.uniq("hotl"))
-        sink.set_status(503)
+        h.wait_delivered(sink, sent + 6000, 60)
+        sink.set_status(503)  # the next 1,000 are refused, retried, then delivered
         h.loadgen("batch", "--tcp", relay.port, "--n", 1000, "--size", 100, "--conns", 2, "--seconds", 30, "--prefix", h.uniq("hotr"))
         time.sleep(3)
         sink.set_status(200)
-        h.wait_delivered(sink, 7000, 60)
+        delivered, complete = h.wait_delivered(sink, sent + 7000, 60)
+        if not complete:
+            sys.exit("workload: %d of %d calls delivered in 60 s" % (delivered["messages"], sent + 7000))
         for path in ("/healthz", "/metrics", "/v1/status"):
             h.http_get(relay.port, path)
         time.sleep(5)
