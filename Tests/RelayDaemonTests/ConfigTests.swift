@@ -21,8 +21,55 @@ import RelaySpool
         #expect(fromTemplate.ingest.unixPath == defaults.ingest.unixPath)
         #expect(fromTemplate.forward.upstream == defaults.forward.upstream)
         #expect(fromTemplate.forward.maxBatchCount == defaults.forward.maxBatchCount)
+        #expect(fromTemplate.forward.maxBatchBytes == defaults.forward.maxBatchBytes)
+        #expect(fromTemplate.ingest.maxRequestBytes == defaults.ingest.maxRequestBytes)
         #expect(fromTemplate.forward.backoff == defaults.forward.backoff)
         #expect(fromTemplate.ingest.limits == defaults.ingest.limits)
+    }
+
+    /// "Every key is optional: what is left out keeps the default shown
+    /// here": every key the relay reads is in the template, set or commented.
+    @Test func theTemplateShowsEveryKey() throws {
+        let template = try String(contentsOfFile: Self.root.appendingPathComponent("etc/relay.toml").path, encoding: .utf8)
+        let lines = Set(template.split(separator: "\n").map { $0.hasPrefix("# ") ? String($0.dropFirst(2)) : String($0) })
+        let sections: [(String, Any)] = [
+            ("listen", RelayConfig.Listen()), ("upstream", RelayConfig.Upstream()), ("spool", RelayConfig.SpoolSection()),
+            ("limits", RelayConfig.Limits()), ("log", RelayConfig.Log()),
+        ]
+        for (section, fields) in sections {
+            #expect(lines.contains("[\(section)]"), "[\(section)] is missing")
+            for key in Mirror(reflecting: fields).children.compactMap(\.label) {
+                #expect(lines.contains { $0.hasPrefix("\(key) = ") }, "\(section).\(key) is not in etc/relay.toml")
+            }
+        }
+    }
+
+    /// Sizes as an operator writes them, each unit as the daemons beside it count it.
+    @Test func sizesTakeUnits() throws {
+        let cfg = try RelayConfig.parse(toml: """
+            [upstream]
+            batch_max_bytes = "500 KB"
+            [spool]
+            max_bytes = "1.5GiB"
+            [limits]
+            max_message_bytes = 16384
+            max_request_bytes = "1mib"
+            """, path: "r.toml").resolve()
+        #expect(cfg.forward.maxBatchBytes == 500_000)
+        #expect(cfg.spool.maxBytes == 1_610_612_736)
+        #expect(cfg.ingest.limits.maxMessageBytes == 16384)
+        #expect(cfg.ingest.maxRequestBytes == 1_048_576)
+        #expect(ByteSize(parsing: "2 TB")?.bytes == 2_000_000_000_000)
+        #expect(ByteSize(parsing: "10b")?.bytes == 10)
+        for wrong in ["1G", "2 megs", "-5MB", ".5MB", "1..5MB", "MB", "", "99999999999TiB"] {
+            #expect(ByteSize(parsing: wrong) == nil, "\(wrong)")
+        }
+        #expect { try RelayConfig.parse(toml: "[spool]\n\nmax_bytes = \"1G\"\n", path: "r.toml") } throws: { error in
+            "\(error)" == #"r.toml:3: spool.max_bytes: expected \#(ByteSize.expected), got "1G""#
+        }
+        #expect { try RelayConfig.parse(toml: "[spool]\nmax_bytes = \"0GiB\"\n", path: "r.toml").resolve() } throws: { error in
+            "\(error)".contains("spool.max_bytes: must be a positive size, got 0")
+        }
     }
 
     /// What the system says, not a framework's guess ("You don't have
@@ -57,7 +104,7 @@ import RelaySpool
             "\(error)" == #"r.toml:3: upstream.gzip: expected true or false, found a string ("yes")"#
         }
         #expect { try RelayConfig.parse(toml: "[spool]\nmax_bytes = 1.5 # GiB\n", path: "r.toml") } throws: { error in
-            "\(error)" == "r.toml:2: spool.max_bytes: expected an integer, found a decimal number (1.5)"
+            "\(error)" == "r.toml:2: spool.max_bytes: expected \(ByteSize.expected), found a decimal number (1.5)"
         }
     }
 
@@ -78,7 +125,7 @@ import RelaySpool
             "\(error)" == """
                 r.toml:2: upstream.flush_interval_ms: expected an integer, found a string ("fast")
                 r.toml:3: unknown key "upstream.max_batch_count" (did you mean "upstream.batch_max_messages"?)
-                r.toml:5: spool.max_bytes: expected an integer, found a string ("lots")
+                r.toml:5: spool.max_bytes: expected \(ByteSize.expected), got "lots"
                 r.toml:7: limits.accepted_write_keys: expected an array of strings, found an array ([1, 2])
                 r.toml:8: unknown key "upstrem" (did you mean "upstream"?)
                 """
@@ -114,7 +161,7 @@ import RelaySpool
         #expect(RelayConfig.expectedType("listen.allow_remote") == "true or false")
         #expect(RelayConfig.expectedType("upstream.max_in_flight") == "an integer")
         #expect(RelayConfig.expectedType("upstream.max_age_hours") == "a number")
-        #expect(RelayConfig.expectedType("spool.max_bytes") == "an integer")
+        #expect(RelayConfig.expectedType("spool.max_bytes") == ByteSize.expected)
         #expect(RelayConfig.expectedType("limits.accepted_write_keys") == "an array of strings")
         #expect(RelayConfig.expectedType("log") == "a table")
         #expect(RelayConfig.expectedType("nope.key") == nil)

@@ -212,6 +212,7 @@ extension RelayConfig {
         case is String?.Type: return "a string"
         case is Int?.Type, is Int64?.Type: return "an integer"
         case is TOMLNumber?.Type: return "a number"
+        case is ByteSize?.Type: return ByteSize.expected
         case is Bool?.Type: return "true or false"
         case is [String]?.Type: return "an array of strings"
         default: return "a table"

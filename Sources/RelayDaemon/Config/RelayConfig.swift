@@ -43,7 +43,7 @@ public struct RelayConfig: Sendable, Codable, Equatable {
         /// the production way, since the config and the command line are readable.
         public var write_key_file: String?
         public var batch_max_messages: Int?
-        public var batch_max_bytes: Int?
+        public var batch_max_bytes: ByteSize?
         public var flush_interval_ms: Int?
         public var max_requests_per_second: TOMLNumber?
         public var connect_timeout_ms: Int?
@@ -64,7 +64,7 @@ public struct RelayConfig: Sendable, Codable, Equatable {
     public struct SpoolSection: Sendable, Codable, Equatable {
         public init() {}
         public var path: String?
-        public var max_bytes: Int64?
+        public var max_bytes: ByteSize?
         /// "reject" or "drop_oldest".
         public var on_full: String?
         /// "full" or "normal".
@@ -74,8 +74,8 @@ public struct RelayConfig: Sendable, Codable, Equatable {
 
     public struct Limits: Sendable, Codable, Equatable {
         public init() {}
-        public var max_message_bytes: Int?
-        public var max_request_bytes: Int?
+        public var max_message_bytes: ByteSize?
+        public var max_request_bytes: ByteSize?
         public var max_batch_messages: Int?
         public var max_depth: Int?
         /// When set, apps must send one of these keys.
@@ -122,6 +122,52 @@ public struct RelayConfig: Sendable, Codable, Equatable {
     /// Notes that `key` (dotted, e.g. `spool.path`) no longer holds the file's value.
     public mutating func markOverridden(_ key: String) {
         source?.overridden.insert(key)
+    }
+}
+
+/// A size in bytes, written as an integer (`1073741824`) or as a string with
+/// a unit (`"1GiB"`, `"500 KB"`): B, KB, MB, GB, TB count in 1000s, KiB, MiB,
+/// GiB, TiB in 1024s, any case; a decimal number (`"1.5GiB"`) is rounded down.
+public struct ByteSize: Sendable, Codable, Equatable, ExpressibleByIntegerLiteral {
+    public let bytes: Int64
+    public init(integerLiteral value: Int64) { bytes = value }
+    public init(bytes: Int64) { self.bytes = bytes }
+
+    /// What the file may hold, for messages.
+    static let expected = #"a size: bytes as an integer, or a string such as "1GiB" or "500KB" (B, KB, MB, GB, TB count in 1000s; KiB, MiB, GiB, TiB in 1024s)"#
+
+    private static let units: [String: Double] = [
+        "": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+        "kib": 1024, "mib": 1_048_576, "gib": 1_073_741_824, "tib": 1_099_511_627_776,
+    ]
+
+    /// `text` as a size, or nil when it is not one.
+    public init?(parsing text: String) {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let number = t.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+        let unit = t.dropFirst(number.count).trimmingCharacters(in: .whitespaces).lowercased()
+        guard !number.isEmpty, number.filter({ $0 == "." }).count <= 1, number.first != ".", number.last != ".",
+              let value = Double(number), let scale = Self.units[unit] else { return nil }
+        let total = (value * scale).rounded(.down)
+        guard total < 9.2e18 else { return nil }
+        bytes = Int64(total)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let n = try? c.decode(Int64.self) { bytes = n; return }
+        guard let text = try? c.decode(String.self) else {
+            throw DecodingError.typeMismatch(ByteSize.self, .init(codingPath: c.codingPath, debugDescription: Self.expected))
+        }
+        guard let size = ByteSize(parsing: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "expected \(Self.expected), got \"\(text)\""))
+        }
+        self = size
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(bytes)
     }
 }
 
@@ -194,6 +240,11 @@ extension RelayConfig {
             if v <= 0 { problems.append("\(key): must be a positive number, got \(v)") }
             return v
         }
+        func positive(_ v: ByteSize?, _ key: String) -> Int? {
+            guard let v else { return nil }
+            if v.bytes <= 0 { problems.append("\(key): must be a positive size, got \(v.bytes)") }
+            return Int(clamping: v.bytes)
+        }
 
         var ingest = IngestOptions()
         if let tcp = listen?.tcp {
@@ -262,9 +313,7 @@ extension RelayConfig {
         if forward.backoff.capMillis < forward.backoff.baseMillis { problems.append("upstream.retry_cap_ms: must not be below retry_base_ms") }
 
         var spoolOptions = SpoolOptions(path: spool?.path.map { filePath($0, key: "spool.path") } ?? "/var/lib/plainflow-relay/spool.db")
-        if let v = spool?.max_bytes {
-            if v <= 0 { problems.append("spool.max_bytes: must be positive, got \(v)") } else { spoolOptions.maxBytes = v }
-        }
+        if let v = positive(spool?.max_bytes, "spool.max_bytes") { spoolOptions.maxBytes = Int64(v) }
         if let v = spool?.on_full {
             if let mode = SpoolOptions.OnFull(rawValue: v) { spoolOptions.onFull = mode } else { problems.append("spool.on_full: expected \"reject\" or \"drop_oldest\", got \"\(v)\"") }
         }
