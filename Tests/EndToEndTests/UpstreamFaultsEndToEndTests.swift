@@ -53,6 +53,8 @@ import Testing
         // Backoff: full jitter from 100 ms doubling to an 800 ms cap; about 4 s / ~400 ms on average.
         #expect(attempts >= 3 && attempts <= 25, "\(attempts) attempts in 4 s against a refusing upstream")
         #expect(upstreamStatus?["state"] as? String == "retrying")
+        let lastError = upstreamStatus?["last_error"] as? String ?? ""
+        #expect(lastError.contains("127.0.0.1 port \(port)"), "an operator sees which address and port refused: \(lastError)")
         let upstream = try TestUpstream(port: port)
         defer { upstream.stop() }
         #expect(eventually(10) { Set(upstream.delivered.compactMap { $0["message_id"] as? String }).isSuperset(of: ids) }, "log:\n\(relay.log)")

@@ -80,6 +80,11 @@ public struct UpstreamRequest: Sendable {
 public final class CurlTransport: @unchecked Sendable {
     // Confined to `queue`: the handle is only touched by blocks running on it.
     private let handle: UnsafeMutableRawPointer
+    /// libcurl's message for the last failure, which names what failed (the
+    /// host it could not resolve, the address and port it could not connect
+    /// to, the certificate problem) where `curl_easy_strerror` names only
+    /// the kind. Confined to `queue` with the handle.
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
     private let queue = DispatchQueue(label: "plainflow-relay.curl")
     private let currentOptions: Mutex<TransportOptions>
 
@@ -99,7 +104,10 @@ public final class CurlTransport: @unchecked Sendable {
         currentOptions.withLock { $0 = options }
     }
 
-    deinit { curl_easy_cleanup(handle) }
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+    }
 
     /// Sends `request`; returns the status and the first bytes of the answer, or the failure.
     public func send(_ request: UpstreamRequest) async -> DeliveryOutcome {
@@ -132,6 +140,8 @@ public final class CurlTransport: @unchecked Sendable {
             var rc = CURLE_OK
             func set(_ r: CURLcode) { if rc == CURLE_OK { rc = r } }
             set(pf_curl_setopt_string(h, CURLOPT_URL, request.url))
+            errorBuffer[0] = 0
+            set(pf_curl_setopt_pointer(h, CURLOPT_ERRORBUFFER, errorBuffer))
             set(pf_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1))
             if request.isGet {
                 set(pf_curl_setopt_long(h, CURLOPT_HTTPGET, 1))
@@ -184,7 +194,8 @@ public final class CurlTransport: @unchecked Sendable {
 
             let result = curl_easy_perform(h)
             if result != CURLE_OK {
-                return TransportFailure(code: Int(result.rawValue), message: String(cString: curl_easy_strerror(result)))
+                let detail = String(cString: errorBuffer).trimming([" ", "\n"])
+                return TransportFailure(code: Int(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
             }
             return nil
         }
