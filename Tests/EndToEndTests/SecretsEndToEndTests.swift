@@ -52,4 +52,24 @@ import Glibc
         }
         #expect(relay.log.contains("debug"), "the log ran at debug level")
     }
+
+    /// libcurl quotes a proxy it cannot use whole, password included: the
+    /// relay's account of the failure names the proxy without it.
+    @Test func aProxyPasswordNeverAppearsInTheFailureAnOperatorReads() throws {
+        let canary = "pw-\(UUID().uuidString.prefix(12))"
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig("proxy = \"socks9://relay:\(canary)@127.0.0.1:9\""))
+        try relay.start()
+        defer { relay.stop() }
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("via-proxy")).status == 200)
+        var lastError = ""
+        #expect(eventually(5) {
+            lastError = ((try? relay.status())?["upstream"] as? [String: Any])?["last_error"] as? String ?? ""
+            return !lastError.isEmpty
+        })
+        #expect(lastError.contains("socks9://***@127.0.0.1:9"), "the proxy is named, without its credentials: \(lastError)")
+        #expect(!lastError.contains(canary) && !relay.log.contains(canary), "the proxy password appears: \(lastError)\n\(relay.log)")
+        #expect(upstream.requests.isEmpty)
+    }
 }

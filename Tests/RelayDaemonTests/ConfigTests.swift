@@ -61,6 +61,9 @@ import RelaySpool
         #expect(cfg.ingest.maxRequestBytes == 1_048_576)
         #expect(ByteSize(parsing: "2 TB")?.bytes == 2_000_000_000_000)
         #expect(ByteSize(parsing: "10b")?.bytes == 10)
+        #expect(ByteSize(parsing: "2.01KB")?.bytes == 2010, "no floating-point byte lost")
+        #expect(ByteSize(parsing: "123456789012345678")?.bytes == 123_456_789_012_345_678)
+        #expect(ByteSize(parsing: "0.5 KiB")?.bytes == 512)
         for wrong in ["1G", "2 megs", "-5MB", ".5MB", "1..5MB", "MB", "", "99999999999TiB"] {
             #expect(ByteSize(parsing: wrong) == nil, "\(wrong)")
         }
@@ -69,6 +72,9 @@ import RelaySpool
         }
         #expect { try RelayConfig.parse(toml: "[spool]\nmax_bytes = \"0GiB\"\n", path: "r.toml").resolve() } throws: { error in
             "\(error)".contains("spool.max_bytes: must be a positive size, got 0")
+        }
+        #expect { try RelayConfig.parse(toml: "[upstream]\nbatch_max_bytes = \"1000000TiB\"\n", path: "r.toml").resolve() } throws: { error in
+            "\(error)".contains("upstream.batch_max_bytes: must be at most 1.0 GiB, got 1099511627776000000 bytes")
         }
     }
 

@@ -143,3 +143,15 @@ import RelaySpool
         #expect(ForwarderOptions(upstream: "https://pipe.plainflow.net").batchURL == "https://pipe.plainflow.net/v1/batch")
     }
 }
+
+@Suite struct TransportFailureTests {
+    @Test func credentialsInAURLAreTakenOutOfLibcurlsMessage() {
+        #expect(TransportFailure.withoutCredentials("Unsupported proxy scheme for 'socks9://bob:secret@proxy:1080'")
+            == "Unsupported proxy scheme for 'socks9://***@proxy:1080'")
+        #expect(TransportFailure.withoutCredentials("Unsupported proxy syntax in 'bob:secret@proxy:1:x'")
+            == "Unsupported proxy syntax in '***@proxy:1:x'")
+        #expect(TransportFailure.withoutCredentials("Failed to connect to 127.0.0.1 port 9 after 0 ms: Couldn't connect to server")
+            == "Failed to connect to 127.0.0.1 port 9 after 0 ms: Couldn't connect to server", "nothing to take out")
+        #expect(TransportFailure.withoutCredentials("a@b and 'x://u:p@h'") == "***@b and 'x://***@h'")
+    }
+}

@@ -136,21 +136,33 @@ public struct ByteSize: Sendable, Codable, Equatable, ExpressibleByIntegerLitera
     /// What the file may hold, for messages.
     static let expected = #"a size: bytes as an integer, or a string such as "1GiB" or "500KB" (B, KB, MB, GB, TB count in 1000s; KiB, MiB, GiB, TiB in 1024s)"#
 
-    private static let units: [String: Double] = [
-        "": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-        "kib": 1024, "mib": 1_048_576, "gib": 1_073_741_824, "tib": 1_099_511_627_776,
+    private static let units: [String: Int64] = [
+        "": 1, "b": 1, "kb": 1_000, "mb": 1_000_000, "gb": 1_000_000_000, "tb": 1_000_000_000_000,
+        "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
     ]
 
-    /// `text` as a size, or nil when it is not one.
+    /// `text` as a size, or nil when it is not one. Integer arithmetic, so
+    /// that `"2.01KB"` is 2010 bytes, not one short; fraction digits past
+    /// the sixth are dropped (it rounds down anyway).
     public init?(parsing text: String) {
         let t = text.trimmingCharacters(in: .whitespaces)
         let number = t.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
         let unit = t.dropFirst(number.count).trimmingCharacters(in: .whitespaces).lowercased()
-        guard !number.isEmpty, number.filter({ $0 == "." }).count <= 1, number.first != ".", number.last != ".",
-              let value = Double(number), let scale = Self.units[unit] else { return nil }
-        let total = (value * scale).rounded(.down)
-        guard total < 9.2e18 else { return nil }
-        bytes = Int64(total)
+        let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+        guard let scale = Self.units[unit], parts.count <= 2, parts.allSatisfy({ !$0.isEmpty }),
+              let whole = Int64(parts[0]) else { return nil }
+        let fraction = parts.count == 2 ? String(parts[1].prefix(6)) : ""
+        var fractionPart: Int64 = 0
+        if !fraction.isEmpty {
+            guard let digits = Int64(fraction) else { return nil }
+            var tenth: Int64 = 1
+            for _ in fraction { tenth *= 10 }
+            fractionPart = digits * scale / tenth  // < 10^6 * 2^40: no overflow
+        }
+        let (scaled, overflow) = whole.multipliedReportingOverflow(by: scale)
+        let (total, overflow2) = scaled.addingReportingOverflow(fractionPart)
+        guard !overflow, !overflow2 else { return nil }
+        bytes = total
     }
 
     public init(from decoder: any Decoder) throws {
@@ -240,9 +252,11 @@ extension RelayConfig {
             if v <= 0 { problems.append("\(key): must be a positive number, got \(v)") }
             return v
         }
-        func positive(_ v: ByteSize?, _ key: String) -> Int? {
+        /// A size up to `limit` (what the code's arithmetic is sized for, far above any real need).
+        func positive(_ v: ByteSize?, _ key: String, atMost limit: Int64) -> Int? {
             guard let v else { return nil }
             if v.bytes <= 0 { problems.append("\(key): must be a positive size, got \(v.bytes)") }
+            if v.bytes > limit { problems.append("\(key): must be at most \(ByteCount.format(limit)), got \(v.bytes) bytes") }
             return Int(clamping: v.bytes)
         }
 
@@ -271,10 +285,10 @@ extension RelayConfig {
         do { try IngestServer.checkAddress(ingest) } catch { problems.append(error.description) }
 
         var limits = MessageLimits()
-        if let v = positive(self.limits?.max_message_bytes, "limits.max_message_bytes") { limits.maxMessageBytes = v }
+        if let v = positive(self.limits?.max_message_bytes, "limits.max_message_bytes", atMost: 1 << 30) { limits.maxMessageBytes = v }
         if let v = positive(self.limits?.max_depth, "limits.max_depth") { limits.maxDepth = v }
         ingest.limits = limits
-        if let v = positive(self.limits?.max_request_bytes, "limits.max_request_bytes") { ingest.maxRequestBytes = v }
+        if let v = positive(self.limits?.max_request_bytes, "limits.max_request_bytes", atMost: 1 << 30) { ingest.maxRequestBytes = v }
         if let v = positive(self.limits?.max_batch_messages, "limits.max_batch_messages") { ingest.maxBatchMessages = v }
         ingest.acceptedWriteKeys = self.limits?.accepted_write_keys.flatMap { $0.isEmpty ? nil : $0 }
 
@@ -292,7 +306,7 @@ extension RelayConfig {
         }
         ingest.relayHasWriteKey = forward.writeKey != nil
         if let v = positive(upstream?.batch_max_messages, "upstream.batch_max_messages") { forward.maxBatchCount = v }
-        if let v = positive(upstream?.batch_max_bytes, "upstream.batch_max_bytes") { forward.maxBatchBytes = v }
+        if let v = positive(upstream?.batch_max_bytes, "upstream.batch_max_bytes", atMost: 1 << 30) { forward.maxBatchBytes = v }
         if let v = positive(upstream?.flush_interval_ms, "upstream.flush_interval_ms") { forward.flushIntervalMillis = Int64(v) }
         if let v = upstream?.max_requests_per_second?.value {
             if !(v > 0) || !v.isFinite { problems.append("upstream.max_requests_per_second: must be a positive number, got \(v)") } else { forward.maxRequestsPerSecond = v }
@@ -313,7 +327,7 @@ extension RelayConfig {
         if forward.backoff.capMillis < forward.backoff.baseMillis { problems.append("upstream.retry_cap_ms: must not be below retry_base_ms") }
 
         var spoolOptions = SpoolOptions(path: spool?.path.map { filePath($0, key: "spool.path") } ?? "/var/lib/plainflow-relay/spool.db")
-        if let v = positive(spool?.max_bytes, "spool.max_bytes") { spoolOptions.maxBytes = Int64(v) }
+        if let v = positive(spool?.max_bytes, "spool.max_bytes", atMost: 1 << 50) { spoolOptions.maxBytes = Int64(v) }
         if let v = spool?.on_full {
             if let mode = SpoolOptions.OnFull(rawValue: v) { spoolOptions.onFull = mode } else { problems.append("spool.on_full: expected \"reject\" or \"drop_oldest\", got \"\(v)\"") }
         }

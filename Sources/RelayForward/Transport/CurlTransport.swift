@@ -31,6 +31,29 @@ public struct TransportFailure: Error, Sendable, Hashable, CustomStringConvertib
 
     public var description: String { "\(message) (curl error \(code))" }
 
+    /// `text` with the user and password of every URL in it (`user:pw@host`)
+    /// replaced by `***`: libcurl quotes a proxy it cannot use whole
+    /// ("Unsupported proxy scheme for 'socks9://user:pw@host'"), and this
+    /// text goes to the log, `/v1/status` and the spool.
+    static func withoutCredentials(_ text: String) -> String {
+        var chars = Array(text)
+        var i = 0
+        while i < chars.count {
+            guard chars[i] == "@" else { i += 1; continue }
+            var start = i
+            while start > 0, !" '\"(<\t".contains(chars[start - 1]) { start -= 1 }
+            if let scheme = String(chars[start..<i]).range(of: "://") {
+                start += String(chars[start..<i])[..<scheme.upperBound].count
+            }
+            if start < i, String(chars[start..<i]) != "***" {
+                chars.replaceSubrange(start..<i, with: Array("***"))
+                i = start + 3
+            }
+            i += 1
+        }
+        return String(chars)
+    }
+
     public init(code: Int, message: String) {
         self.code = code
         self.message = message
@@ -194,7 +217,7 @@ public final class CurlTransport: @unchecked Sendable {
 
             let result = curl_easy_perform(h)
             if result != CURLE_OK {
-                let detail = String(cString: errorBuffer).trimming([" ", "\n"])
+                let detail = TransportFailure.withoutCredentials(String(cString: errorBuffer).trimming([" ", "\n"]))
                 return TransportFailure(code: Int(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
             }
             return nil
