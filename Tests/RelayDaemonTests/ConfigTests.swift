@@ -78,6 +78,26 @@ import RelaySpool
         }
     }
 
+    /// A proxy libcurl cannot use is refused when the relay starts (it would
+    /// fail every request), and the message never repeats its password.
+    @Test func aProxyLibcurlCannotUseIsRefusedWithoutRepeatingItsPassword() throws {
+        for good in ["http://proxy.internal:3128", "proxy.internal:3128", "socks5h://u:pw@10.0.0.1:1080", "https://[::1]:8443", "HTTP://p"] {
+            #expect(RelayConfig.proxyProblem(good) == nil, "\(good)")
+        }
+        func problem(_ proxy: String) -> String {
+            do {
+                _ = try RelayConfig.parse(toml: "[upstream]\nproxy = \"\(proxy)\"\n", path: "r.toml").resolve()
+                return ""
+            } catch { return "\(error)" }
+        }
+        let scheme = problem("socks9://relay:hunter2@proxy:1080")
+        #expect(scheme.contains(#"upstream.proxy: unsupported scheme "socks9""#) && !scheme.contains("hunter2"), "\(scheme)")
+        let port = problem("http://relay:hunter2@proxy:99999")
+        #expect(port.contains("upstream.proxy: port 99999 of proxy is out of range") && !port.contains("hunter2"), "\(port)")
+        let shape = problem("http://relay:hunter2")
+        #expect(shape.contains("upstream.proxy: expected [scheme://][user:password@]host[:port]") && !shape.contains("hunter2"), "\(shape)")
+    }
+
     /// What the system says, not a framework's guess ("You don't have
     /// permission" for a directory, once).
     @Test func aFileThatCannotBeReadSaysWhy() throws {

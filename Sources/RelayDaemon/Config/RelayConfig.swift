@@ -316,7 +316,9 @@ extension RelayConfig {
         forward.gzip = upstream?.gzip ?? false
         if let v = positive(upstream?.max_in_flight, "upstream.max_in_flight") { forward.maxInFlight = v }
         forward.transport.caFile = upstream?.ca_file.flatMap { $0.isEmpty ? nil : filePath($0, key: "upstream.ca_file") }
-        forward.transport.proxy = upstream?.proxy.flatMap { $0.isEmpty ? nil : $0 }
+        if let proxy = upstream?.proxy, !proxy.isEmpty {
+            if let problem = Self.proxyProblem(proxy) { problems.append("upstream.proxy: \(problem)") } else { forward.transport.proxy = proxy }
+        }
         var maxAgeMillis: Int64?
         if let h = upstream?.max_age_hours?.value {
             if h <= 0 { problems.append("upstream.max_age_hours: must be positive, got \(h)") } else { maxAgeMillis = Int64(h * 3_600_000) }
@@ -390,6 +392,40 @@ extension RelayConfig {
         if parsed.query != nil || parsed.fragment != nil {
             return "expected the upstream's base URL without ?query or #fragment, got \"\(url)\" (batches go to {url}/v1/batch)"
         }
+        return nil
+    }
+
+    /// Why libcurl could not use `proxy` (`[scheme://][user:password@]host[:port]`),
+    /// or nil. The message never repeats the proxy's user or password.
+    static func proxyProblem(_ proxy: String) -> String? {
+        let schemes = ["http", "https", "socks4", "socks4a", "socks5", "socks5h"]
+        var rest = Substring(proxy)
+        if let sep = proxy.range(of: "://") {
+            let scheme = proxy[..<sep.lowerBound].lowercased()
+            guard schemes.contains(scheme) else {
+                return "unsupported scheme \"\(scheme)\" (use http, https, socks4, socks4a, socks5 or socks5h)"
+            }
+            rest = proxy[sep.upperBound...]
+        }
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
+        let shape = "expected [scheme://][user:password@]host[:port], e.g. http://proxy.internal:3128 (the value is not repeated here: it may hold a password)"
+        var host = rest, port: Int? = nil, allowed = ".-_"
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {  // [IPv6]:port
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            allowed += ":"
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.first == ":", let p = Int(after.dropFirst()) else { return shape }
+                port = p
+            }
+        } else if let colon = rest.lastIndex(of: ":") {
+            host = rest[..<colon]
+            guard let p = Int(rest[rest.index(after: colon)...]) else { return shape }
+            port = p
+        }
+        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || allowed.contains($0) }) else { return shape }
+        if let port, !(1...65535).contains(port) { return "port \(port) of \(host) is out of range (1 to 65535)" }
         return nil
     }
 

@@ -30,6 +30,9 @@ final class RelayProcess {
 
     /// - Parameters:
     ///   - config: TOML written to the test directory and passed with --config.
+    /// Variables set for the daemon on top of the test's own environment.
+    var environment: [String: String] = [:]
+
     init(upstream: String, config: String? = nil, args: [String] = [], dir: String? = nil) throws {
         self.dir = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("relay-e2e-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: self.dir, withIntermediateDirectories: true)
@@ -56,6 +59,7 @@ final class RelayProcess {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary)
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
