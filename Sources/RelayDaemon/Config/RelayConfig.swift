@@ -128,10 +128,8 @@ public struct RelayConfig: Sendable, Codable, Equatable {
 /// A size in bytes, written as an integer (`1073741824`) or as a string with
 /// a unit (`"1GiB"`, `"500 KB"`): B, KB, MB, GB, TB count in 1000s, KiB, MiB,
 /// GiB, TiB in 1024s, any case; a decimal number (`"1.5GiB"`) is rounded down.
-public struct ByteSize: Sendable, Codable, Equatable, ExpressibleByIntegerLiteral {
+public struct ByteSize: Sendable, Codable, Equatable {
     public let bytes: Int64
-    public init(integerLiteral value: Int64) { bytes = value }
-    public init(bytes: Int64) { self.bytes = bytes }
 
     /// What the file may hold, for messages.
     static let expected = #"a size: bytes as an integer, or a string such as "1GiB" or "500KB" (B, KB, MB, GB, TB count in 1000s; KiB, MiB, GiB, TiB in 1024s)"#
@@ -382,8 +380,7 @@ extension RelayConfig {
         guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
             return "expected an http:// or https:// URL, got \"\(url)\""
         }
-        guard let parsed = URL(string: url), let host = parsed.host, !host.isEmpty,
-              host.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:[]".contains($0) }) else {
+        guard let parsed = parsedWithHost(url) else {
             return "\"\(url)\" is not a valid URL (expected e.g. https://api.example.com)"
         }
         if let port = parsed.port, !(1...65535).contains(port) {
@@ -395,38 +392,27 @@ extension RelayConfig {
         return nil
     }
 
-    /// Why libcurl could not use `proxy` (`[scheme://][user:password@]host[:port]`),
-    /// or nil. The message never repeats the proxy's user or password.
+    /// Why libcurl could not use `proxy` (`[scheme://][user:password@]host[:port]`;
+    /// without a scheme, http), or nil. The message never repeats the value:
+    /// it may hold a password.
     static func proxyProblem(_ proxy: String) -> String? {
-        let schemes = ["http", "https", "socks4", "socks4a", "socks5", "socks5h"]
-        var rest = Substring(proxy)
-        if let sep = proxy.range(of: "://") {
-            let scheme = proxy[..<sep.lowerBound].lowercased()
-            guard schemes.contains(scheme) else {
-                return "unsupported scheme \"\(scheme)\" (use http, https, socks4, socks4a, socks5 or socks5h)"
-            }
-            rest = proxy[sep.upperBound...]
+        let url = proxy.contains("://") ? proxy : "http://" + proxy
+        let scheme = url.prefix { $0 != ":" }.lowercased()
+        guard ["http", "https", "socks4", "socks4a", "socks5", "socks5h"].contains(scheme) else {
+            return "unsupported scheme \"\(scheme)\" (use http, https, socks4, socks4a, socks5 or socks5h)"
         }
-        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
-        if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
-        let shape = "expected [scheme://][user:password@]host[:port], e.g. http://proxy.internal:3128 (the value is not repeated here: it may hold a password)"
-        var host = rest, port: Int? = nil, allowed = ".-_"
-        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {  // [IPv6]:port
-            host = rest[rest.index(after: rest.startIndex)..<close]
-            allowed += ":"
-            let after = rest[rest.index(after: close)...]
-            if !after.isEmpty {
-                guard after.first == ":", let p = Int(after.dropFirst()) else { return shape }
-                port = p
-            }
-        } else if let colon = rest.lastIndex(of: ":") {
-            host = rest[..<colon]
-            guard let p = Int(rest[rest.index(after: colon)...]) else { return shape }
-            port = p
+        guard let parsed = parsedWithHost(url), let host = parsed.host else {
+            return "expected [scheme://][user:password@]host[:port], e.g. http://proxy.internal:3128 (the value is not repeated here: it may hold a password)"
         }
-        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || allowed.contains($0) }) else { return shape }
-        if let port, !(1...65535).contains(port) { return "port \(port) of \(host) is out of range (1 to 65535)" }
+        if let port = parsed.port, !(1...65535).contains(port) { return "port \(port) of \(host) is out of range (1 to 65535)" }
         return nil
+    }
+
+    /// `url` parsed, when it has a host that is a name or an address.
+    private static func parsedWithHost(_ url: String) -> URL? {
+        guard let parsed = URL(string: url), let host = parsed.host, !host.isEmpty,
+              host.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:[]".contains($0) }) else { return nil }
+        return parsed
     }
 
     /// `127.0.0.1:8787`, `[::1]:8787` → host and port.

@@ -36,22 +36,16 @@ public struct TransportFailure: Error, Sendable, Hashable, CustomStringConvertib
     /// ("Unsupported proxy scheme for 'socks9://user:pw@host'"), and this
     /// text goes to the log, `/v1/status` and the spool.
     static func withoutCredentials(_ text: String) -> String {
-        var chars = Array(text)
-        var i = 0
-        while i < chars.count {
-            guard chars[i] == "@" else { i += 1; continue }
-            var start = i
-            while start > 0, !" '\"(<\t".contains(chars[start - 1]) { start -= 1 }
-            if let scheme = String(chars[start..<i]).range(of: "://") {
-                start += String(chars[start..<i])[..<scheme.upperBound].count
-            }
-            if start < i, String(chars[start..<i]) != "***" {
-                chars.replaceSubrange(start..<i, with: Array("***"))
-                i = start + 3
-            }
-            i += 1
+        var out = "", rest = Substring(text)
+        while let at = rest.firstIndex(of: "@") {
+            let before = rest[..<at]
+            // The user and password run back to a quote, a space or a bracket, and start after "://".
+            var start = before.lastIndex { " '\"(<\t".contains($0) }.map(before.index(after:)) ?? before.startIndex
+            if let scheme = before[start...].range(of: "://") { start = scheme.upperBound }
+            out += before[..<start] + (start < at ? "***@" : "@")
+            rest = rest[rest.index(after: at)...]
         }
-        return String(chars)
+        return out + rest
     }
 
     public init(code: Int, message: String) {
