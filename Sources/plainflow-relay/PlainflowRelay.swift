@@ -98,6 +98,11 @@ struct Run: AsyncParsableCommand {
             "version": "\(RelayVersion.current)", "spool": "\(settings.spool.path)", "upstream": "\(settings.forward.upstream)",
             "write_key": "\(settings.forward.writeKey == nil ? "from apps" : "configured")",
         ])
+        if settings.forward.transport.proxy == nil,
+           let proxy = EnvironmentProxy.find(upstream: settings.forward.upstream, environment: ProcessInfo.processInfo.environment) {
+            logger.notice("requests to the upstream go through the proxy the environment names (upstream.proxy, when set, takes its place)",
+                          metadata: ["proxy": "\(proxy.endpoint)", "variable": "\(proxy.variable)"])
+        }
         if writeKey != nil {
             logger.warning("--write-key puts the upstream write key in the process list, readable by every local user; use upstream.write_key_file or PLAINFLOW_RELAY_WRITE_KEY outside development")
         }

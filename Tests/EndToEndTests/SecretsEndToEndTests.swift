@@ -53,24 +53,38 @@ import Glibc
         #expect(relay.log.contains("debug"), "the log ran at debug level")
     }
 
-    /// libcurl quotes a proxy it cannot use whole, password included: the
-    /// relay's account of the failure names the proxy without it. (The
-    /// config refuses such a proxy at start; the environment's is libcurl's.)
-    @Test func aProxyPasswordNeverAppearsInTheFailureAnOperatorReads() throws {
+    /// A proxy the environment names for the upstream is libcurl's to use:
+    /// one it cannot use stops the relay at start by the variable's name
+    /// (libcurl would fail every request, quoting it whole, password and
+    /// all), and `check-config` says the same; a usable one is named at
+    /// start, host and port only, and its failures never show its password.
+    @Test func aProxyFromTheEnvironmentIsCheckedAtStartAndItsPasswordNeverAppears() throws {
         let canary = "pw-\(UUID().uuidString.prefix(12))"
         let upstream = try TestUpstream()
         defer { upstream.stop() }
+        let unusable = try RelayProcess(upstream: "", config: testConfig(#"url = "\#(upstream.url)""#))
+        unusable.environment = ["http_proxy": "socks9://relay:\(canary)@127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""]
+        #expect(throws: (any Error).self) { try unusable.start() }
+        defer { unusable.stop() }
+        #expect(unusable.log.contains(#"http_proxy in the environment, the proxy libcurl would use for \#(upstream.url): unsupported scheme "socks9""#), "\(unusable.log)")
+        let check = try cli(["check-config", "--json", "--config", unusable.dir + "/relay.toml"], env: unusable.environment)
+        #expect(check.status == 78, "\(check.out)")
+        let findings = (json(check) as? [String: Any])?["findings"] as? [[String: Any]] ?? []
+        #expect(findings.contains { $0["level"] as? String == "problem" && ($0["message"] as? String ?? "").hasPrefix("http_proxy in the environment") }, "\(check.out)")
+        #expect(!unusable.log.contains(canary) && !check.out.contains(canary), "the proxy password appears:\n\(unusable.log)\n\(check.out)")
+
         let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
-        relay.environment = ["http_proxy": "socks9://relay:\(canary)@127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""]
+        relay.environment = ["http_proxy": "http://relay:\(canary)@127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""]
         try relay.start()
         defer { relay.stop() }
+        #expect(relay.log.contains("go through the proxy the environment names") && relay.log.contains("127.0.0.1:9") && relay.log.contains("http_proxy"), "\(relay.log)")
         #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("via-proxy")).status == 200)
         var lastError = ""
         #expect(eventually(5) {
             lastError = ((try? relay.status())?["upstream"] as? [String: Any])?["last_error"] as? String ?? ""
             return !lastError.isEmpty
         })
-        #expect(lastError.contains("socks9://***@127.0.0.1:9"), "the proxy is named, without its credentials: \(lastError)")
+        #expect(lastError.contains("127.0.0.1 port 9"), "the failure is the proxy's: \(lastError)")
         #expect(!lastError.contains(canary) && !relay.log.contains(canary), "the proxy password appears: \(lastError)\n\(relay.log)")
         #expect(upstream.requests.isEmpty)
     }

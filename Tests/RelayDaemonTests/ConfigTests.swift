@@ -247,6 +247,46 @@ import RelaySpool
         #expect(RelayConfig().sourceFinding.message.contains("defaults"))
     }
 
+    /// The proxy libcurl takes from the environment, found as libcurl finds
+    /// it; one it cannot use stops the relay at start, by the variable's name.
+    @Test func theEnvironmentsProxyIsFoundAsLibcurlFindsItAndCheckedAtStart() throws {
+        let https = "https://api.example.com"
+        func found(_ env: [String: String], _ upstream: String = https) -> String? {
+            EnvironmentProxy.find(upstream: upstream, environment: env)?.variable
+        }
+        #expect(found([:]) == nil)
+        #expect(found(["https_proxy": "p:1", "HTTPS_PROXY": "q:1", "all_proxy": "r:1"]) == "https_proxy")
+        #expect(found(["HTTPS_PROXY": "q:1", "all_proxy": "r:1"]) == "HTTPS_PROXY")
+        #expect(found(["https_proxy": "", "ALL_PROXY": "r:1"]) == "ALL_PROXY", "an empty variable is unset")
+        #expect(found(["http_proxy": "p:1"]) == nil, "http_proxy is for http:// URLs")
+        #expect(found(["HTTP_PROXY": "p:1"], "http://127.0.0.1:8788") == nil, "libcurl never reads HTTP_PROXY")
+        #expect(found(["http_proxy": "p:1"], "http://127.0.0.1:8788") == "http_proxy")
+        for exempt in ["*", "example.com", ".example.com", "other, api.example.com", "API.example.com."] {
+            #expect(found(["https_proxy": "p:1", "no_proxy": exempt]) == nil, "\(exempt)")
+        }
+        for notExempt in ["ample.com", "www.example.com", "*.example.com", ""] {
+            #expect(found(["https_proxy": "p:1", "no_proxy": notExempt]) == "https_proxy", "\(notExempt)")
+        }
+        #expect(found(["https_proxy": "p:1", "NO_PROXY": "example.com"]) == nil)
+        #expect(found(["http_proxy": "p:1", "no_proxy": "127.0.0.0/8"], "http://127.0.0.1:8788") == nil)
+        #expect(found(["http_proxy": "p:1", "no_proxy": "10.0.0.0/8"], "http://127.0.0.1:8788") == "http_proxy")
+        #expect(found(["http_proxy": "p:1", "no_proxy": "::1"], "http://[::1]:8788") == nil)
+        #expect(EnvironmentProxy.find(upstream: https, environment: ["https_proxy": "socks5h://u:pw@10.0.0.1:1080"])?.endpoint == "10.0.0.1:1080")
+
+        let settings = try RelayConfig.parse(toml: "[upstream]\nurl = \"\(https)\"\n", path: "r.toml").resolve()
+        let bad = settings.usabilityFindings(environment: ["HTTPS_PROXY": "socks9://relay:hunter2@proxy:1080"]).filter { $0.level == .problem && $0.subject == "upstream" }
+        #expect(bad.count == 1, "\(bad)")
+        #expect(bad.first?.message.hasPrefix(#"HTTPS_PROXY in the environment, the proxy libcurl would use for https://api.example.com: unsupported scheme "socks9""#) == true, "\(bad)")
+        #expect(bad.first?.message.contains("hunter2") == false)
+        let good = settings.usabilityFindings(environment: ["HTTPS_PROXY": "http://relay:hunter2@proxy.internal:3128"])
+        #expect(good.allSatisfy { $0.level != .problem || $0.subject != "upstream" })
+        #expect(good.contains { $0.message.hasSuffix("through the proxy at proxy.internal:3128 (from HTTPS_PROXY in the environment)") }, "\(good)")
+        #expect(!good.contains { $0.message.contains("hunter2") })
+        // upstream.proxy takes the environment's place, as in libcurl.
+        let configured = try RelayConfig.parse(toml: "[upstream]\nurl = \"\(https)\"\nproxy = \"proxy.internal:3128\"\n", path: "r.toml").resolve()
+        #expect(configured.usabilityFindings(environment: ["https_proxy": "socks9://x"]).allSatisfy { $0.level != .problem || $0.subject != "upstream" })
+    }
+
     @Test func usabilityNamesAMissingSpoolOrSocketDirectory() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -254,11 +294,11 @@ import RelaySpool
         var good = RelayConfig()
         good.spool = .init(); good.spool!.path = dir + "/spool.db"
         good.listen = .init(); good.listen!.unix = dir + "/relay.sock"
-        #expect(try good.resolve().usabilityFindings().allSatisfy { $0.level != .problem })
+        #expect(try good.resolve().usabilityFindings(environment: [:]).allSatisfy { $0.level != .problem })
         var bad = good
         bad.spool!.path = dir + "/missing/spool.db"
         bad.listen!.unix = dir + "/gone/relay.sock"
-        let problems = try bad.resolve().usabilityFindings().filter { $0.level == .problem }
+        let problems = try bad.resolve().usabilityFindings(environment: [:]).filter { $0.level == .problem }
         #expect(problems.map(\.subject) == ["spool", "listen.unix"])
         #expect(problems[0].message.contains("the directory \(dir)/missing does not exist"))
         #expect(problems[1].message.contains("the directory \(dir)/gone does not exist"))

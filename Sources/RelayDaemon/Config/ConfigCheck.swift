@@ -91,8 +91,9 @@ extension RelayConfig {
 
 extension ResolvedSettings {
     /// Whether these settings can be used here by this user: the spool's
-    /// directory and file, the socket's directory, the listeners, the upstream.
-    public func usabilityFindings() -> [ConfigFinding] {
+    /// directory and file, the socket's directory, the listeners, the upstream
+    /// and the proxy libcurl would take for it from `environment`.
+    public func usabilityFindings(environment: [String: String] = ProcessInfo.processInfo.environment) -> [ConfigFinding] {
         var found: [ConfigFinding] = []
         let spoolPath = spool.path
         let spoolDir = Self.directory(of: spoolPath)
@@ -125,7 +126,18 @@ extension ResolvedSettings {
         } else {
             found.append(ConfigFinding(.note, "listen.tcp", "no TCP listener (listen.tcp = \"off\")"))
         }
-        found.append(ConfigFinding(.ok, "upstream", "batches go to \(forward.batchURL) (write key \(forward.writeKey == nil ? "sent by each app" : "configured"))"))
+        let batches = "batches go to \(forward.batchURL) (write key \(forward.writeKey == nil ? "sent by each app" : "configured"))"
+        if forward.transport.proxy != nil {
+            found.append(ConfigFinding(.ok, "upstream", batches + ", through upstream.proxy"))
+        } else if let proxy = EnvironmentProxy.find(upstream: forward.upstream, environment: environment) {
+            if let problem = proxy.problem {
+                found.append(ConfigFinding(.problem, "upstream", "\(proxy.variable) in the environment, the proxy libcurl would use for \(forward.upstream): \(problem); correct or unset \(proxy.variable) (or set upstream.proxy, which takes its place)"))
+            } else {
+                found.append(ConfigFinding(.ok, "upstream", batches + ", through the proxy at \(proxy.endpoint) (from \(proxy.variable) in the environment)"))
+            }
+        } else {
+            found.append(ConfigFinding(.ok, "upstream", batches))
+        }
         return found
     }
 
