@@ -223,12 +223,42 @@ import Testing
             if r.status == 503 { retryAfter = r.headers["retry-after"] }
         }
         #expect(statuses.contains(503))
-        #expect(retryAfter == "5")
+        // The upstream is down and the relay retries within retry_cap_ms (800 ms): come back in a second.
+        #expect(retryAfter == "1")
         let acked = statuses.filter { $0 == 200 }.count
         let upstream = try TestUpstream(port: port)
         defer { upstream.stop() }
         #expect(eventually { upstream.delivered.count == acked }, "every acknowledged call delivered")
         #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("after")).status == 200)
+    }
+
+    /// A full spool frees room only as the forwarder delivers: while
+    /// forwarding is paused on refused credentials (tried again in 5 min),
+    /// apps are told to come back then, not every 5 s, over HTTP and the
+    /// line protocol alike.
+    @Test func aFullSpoolTellsAppsToComeBackWhenTheForwarderNextTries() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        upstream.requireWriteKey("another-key")
+        let relay = try RelayProcess(upstream: upstream.url, config: testConfig() + "\n[spool]\nmax_bytes = 2000\n")
+        try relay.start()
+        defer { relay.stop() }
+        #expect(try http(relay.tcp, "POST", "/v1/identify", json: identify("first")).status == 200)
+        #expect(eventually { ((try? relay.status())?["upstream"] as? [String: Any])?["state"] as? String == "paused_credentials" }, "log:\n\(relay.log)")
+        var full: HTTPResponse?
+        for i in 0..<30 where full == nil {
+            let r = try http(relay.tcp, "POST", "/v1/identify", json: identify("fill\(i)"))
+            if r.status == 503 { full = r }
+        }
+        let answer = try #require(full, "the spool never filled")
+        let seconds = Int(answer.headers["retry-after"] ?? "") ?? 0
+        #expect((290...300).contains(seconds), "Retry-After \(seconds) s, where the next attempt is 5 min away")
+        #expect(answer.text.contains("the spool is full"), "\(answer.text)")
+        let conn = try SocketConnection(relay.unix)
+        try conn.write(Array((#"{"type":"identify","user_id":"by-line"}"# + "\n").utf8))
+        let line = try conn.read { $0.contains(0x0A) }
+        let reply = (try? JSONSerialization.jsonObject(with: line.prefix { $0 != 0x0A })) as? [String: Any] ?? [:]
+        #expect(reply["status"] as? Int == 503 && (290...300).contains(reply["retry_after"] as? Int ?? 0), "\(String(decoding: line, as: UTF8.self))")
     }
 
     @Test func operatorCommandsOnAKnownSpool() throws {

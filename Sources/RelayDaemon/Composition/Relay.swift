@@ -40,7 +40,8 @@ public final class Relay: Sendable {
         let observer = RelayObserver(spool: spool, forwarder: forwarder)
         let refusedAppKeys = forwarder.refusedAppKeys
         let pipeline = IngestPipeline(options: settings.ingest, store: spool, logger: logger.named("ingest"),
-                                      refusedUpstream: { refusedAppKeys.refusal(of: $0, nowMillis: SystemClock.wallMillis()) })
+                                      refusedUpstream: { refusedAppKeys.refusal(of: $0, nowMillis: SystemClock.wallMillis()) },
+                                      fullSpoolRetryAfter: { [forwarder] in forwarder.status.secondsUntilNextAttempt(nowMillis: SystemClock.wallMillis()) })
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         ingest = IngestServer(
             options: settings.ingest, pipeline: pipeline,

@@ -36,6 +36,14 @@ public struct UpstreamStatus: Sendable, Hashable, Codable {
     /// When the last of them was refused, unix milliseconds.
     public var appKeyRefusedAtMillis: Int64?
 
+    /// Whole seconds until the next attempt while the forwarder backs off or
+    /// is paused, from 1 to `cap`; 1 while it sends. What a full spool tells
+    /// apps to wait (`Retry-After`): room comes back only as batches go out.
+    public func secondsUntilNextAttempt(nowMillis: Int64, cap: Int = 300) -> Int {
+        guard let next = nextAttemptAtMillis, next > nowMillis else { return 1 }
+        return Int(min(Int64(cap), max(1, (next - nowMillis + 999) / 1000)))
+    }
+
     /// Sets `state`, noting when it changed.
     mutating func enter(_ new: State, at millis: Int64) {
         guard new != state else { return }

@@ -25,7 +25,8 @@ public struct IngestOptions: Sendable {
     public var idleTimeoutSeconds: Int64
     /// Longest a client may take to send one HTTP request (headers and body): `408` after it.
     public var requestTimeoutSeconds: Int64
-    /// Seconds an app is told to wait (`Retry-After`) when the spool refuses writes.
+    /// Seconds an app is told to wait (`Retry-After`) when the disk refuses
+    /// writes (a full spool tells the wait until the forwarder next tries).
     public var retryAfterSeconds: Int
     /// The relay holds an upstream write key, so apps need none.
     public var relayHasWriteKey: Bool

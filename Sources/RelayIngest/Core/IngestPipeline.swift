@@ -7,7 +7,8 @@
 // Invariants:
 // - `200` only after the spool reported the commit.
 // - Every problem is reported (`400`), size problems are `413`, a spool that
-//   refuses writes is `503` with Retry-After, a refused key is `401`.
+//   refuses writes is `503` with Retry-After (a full one: until the
+//   forwarder's next attempt, which may free room), a refused key is `401`.
 // - A batch stores every valid message and lists each invalid one by index;
 //   it is `400` only when none was valid.
 // - At most `maxPendingBytes` of payload wait for the spool's commit at once,
@@ -58,6 +59,9 @@ public final class IngestPipeline: Sendable {
     private let makeMessageID: @Sendable () -> String
     /// The fingerprint of an app's own write key the upstream refuses now; nil when it does not.
     private let refusedUpstream: @Sendable (String) -> String?
+    /// Seconds a full spool tells apps to wait (the forwarder's next
+    /// attempt); nil: `options.retryAfterSeconds`.
+    private let fullSpoolRetryAfter: @Sendable () -> Int?
     /// Payload bytes handed to the store and not yet committed.
     private let pendingBytes = Atomic<Int>(0)
     /// Bytes of request bodies received and not yet complete (HTTP), on the TCP port and on the socket.
@@ -85,13 +89,18 @@ public final class IngestPipeline: Sendable {
     ///   app's own write key the upstream refuses now, nil when it does not
     ///   (the forwarder knows; calls with such a key are stored only while
     ///   the spool is less than half full).
+    /// - Parameter fullSpoolRetryAfter: seconds until the forwarder may next
+    ///   free room (its next attempt while the upstream fails or forwarding is
+    ///   paused; 1 while it delivers), for the `Retry-After` of a full spool.
     public init(options: IngestOptions, store: any MessageStore, logger: Logger = Logger(label: "plainflow-relay.ingest"),
                 now: @escaping @Sendable () -> Date = { Date() },
                 makeMessageID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() },
-                refusedUpstream: @escaping @Sendable (String) -> String? = { _ in nil }) {
+                refusedUpstream: @escaping @Sendable (String) -> String? = { _ in nil },
+                fullSpoolRetryAfter: @escaping @Sendable () -> Int? = { nil }) {
         self.options = options
         self.store = store
         self.refusedUpstream = refusedUpstream
+        self.fullSpoolRetryAfter = fullSpoolRetryAfter
         self.normalizer = MessageNormalizer(limits: options.limits)
         self.logger = logger
         self.now = now
@@ -464,6 +473,9 @@ public final class IngestPipeline: Sendable {
     private func spoolFailure(_ error: SpoolError, count: Int) -> IngestReply {
         unavailable.increment(by: Int64(count))
         noteRefused(count, reason: "the spool cannot store them: \(error)")
+        if case .full = error, let seconds = fullSpoolRetryAfter() {
+            return .failure(503, [error.description], retryAfter: seconds)
+        }
         if error.isTransient {
             return .failure(503, [error.description], retryAfter: options.retryAfterSeconds)
         }
