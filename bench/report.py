@@ -93,6 +93,8 @@ def main():
     w("- tools: %s" % "; ".join("%s: %s" % (k, v[k]) for k in sorted(v) if k not in ("relay_commit",)))
     w("- payload: a Segment-style identify of %d bytes before its ids (`bench/payload.json`: messageId, timestamp, sentAt, "
       "context.library, type, userId, 12 traits), with a unique messageId per call in every driver" % res.get("payload_bytes", 0))
+    w("- the relay: the static binary `packaging/build-deb.sh` builds, run with the `Environment=` lines of the packaged "
+      "systemd unit (`packaging/debian/plainflow-relay.service`)")
     w("")
 
     # ---------------- 1
