@@ -98,8 +98,7 @@ struct Run: AsyncParsableCommand {
             "version": "\(RelayVersion.current)", "spool": "\(settings.spool.path)", "upstream": "\(settings.forward.upstream)",
             "write_key": "\(settings.forward.writeKey == nil ? "from apps" : "configured")",
         ])
-        if settings.forward.transport.proxy == nil,
-           let proxy = EnvironmentProxy.find(upstream: settings.forward.upstream, environment: ProcessInfo.processInfo.environment) {
+        if let (proxy, _) = settings.environmentProxy() {
             logger.notice("requests to the upstream go through the proxy the environment names (upstream.proxy, when set, takes its place)",
                           metadata: ["proxy": "\(proxy.endpoint)", "variable": "\(proxy.variable)"])
         }
@@ -119,7 +118,8 @@ struct CheckConfig: ParsableCommand {
         discussion: """
             Prints which file it read (or that none exists and the defaults are used), then each finding: the \
             values, the spool's directory (exists, writable by this user), the socket's directory, the listeners, \
-            the upstream URL. Run it as the user the relay runs as (e.g. sudo -u plainflow-relay).
+            the upstream URL and the proxy libcurl would use for it (upstream.proxy, else https_proxy, \
+            HTTPS_PROXY, http_proxy, all_proxy or ALL_PROXY unless no_proxy or NO_PROXY lists the host). Run it as the user the relay runs as (e.g. sudo -u plainflow-relay).
             """)
 
     @OptionGroup var configOptions: ConfigOptions

@@ -215,7 +215,8 @@ import Testing
         let relay = try RelayProcess(upstream: "http://127.0.0.1:\(port)", config: testConfig() + "\n[spool]\nmax_bytes = 2000\n")
         try relay.start()
         defer { relay.stop() }
-        var statuses: [Int] = []
+        var statuses = [try http(relay.tcp, "POST", "/v1/identify", json: identify("first")).status]
+        #expect(eventually { ((try? relay.status())?["upstream"] as? [String: Any])?["state"] as? String == "retrying" }, "log:\n\(relay.log)")
         var retryAfter: String?
         for i in 0..<30 {
             let r = try http(relay.tcp, "POST", "/v1/identify", json: identify("full\(i)"))

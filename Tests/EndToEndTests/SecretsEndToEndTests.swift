@@ -62,16 +62,21 @@ import Glibc
         let canary = "pw-\(UUID().uuidString.prefix(12))"
         let upstream = try TestUpstream()
         defer { upstream.stop() }
-        let unusable = try RelayProcess(upstream: "", config: testConfig(#"url = "\#(upstream.url)""#))
-        unusable.environment = ["http_proxy": "socks9://relay:\(canary)@127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""]
-        #expect(throws: (any Error).self) { try unusable.start() }
-        defer { unusable.stop() }
-        #expect(unusable.log.contains(#"http_proxy in the environment, the proxy libcurl would use for \#(upstream.url): unsupported scheme "socks9""#), "\(unusable.log)")
-        let check = try cli(["check-config", "--json", "--config", unusable.dir + "/relay.toml"], env: unusable.environment)
-        #expect(check.status == 78, "\(check.out)")
-        let findings = (json(check) as? [String: Any])?["findings"] as? [[String: Any]] ?? []
-        #expect(findings.contains { $0["level"] as? String == "problem" && ($0["message"] as? String ?? "").hasPrefix("http_proxy in the environment") }, "\(check.out)")
-        #expect(!unusable.log.contains(canary) && !check.out.contains(canary), "the proxy password appears:\n\(unusable.log)\n\(check.out)")
+        // A scheme libcurl lacks; a password with a space (libcurl refuses it, quoting the value).
+        let unusableProxies = [("socks9://relay:\(canary)@127.0.0.1:9", #"unsupported scheme "socks9""#),
+                               ("http://relay:\(canary) x@127.0.0.1:9", "it contains a space")]
+        for (proxy, why) in unusableProxies {
+            let unusable = try RelayProcess(upstream: "", config: testConfig(#"url = "\#(upstream.url)""#))
+            unusable.environment = ["http_proxy": proxy, "no_proxy": "", "NO_PROXY": ""]
+            #expect(throws: (any Error).self) { try unusable.start() }
+            defer { unusable.stop() }
+            #expect(unusable.log.contains("http_proxy in the environment, the proxy libcurl would use for \(upstream.url): \(why)"), "\(unusable.log)")
+            let check = try cli(["check-config", "--json", "--config", unusable.dir + "/relay.toml"], env: unusable.environment)
+            #expect(check.status == 78, "\(check.out)")
+            let findings = (json(check) as? [String: Any])?["findings"] as? [[String: Any]] ?? []
+            #expect(findings.contains { $0["level"] as? String == "problem" && ($0["message"] as? String ?? "").hasPrefix("http_proxy in the environment") }, "\(check.out)")
+            #expect(!unusable.log.contains(canary) && !check.out.contains(canary), "the proxy password appears:\n\(unusable.log)\n\(check.out)")
+        }
 
         let relay = try RelayProcess(upstream: upstream.url, config: testConfig())
         relay.environment = ["http_proxy": "http://relay:\(canary)@127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""]
@@ -87,5 +92,17 @@ import Glibc
         #expect(lastError.contains("127.0.0.1 port 9"), "the failure is the proxy's: \(lastError)")
         #expect(!lastError.contains(canary) && !relay.log.contains(canary), "the proxy password appears: \(lastError)\n\(relay.log)")
         #expect(upstream.requests.isEmpty)
+
+        // upstream.proxy takes the environment's place; a reload that drops it is checked like a start.
+        let configured = { (proxy: String) in testConfig(#"url = "\#(upstream.url)""# + "\n" + proxy) }
+        let reloaded = try RelayProcess(upstream: "", config: configured(#"proxy = "http://127.0.0.1:9""#))
+        reloaded.environment = ["http_proxy": "socks9://relay:\(canary)@127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""]
+        try reloaded.start()
+        defer { reloaded.stop() }
+        try configured("").write(toFile: reloaded.dir + "/relay.toml", atomically: true, encoding: .utf8)
+        kill(reloaded.process!.processIdentifier, SIGHUP)
+        #expect(eventually { reloaded.log.contains("keeping the running one") }, "log:\n\(reloaded.log)")
+        #expect(reloaded.log.contains(#"http_proxy in the environment, the proxy libcurl would use for \#(upstream.url): unsupported scheme "socks9""#), "\(reloaded.log)")
+        #expect(!reloaded.log.contains(canary))
     }
 }

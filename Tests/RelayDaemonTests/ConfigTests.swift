@@ -96,6 +96,13 @@ import RelaySpool
         #expect(port.contains("upstream.proxy: port 99999 of proxy is out of range") && !port.contains("hunter2"), "\(port)")
         let shape = problem("http://relay:hunter2")
         #expect(shape.contains("upstream.proxy: expected [scheme://][user:password@]host[:port]") && !shape.contains("hunter2"), "\(shape)")
+        // libcurl refuses a space and quotes the whole value when it does.
+        let space = problem("http://relay:hunter2 x@proxy:3128")
+        #expect(space.contains("upstream.proxy: it contains a space or a control character") && !space.contains("hunter2"), "\(space)")
+        // Before "://" may lie a password: a scheme is named only when it looks like one.
+        let hidden = problem("tok3n@proxy:3128/?u=http://x")
+        #expect(hidden.contains("upstream.proxy: unsupported scheme (use") && !hidden.contains("tok3n"), "\(hidden)")
+        #expect(RelayConfig.proxyProblem("socks://127.0.0.1:1080/") == nil, "libcurl takes socks:// as SOCKS4")
     }
 
     /// What the system says, not a framework's guess ("You don't have
@@ -271,7 +278,23 @@ import RelaySpool
         #expect(found(["http_proxy": "p:1", "no_proxy": "127.0.0.0/8"], "http://127.0.0.1:8788") == nil)
         #expect(found(["http_proxy": "p:1", "no_proxy": "10.0.0.0/8"], "http://127.0.0.1:8788") == "http_proxy")
         #expect(found(["http_proxy": "p:1", "no_proxy": "::1"], "http://[::1]:8788") == nil)
+        #expect(found(["http_proxy": "p:1", "no_proxy": "::1"], "http://[0:0::1]:8788") == nil, "libcurl writes the address short")
+        #expect(found(["http_proxy": "p:1", "no_proxy": "::1/128"], "http://[::1]:8788") == "http_proxy", "libcurl 7.88 matches no IPv6 range")
+        // As libcurl 7.88 reads no_proxy: an IPv4 host against addresses only, the bits as atoi reads them.
+        let local = "http://127.0.0.1:8788"
+        for exempt in ["127.0.0.1/", "127.0.0.0/8x", "127.0.0.0/8.0", "127.0.0.1/0", "127.0.0.1/32"] {
+            #expect(found(["http_proxy": "p:1", "no_proxy": exempt], local) == nil, "\(exempt)")
+        }
+        for notExempt in ["127.0.0.0/0", "1", "0.1", ".127.0.0.1", "127.0.0.1.", "127.0.0.0/33", "127.0.0.0/-8", " * ", "*,"] {
+            #expect(found(["http_proxy": "p:1", "no_proxy": notExempt], local) == "http_proxy", "\(notExempt)")
+        }
+        #expect(found(["http_proxy": "p:1", "no_proxy": "127.0.0.1"], "http://127.1:8788") == nil, "libcurl reads 127.1 as 127.0.0.1")
+        #expect(found(["https_proxy": "p:1", "no_proxy": "example.com"], "https://api.example.com./") == nil, "a dot after the host")
         #expect(EnvironmentProxy.find(upstream: https, environment: ["https_proxy": "socks5h://u:pw@10.0.0.1:1080"])?.endpoint == "10.0.0.1:1080")
+        #expect(EnvironmentProxy.find(upstream: https, environment: ["https_proxy": "u:pw@proxy.internal"])?.endpoint == "proxy.internal:1080")
+        #expect(EnvironmentProxy.find(upstream: https, environment: ["https_proxy": "https://proxy.internal"])?.endpoint == "proxy.internal:443")
+        let printed = EnvironmentProxy.find(upstream: https, environment: ["https_proxy": "http://u:hunter2@proxy.internal:3128"])
+        #expect("\(String(describing: printed))".contains("https_proxy (proxy.internal:3128)") && !"\(String(reflecting: printed))".contains("hunter2"))
 
         let settings = try RelayConfig.parse(toml: "[upstream]\nurl = \"\(https)\"\n", path: "r.toml").resolve()
         let bad = settings.usabilityFindings(environment: ["HTTPS_PROXY": "socks9://relay:hunter2@proxy:1080"]).filter { $0.level == .problem && $0.subject == "upstream" }

@@ -66,17 +66,4 @@ import Testing
         let r12 = b.acquire(nowMillis: 2_000)
         #expect(r12)
     }
-
-    /// What a full spool tells apps to wait: until the next attempt, in whole
-    /// seconds rounded up, from 1 (sending, or overdue) to 300.
-    @Test func aFullSpoolsWaitIsTheTimeToTheNextAttempt() {
-        var status = UpstreamStatus()
-        #expect(status.secondsUntilNextAttempt(nowMillis: 10_000) == 1)
-        status.nextAttemptAtMillis = 9_000
-        #expect(status.secondsUntilNextAttempt(nowMillis: 10_000) == 1)
-        status.nextAttemptAtMillis = 11_200
-        #expect(status.secondsUntilNextAttempt(nowMillis: 10_000) == 2)
-        status.nextAttemptAtMillis = 10_000 + 600_000
-        #expect(status.secondsUntilNextAttempt(nowMillis: 10_000) == 300)
-    }
 }

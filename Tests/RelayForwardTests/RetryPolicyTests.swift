@@ -145,7 +145,7 @@ import RelaySpool
 }
 
 @Suite struct TransportFailureTests {
-    @Test func credentialsInAURLAreTakenOutOfLibcurlsMessage() {
+    @Test func credentialsInAURLAreTakenOutOfLibcurlsMessage() throws {
         #expect(TransportFailure.withoutCredentials("Unsupported proxy scheme for 'socks9://bob:secret@proxy:1080'")
             == "Unsupported proxy scheme for 'socks9://***@proxy:1080'")
         #expect(TransportFailure.withoutCredentials("Unsupported proxy syntax in 'bob:secret@proxy:1:x'")
@@ -153,5 +153,12 @@ import RelaySpool
         #expect(TransportFailure.withoutCredentials("Failed to connect to 127.0.0.1 port 9 after 0 ms: Couldn't connect to server")
             == "Failed to connect to 127.0.0.1 port 9 after 0 ms: Couldn't connect to server", "nothing to take out")
         #expect(TransportFailure.withoutCredentials("a@b and 'x://u:p@h'") == "***@b and 'x://***@h'")
+        // A password with a space, a quote or an @: only the proxy as written tells where it ends.
+        let proxy = "http://relay:s3cr3t p4'ss@x@proxy:3128"
+        let known = try #require(ProxyCredentials.of(proxy))
+        #expect(known == "relay:s3cr3t p4'ss@x")
+        #expect(TransportFailure.withoutCredentials("Unsupported proxy syntax in '\(proxy)'", known: [known])
+            == "Unsupported proxy syntax in 'http://***@proxy:3128'")
+        #expect(ProxyCredentials.of("proxy:3128") == nil && ProxyCredentials.of("u:pw@proxy") == "u:pw")
     }
 }

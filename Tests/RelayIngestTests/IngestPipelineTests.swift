@@ -116,8 +116,13 @@ import RelaySpool
         #expect(await send(p, .single(.identify), #"{"userId":"u1"}"#).0.status == 200)
         let (reply, json) = await send(p, .single(.identify), #"{"userId":"u2","traits":{"bio":"\#(String(repeating: "x", count: 200))"}}"#)
         #expect(reply.status == 503)
-        #expect(reply.retryAfterSeconds == 5)
+        #expect(reply.retryAfterSeconds == 5, "the forwarder delivers (no wait of its own): the default")
         #expect((json["errors"] as? [String])?.first?.contains("spool is full") == true)
+        // While the upstream fails, a full spool tells apps when the forwarder tries next.
+        let waiting = IngestPipeline(options: { var o = IngestOptions(); o.relayHasWriteKey = true; return o }(), store: f.spool,
+                                     fullSpoolRetryAfter: { 42 })
+        let (later, laterJSON) = await send(waiting, .single(.identify), #"{"userId":"u3","traits":{"bio":"\#(String(repeating: "y", count: 200))"}}"#)
+        #expect(later.status == 503 && later.retryAfterSeconds == 42 && laterJSON["retry_after"] as? Int == 42)
         await f.spool.close()
     }
 

@@ -118,6 +118,8 @@ struct ReloadService: Service {
                 }
                 do {
                     let new = try reload()
+                    // (An upstream or proxy change may put an environment's proxy in force.)
+                    if let problem = new.environmentProxy()?.problem { throw ConfigError(problem) }
                     let hadKey = forwarder.options.writeKey != nil
                     forwarder.reload(new.forward)
                     if !hadKey && new.forward.writeKey != nil {

@@ -129,9 +129,9 @@ extension ResolvedSettings {
         let batches = "batches go to \(forward.batchURL) (write key \(forward.writeKey == nil ? "sent by each app" : "configured"))"
         if forward.transport.proxy != nil {
             found.append(ConfigFinding(.ok, "upstream", batches + ", through upstream.proxy"))
-        } else if let proxy = EnvironmentProxy.find(upstream: forward.upstream, environment: environment) {
-            if let problem = proxy.problem {
-                found.append(ConfigFinding(.problem, "upstream", "\(proxy.variable) in the environment, the proxy libcurl would use for \(forward.upstream): \(problem); correct or unset \(proxy.variable) (or set upstream.proxy, which takes its place)"))
+        } else if let (proxy, problem) = environmentProxy(environment) {
+            if let problem {
+                found.append(ConfigFinding(.problem, "upstream", problem))
             } else {
                 found.append(ConfigFinding(.ok, "upstream", batches + ", through the proxy at \(proxy.endpoint) (from \(proxy.variable) in the environment)"))
             }
@@ -139,6 +139,18 @@ extension ResolvedSettings {
             found.append(ConfigFinding(.ok, "upstream", batches))
         }
         return found
+    }
+
+    /// The proxy libcurl would take from `environment` for the upstream
+    /// (none when `upstream.proxy` is set), and why libcurl could not use
+    /// it (nil: it can). Checked at start, by `check-config` and at a reload.
+    public func environmentProxy(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> (proxy: EnvironmentProxy, problem: String?)? {
+        guard forward.transport.proxy == nil,
+              let proxy = EnvironmentProxy.find(upstream: forward.upstream, environment: environment) else { return nil }
+        let problem = proxy.problem.map {
+            "\(proxy.variable) in the environment, the proxy libcurl would use for \(forward.upstream): \($0); correct or unset \(proxy.variable) (or set upstream.proxy, which takes its place)"
+        }
+        return (proxy, problem)
     }
 
     /// The directory part of `path` ("." for a bare file name).

@@ -396,10 +396,16 @@ extension RelayConfig {
     /// without a scheme, http), or nil. The message never repeats the value:
     /// it may hold a password.
     static func proxyProblem(_ proxy: String) -> String? {
+        // (libcurl refuses these, and quotes the whole value when it does.)
+        if proxy.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
+            return "it contains a space or a control character; a user name or password with one must be percent-encoded (%20) (the value is not repeated here: it may hold a password)"
+        }
         let url = proxy.contains("://") ? proxy : "http://" + proxy
         let scheme = url.prefix { $0 != ":" }.lowercased()
-        guard ["http", "https", "socks4", "socks4a", "socks5", "socks5h"].contains(scheme) else {
-            return "unsupported scheme \"\(scheme)\" (use http, https, socks4, socks4a, socks5 or socks5h)"
+        guard ["http", "https", "socks", "socks4", "socks4a", "socks5", "socks5h"].contains(scheme) else {
+            // Named only when it looks like a scheme: before "://" may lie a user name and password.
+            let named = scheme.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) } ? " \"\(scheme)\"" : ""
+            return "unsupported scheme\(named) (use http, https, socks4, socks4a, socks5 or socks5h)"
         }
         guard let parsed = parsedWithHost(url), let host = parsed.host else {
             return "expected [scheme://][user:password@]host[:port], e.g. http://proxy.internal:3128 (the value is not repeated here: it may hold a password)"

@@ -112,6 +112,7 @@ struct ForwardLoop {
                 break
             case .resumed(let reason):
                 logger.notice("forwarding resumed after a pause; trying the upstream again", metadata: ["paused_for": "\(reason.rawValue)"])
+                outcomes.status.update { $0.nextAttemptAtMillis = now }  // (what a full spool tells apps to wait for)
             case .paused(let wait):
                 await acknowledgeNow()
                 try await clock.sleep(millis: min(wait, 1000))

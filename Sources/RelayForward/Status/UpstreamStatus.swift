@@ -37,9 +37,12 @@ public struct UpstreamStatus: Sendable, Hashable, Codable {
     public var appKeyRefusedAtMillis: Int64?
 
     /// Whole seconds until the next attempt while the forwarder backs off or
-    /// is paused, from 1 to `cap`; 1 while it sends. What a full spool tells
-    /// apps to wait (`Retry-After`): room comes back only as batches go out.
-    public func secondsUntilNextAttempt(nowMillis: Int64, cap: Int = 300) -> Int {
+    /// is paused, from 1 to `cap`; nil while it delivers (room then comes
+    /// back as fast as the upstream takes batches, or, when dead letters fill
+    /// the spool, not until an operator acts). What a full spool tells apps
+    /// to wait (`Retry-After`): room comes back only as batches go out.
+    public func secondsUntilNextAttempt(nowMillis: Int64, cap: Int = 300) -> Int? {
+        guard state != .ok else { return nil }
         guard let next = nextAttemptAtMillis, next > nowMillis else { return 1 }
         return Int(min(Int64(cap), max(1, (next - nowMillis + 999) / 1000)))
     }

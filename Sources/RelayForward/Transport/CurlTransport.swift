@@ -8,10 +8,15 @@
 //
 // TLS verification stays on (libcurl's default) for https; a CA file may be
 // configured; proxies come from the config or libcurl's usual environment
-// variables (`https_proxy`, `HTTPS_PROXY`, `no_proxy`).
+// variables (`https_proxy`, `HTTPS_PROXY`, `http_proxy`, `all_proxy`,
+// `ALL_PROXY`, `no_proxy`, `NO_PROXY`; the daemon checks them at start).
+// No failure message carries a proxy's user or password (`ProxyCredentials`).
 
 import CCurl
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Why no HTTP answer came back.
@@ -31,15 +36,21 @@ public struct TransportFailure: Error, Sendable, Hashable, CustomStringConvertib
 
     public var description: String { "\(message) (curl error \(code))" }
 
-    /// `text` with the user and password of every URL in it (`user:pw@host`)
-    /// replaced by `***`: libcurl quotes a proxy it cannot use whole
-    /// ("Unsupported proxy scheme for 'socks9://user:pw@host'"), and this
-    /// text goes to the log, `/v1/status` and the spool.
-    static func withoutCredentials(_ text: String) -> String {
+    /// `text` without the user and password of any proxy libcurl may use:
+    /// libcurl quotes a proxy it cannot use whole ("Unsupported proxy scheme
+    /// for 'socks9://user:pw@host'"), and this text goes to the log,
+    /// `/v1/status` and the spool. Each of `known` (as the proxy was written:
+    /// `ProxyCredentials`) is replaced by `***` wherever it appears, whatever
+    /// it holds (spaces, quotes, `@`); then anything else shaped like
+    /// `user:pw@host` (back to a quote, a space or a bracket, after "://").
+    static func withoutCredentials(_ text: String, known: [String] = []) -> String {
+        var text = text
+        for secret in known.sorted(by: { $0.count > $1.count }) where !secret.isEmpty {
+            text = text.replacing(secret, with: "***")
+        }
         var out = "", rest = Substring(text)
         while let at = rest.firstIndex(of: "@") {
             let before = rest[..<at]
-            // The user and password run back to a quote, a space or a bracket, and start after "://".
             var start = before.lastIndex { " '\"(<\t".contains($0) }.map(before.index(after:)) ?? before.startIndex
             if let scheme = before[start...].range(of: "://") { start = scheme.upperBound }
             out += before[..<start] + (start < at ? "***@" : "@")
@@ -51,6 +62,29 @@ public struct TransportFailure: Error, Sendable, Hashable, CustomStringConvertib
     public init(code: Int, message: String) {
         self.code = code
         self.message = message
+    }
+}
+
+/// The user and password parts of the proxies libcurl may use, as written
+/// (what comes before the last `@` of the value, after any `scheme://`):
+/// the configured one and those of libcurl's environment variables.
+enum ProxyCredentials {
+    static let variables = ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+
+    /// The environment's, read once (the relay never changes its environment).
+    static let environment: [String] = variables.compactMap { name in getenv(name).flatMap { of(String(cString: $0)) } }
+
+    /// `proxy`'s `user:password`, nil when it has none.
+    static func of(_ proxy: String) -> String? {
+        guard let at = proxy.lastIndex(of: "@") else { return nil }
+        let start = proxy.range(of: "://").map(\.upperBound) ?? proxy.startIndex
+        guard start < at else { return nil }
+        return String(proxy[start..<at])
+    }
+
+    /// The configured proxy's and the environment's.
+    static func all(configured: String?) -> [String] {
+        (configured.flatMap(of).map { [$0] } ?? []) + environment
     }
 }
 
@@ -211,7 +245,8 @@ public final class CurlTransport: @unchecked Sendable {
 
             let result = curl_easy_perform(h)
             if result != CURLE_OK {
-                let detail = TransportFailure.withoutCredentials(String(cString: errorBuffer).trimming([" ", "\n"]))
+                let detail = TransportFailure.withoutCredentials(String(cString: errorBuffer).trimming([" ", "\n"]),
+                                                                 known: ProxyCredentials.all(configured: options.proxy))
                 return TransportFailure(code: Int(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
             }
             return nil

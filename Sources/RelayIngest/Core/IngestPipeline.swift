@@ -91,7 +91,8 @@ public final class IngestPipeline: Sendable {
     ///   the spool is less than half full).
     /// - Parameter fullSpoolRetryAfter: seconds until the forwarder may next
     ///   free room (its next attempt while the upstream fails or forwarding is
-    ///   paused; 1 while it delivers), for the `Retry-After` of a full spool.
+    ///   paused; nil while it delivers: `options.retryAfterSeconds`), for the
+    ///   `Retry-After` of a full spool.
     public init(options: IngestOptions, store: any MessageStore, logger: Logger = Logger(label: "plainflow-relay.ingest"),
                 now: @escaping @Sendable () -> Date = { Date() },
                 makeMessageID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() },
