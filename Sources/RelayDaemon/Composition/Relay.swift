@@ -118,8 +118,12 @@ struct ReloadService: Service {
                 }
                 do {
                     let new = try reload()
-                    // (An upstream or proxy change may put an environment's proxy in force.)
-                    if let problem = new.environmentProxy()?.problem { throw ConfigError(problem) }
+                    // An upstream or proxy change may put the environment's proxy in force: checked as at start.
+                    if let problem = new.environmentProxy()?.problem {
+                        logger.error("SIGHUP: the reloaded configuration cannot be used here; keeping the running one", metadata: ["error": "\(problem)"])
+                        forwarder.resume()
+                        continue
+                    }
                     let hadKey = forwarder.options.writeKey != nil
                     forwarder.reload(new.forward)
                     if !hadKey && new.forward.writeKey != nil {
